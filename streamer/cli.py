@@ -1,0 +1,146 @@
+"""The `streamer` command: curl's option names where curl has one, curl's exit codes likewise.
+
+Errors print one line naming the URL and the reason (never a traceback) and exit with the code
+of their `Result` (see README.md for the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .core.sizes import parse_size
+from .errors import StreamerError, UsageError, exit_code
+
+USAGE_EXIT = 2
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text!r}")
+    return value
+
+
+def _add_transfer_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that talks to a server."""
+    p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="extra request header (repeatable)")
+    p.add_argument("--connect-timeout", type=_seconds, metavar="SECONDS", default=30.0)
+    p.add_argument("--max-time", type=_seconds, metavar="SECONDS",
+                   help="maximum time for the whole transfer")
+    p.add_argument("--read-timeout", type=_seconds, metavar="SECONDS", default=60.0,
+                   help="maximum idle time between two reads (default 60)")
+    p.add_argument("--speed-limit", type=_size, metavar="BYTES",
+                   help="abort when slower than this many bytes/s for --speed-time")
+    p.add_argument("--speed-time", type=_seconds, metavar="SECONDS", default=30.0)
+    p.add_argument("--max-redirs", type=_count, default=8, metavar="N")
+    p.add_argument("--proto-redir-downgrade", action="store_true",
+                   help="allow redirects from https to http (refused by default)")
+    p.add_argument("--cacert", metavar="FILE", help="CA bundle to verify the server with")
+    p.add_argument("--cert", metavar="FILE", help="client certificate (PEM)")
+    p.add_argument("--key", metavar="FILE", help="client certificate's private key (PEM)")
+    p.add_argument("-k", "--insecure", action="store_true", help="do not verify certificates")
+    p.add_argument("-x", "--proxy", metavar="URL")
+    p.add_argument("--noproxy-env", action="store_true",
+                   help="ignore http_proxy/https_proxy/no_proxy from the environment")
+    p.add_argument("--retry", type=_count, default=0, metavar="N",
+                   help="retry transient failures N times (0: none)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--progress", action="store_true",
+                   help="show the progress bar even when stderr is not a terminal")
+    p.add_argument("--json", action="store_true", help="one JSON object per transfer on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamer", description="Streaming downloads with flat memory and typed failures."
+    )
+    parser.add_argument("--version", action="version", version=f"streamer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    get = sub.add_parser("get", help="download a URL into a file")
+    get.add_argument("url", metavar="URL")
+    where = get.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="PATH", help="write to PATH")
+    where.add_argument("-d", "--output-dir", metavar="DIR",
+                       help="write into DIR under the name from the URL")
+    get.add_argument("--max-filesize", type=_size, metavar="SIZE",
+                     help="refuse bodies larger than SIZE (K, M, G, KiB, MiB, GiB)")
+    get.add_argument("--checksum", metavar="ALGO:HEX", help="e.g. sha256:<hex>")
+    get.add_argument("--compressed", action="store_true",
+                     help="ask for gzip/deflate and save the decoded body")
+    get.add_argument("--no-clobber", action="store_true", help="never overwrite an existing file")
+    _add_transfer_options(get)
+
+    serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 (the built-in server)")
+    serve.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_count, default=8000)
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow binding to a non-loopback address")
+
+    demo = sub.add_parser("demo", help="serve a generated file locally and download it")
+    demo.add_argument("--size", type=_size, default=parse_size("1GiB"), metavar="SIZE")
+    demo.add_argument("--dir", metavar="DIR", help="work directory (default: a temporary one)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `streamer` console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else USAGE_EXIT
+    try:
+        if args.command == "get":
+            from .cli_get import run_get
+
+            return run_get(args)
+        if args.command == "serve":
+            from .cli_serve import run_serve
+
+            return run_serve(args)
+        from .demo import run_demo
+
+        return run_demo(args)
+    except KeyboardInterrupt:
+        print("streamer: interrupted", file=sys.stderr)
+        return 130
+    except StreamerError as exc:
+        print(f"streamer: {exc}", file=sys.stderr)
+        return exit_code(exc.result)
+
+
+def default_output(url: str, output: str | None, output_dir: str | None) -> Path:
+    """-o PATH as given; otherwise the URL's last segment (made safe) in -d DIR or the cwd."""
+    from .core.names import name_from_url
+
+    if output is not None:
+        return Path(output)
+    return Path(output_dir or ".") / name_from_url(url)

@@ -1,0 +1,275 @@
+"""`Client`: one aiohttp session, redirects under our own rules, and the three ways to read a body.
+
+- `stream()` opens a response and hands out its body chunk by chunk (Godot's HTTPClient).
+- `fetch()` reads a bounded body into memory.
+- `download()` streams a body into a file that appears only when complete (Godot's HTTPRequest
+  with ``download_file``); see `download.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import aiohttp
+
+from .config import ClientConfig
+from .core.checksum import Checksum
+from .core.decode import ACCEPT_ENCODING
+from .core.events import Phase, Progress, ProgressCallback
+from .core.redact import redact_url
+from .core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
+from .download import DownloadRequest, run_download
+from .errors import HTTPStatusError, StreamerError, UsageError
+from .net import make_session, mapped_errors
+from .results import DownloadResult, FetchResult
+from .stream import Stream, StreamOptions
+
+DEFAULT_FETCH_LIMIT = 64 << 20
+
+
+def split_userinfo(url: str) -> tuple[str, dict[str, str]]:
+    """Move URL credentials into an Authorization header (RFC 7617) so that our redirect rules,
+    not aiohttp's, decide where they may go."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise UsageError(f"invalid URL: {exc}", url=redact_url(url)) from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise UsageError("only http:// and https:// URLs are supported", url=redact_url(url))
+    if parts.username is None:
+        return url, {}
+    user, password = unquote(parts.username), unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
+
+
+def error_for_status(stream: Stream) -> HTTPStatusError:
+    return HTTPStatusError(
+        f"HTTP {stream.status} {stream.reason}".rstrip(),
+        url=stream.url,
+        status=stream.status,
+        reason=stream.reason,
+    )
+
+
+class Client:
+    """An HTTP client for streaming transfers; use as ``async with Client(**options) as c:``.
+
+    Options are the fields of `ClientConfig` (headers, timeouts, max_redirects, proxy, TLS,
+    chunk_size, ...). One aiohttp session, with its connection pool, lives as long as the client.
+    """
+
+    def __init__(self, config: ClientConfig | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise UsageError("pass either a ClientConfig or keyword options, not both")
+        self.config = config if config is not None else ClientConfig.from_options(options)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        cfg = self.config
+        self._session = make_session(
+            tls=cfg.tls,
+            connect_timeout=cfg.connect_timeout,
+            read_timeout=cfg.read_timeout,
+            read_bufsize=cfg.chunk_size,
+            headers={},
+            trust_env=cfg.trust_env,
+            limit=cfg.max_connections,
+            limit_per_host=cfg.max_per_host,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _headers(self, extra: Mapping[str, str] | None, accept_gzip: bool) -> dict[str, str]:
+        merged = {"User-Agent": self.config.user_agent}
+        merged["Accept-Encoding"] = ACCEPT_ENCODING if accept_gzip else "identity"
+        merged.update(self.config.headers)
+        merged.update(extra or {})
+        return merged
+
+    def _stream_options(self, max_bytes: int | None, decode: bool) -> StreamOptions:
+        cfg = self.config
+        deadline = None
+        if cfg.total_timeout is not None:
+            deadline = asyncio.get_running_loop().time() + cfg.total_timeout
+        return StreamOptions(
+            chunk_size=cfg.chunk_size,
+            max_bytes=max_bytes,
+            decode=decode,
+            speed_limit=cfg.speed_limit,
+            speed_time=cfg.speed_time,
+            deadline=deadline,
+        )
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        accept_gzip: bool | None = None,
+        raise_for_status: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[Stream]:
+        """Open `url` and yield a `Stream` (status, headers, declared length, chunk iterator)."""
+        decode = self.config.accept_gzip if accept_gzip is None else accept_gzip
+        opts = self._stream_options(max_bytes, decode)
+        stream = await self._open(
+            method, url, self._headers(headers, decode), opts, progress, raise_for_status
+        )
+        try:
+            yield stream
+        finally:
+            stream.close()
+
+    async def _open(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        opts: StreamOptions,
+        progress: ProgressCallback | None,
+        raise_for_status: bool,
+    ) -> Stream:
+        safe_url = redact_url(url)
+        request_url, auth = split_userinfo(url)
+        headers = {**auth, **headers}
+        policy = RedirectPolicy(
+            max_redirects=self.config.max_redirects, allow_downgrade=self.config.allow_downgrade
+        )
+        ctx = SimpleNamespace(on_phase=_phase_reporter(safe_url, progress))
+        hops = 0
+        while True:
+            resp = await self._request(method, request_url, headers, ctx, opts)
+            if resp.status not in REDIRECT_STATUSES:
+                break
+            location = resp.headers.get("Location")
+            resp.release()
+            hop = plan_redirect(
+                url=request_url,
+                status=resp.status,
+                location=location,
+                method=method,
+                headers=headers,
+                hops=hops,
+                policy=policy,
+            )
+            ctx.on_phase(Phase.REDIRECTING)
+            hops, request_url, method, headers = hops + 1, hop.url, hop.method, hop.headers
+        stream = Stream(resp, url=safe_url, redirects=hops, options=opts, progress=progress)
+        if raise_for_status and stream.status >= 400:
+            stream.close()
+            raise error_for_status(stream)
+        return stream
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        ctx: SimpleNamespace,
+        opts: StreamOptions,
+    ) -> aiohttp.ClientResponse:
+        if self._session is None:
+            raise UsageError("the client is not open: use `async with Client() as client`")
+        timeout = None
+        if opts.deadline is not None:
+            remaining = opts.deadline - asyncio.get_running_loop().time()
+            timeout = aiohttp.ClientTimeout(
+                total=max(remaining, 0.001),
+                sock_connect=self.config.connect_timeout,
+                sock_read=self.config.read_timeout,
+            )
+        with mapped_errors(url):
+            return await self._session.request(
+                method,
+                url,
+                headers=headers,
+                allow_redirects=False,
+                proxy=self.config.proxy,
+                trace_request_ctx=ctx,
+                **({"timeout": timeout} if timeout is not None else {}),
+            )
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = DEFAULT_FETCH_LIMIT,
+        accept_gzip: bool | None = None,
+        raise_for_status: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> FetchResult:
+        """Read the body into memory, refusing one larger than `max_bytes` before reading it."""
+        started = time.monotonic()
+        async with self.stream(
+            url,
+            method=method,
+            headers=headers,
+            max_bytes=max_bytes,
+            accept_gzip=True if accept_gzip is None else accept_gzip,
+            raise_for_status=raise_for_status,
+            progress=progress,
+        ) as stream:
+            body = await stream.read()
+            return FetchResult(
+                url=stream.url,
+                final_url=redact_url(stream.final_url),
+                status=stream.status,
+                reason=stream.reason,
+                headers=dict(stream.headers),
+                body=body,
+                elapsed=time.monotonic() - started,
+                length_verified=stream.length_verified,
+                redirects=stream.redirects,
+            )
+
+    async def download(
+        self,
+        url: str,
+        path: str | Path,
+        *,
+        max_bytes: int | None = None,
+        checksum: str | Checksum | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept_gzip: bool | None = None,
+        no_clobber: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> DownloadResult:
+        """Stream `url` into `path` through a partial file; the target appears only when whole."""
+        request = DownloadRequest.build(
+            url, path, max_bytes=max_bytes, checksum=checksum, headers=headers,
+            accept_gzip=accept_gzip, no_clobber=no_clobber,
+        )  # fmt: skip
+        return await run_download(self, request, progress)
+
+
+def _phase_reporter(url: str, progress: ProgressCallback | None) -> Any:
+    def on_phase(phase: Phase) -> None:
+        if progress is not None:
+            progress(Progress(url, phase))
+
+    return on_phase
+
+
+__all__ = ["Client", "StreamerError"]

@@ -1,0 +1,75 @@
+"""Client options as one frozen value, validated once when the client is built."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .errors import UsageError
+from .net import TLSOptions
+
+DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a `Client` is built from; `Client(**options)` fills this in.
+
+    Timeouts are seconds (None: none). ``read_timeout`` is the idle time allowed between two
+    reads; a slow drip that never goes idle is caught by ``speed_limit``/``speed_time`` instead
+    (like curl's options of those names).
+    """
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    connect_timeout: float | None = 30.0
+    read_timeout: float | None = 60.0
+    total_timeout: float | None = None
+    speed_limit: float | None = None
+    speed_time: float = 30.0
+    max_redirects: int = 8
+    allow_downgrade: bool = False
+    proxy: str | None = None
+    trust_env: bool = True
+    verify: bool = True
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    accept_gzip: bool = False
+    user_agent: str = f"streamer/{__version__}"
+    max_connections: int = 100
+    max_per_host: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("chunk_size", self.chunk_size)
+        if self.max_redirects < 0:
+            raise UsageError(f"max_redirects must be >= 0, not {self.max_redirects}")
+        for name in ("connect_timeout", "read_timeout", "total_timeout", "speed_limit"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"{name} must be > 0 (or None), not {value}")
+        if self.speed_time <= 0:
+            raise UsageError(f"speed_time must be > 0, not {self.speed_time}")
+        if self.proxy is not None and not self.proxy.startswith(("http://", "https://")):
+            raise UsageError(f"proxy must be an http:// or https:// URL, not {self.proxy!r}")
+
+    @property
+    def tls(self) -> TLSOptions:
+        return TLSOptions(self.verify, self.cafile, self.certfile, self.keyfile)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ClientConfig:
+        """Build from keyword options, naming any unknown one (a typo must not pass silently)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UsageError(f"unknown client option(s): {', '.join(unknown)}")
+        return cls(**options)
+
+
+def _positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise UsageError(f"{name} must be > 0, not {value}")

@@ -1,0 +1,204 @@
+"""The aiohttp adapter: session construction and the one place foreign exceptions are translated.
+
+Nothing above this module sees an aiohttp, ssl or socket exception: `translate` turns each into a
+`StreamerError` with the (redacted) URL and a precise `Result`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+
+from .core.redact import redact_text, redact_url
+from .errors import (
+    BodyTruncatedError,
+    CertificateError,
+    ConnectError,
+    ConnectionLostError,
+    DecompressError,
+    FileError,
+    ProtocolError,
+    ResolveError,
+    Result,
+    StreamerError,
+    TLSError,
+    TransferTimeout,
+    UsageError,
+)
+from .core.events import Phase
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    """How the server's certificate is checked and which client certificate is shown."""
+
+    verify: bool = True
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+
+
+def make_ssl_context(tls: TLSOptions) -> ssl.SSLContext:
+    """An SSLContext for `tls`; a bad CA or certificate file is a UsageError naming it."""
+    try:
+        ctx = ssl.create_default_context(cafile=tls.cafile)
+        if tls.certfile:
+            ctx.load_cert_chain(tls.certfile, tls.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        bad = tls.cafile if tls.cafile and not tls.certfile else (tls.certfile or tls.cafile)
+        raise UsageError(f"cannot load TLS file {bad}: {exc}", path=bad) from exc
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+PhaseCallback = Callable[[Phase], None]
+
+
+def _phase_tracer() -> aiohttp.TraceConfig:
+    """Report Godot-like phases (resolving, connecting, requesting) from aiohttp's trace hooks.
+
+    The per-request callback travels in ``trace_request_ctx``; requests without one cost a
+    lookup and nothing more.
+    """
+    trace = aiohttp.TraceConfig()
+
+    def hook(phase: Phase) -> Any:
+        async def on_event(_s: Any, ctx: SimpleNamespace, _params: Any) -> None:
+            callback = getattr(ctx.trace_request_ctx, "on_phase", None)
+            if callback is not None:
+                callback(phase)
+
+        return on_event
+
+    trace.on_dns_resolvehost_start.append(hook(Phase.RESOLVING))
+    trace.on_connection_create_start.append(hook(Phase.CONNECTING))
+    trace.on_request_headers_sent.append(hook(Phase.REQUESTING))
+    return trace
+
+
+def make_session(
+    *,
+    tls: TLSOptions,
+    connect_timeout: float | None,
+    read_timeout: float | None,
+    read_bufsize: int,
+    headers: dict[str, str],
+    trust_env: bool,
+    limit: int = 100,
+    limit_per_host: int = 0,
+) -> aiohttp.ClientSession:
+    """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off."""
+    connector = aiohttp.TCPConnector(
+        ssl=make_ssl_context(tls), limit=limit, limit_per_host=limit_per_host
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=connect_timeout, connect=None, sock_read=read_timeout
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        read_bufsize=read_bufsize,
+        headers=headers,
+        trust_env=trust_env,
+        trace_configs=[_phase_tracer()],
+        # Cookies are not kept between requests: a download engine is not a browser, and a cookie
+        # jar would carry state from one origin's redirect to the next request.
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+def url_secrets(url: str) -> list[str]:
+    """Strings of `url` that must never be printed: the password of its userinfo."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return []
+    return [s for s in (password, unquote(password or "")) if s]
+
+
+def _scrub(exc: BaseException, url: str) -> str:
+    text = str(exc) or type(exc).__name__
+    return redact_text(text.replace(url, redact_url(url)), url_secrets(url))
+
+
+def _translate_connector(exc: aiohttp.ClientConnectorError, url: str) -> StreamerError:
+    safe = redact_url(url)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return CertificateError(f"certificate not trusted: {_scrub(exc, url)}", url=safe)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return ResolveError(f"cannot resolve host {exc.host!r}", url=safe)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return TLSError(f"TLS handshake failed: {_scrub(exc, url)}", url=safe)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return ConnectError(f"cannot connect to proxy: {_scrub(exc, url)}", url=safe)
+    reason = exc.os_error.strerror or _scrub(exc, url)
+    if exc.os_error.errno == errno.ECONNREFUSED:
+        reason = "connection refused"
+    return ConnectError(f"cannot connect to {exc.host}:{exc.port}: {reason}", url=safe)
+
+
+def _translate_payload(exc: aiohttp.ClientPayloadError, url: str, received: int) -> StreamerError:
+    safe = redact_url(url)
+    text = _scrub(exc, url)
+    if "decompress" in text.lower() or "encoding" in text.lower():
+        return DecompressError(f"bad content encoding: {text}", url=safe)
+    return BodyTruncatedError(
+        f"body cut short after {received} bytes: {text}",
+        url=safe,
+        received=received,
+        expected=None,
+    )
+
+
+def translate(exc: BaseException, url: str, *, received: int = 0) -> StreamerError:
+    """Map a foreign exception raised while talking to `url` onto the streamer tree."""
+    safe = redact_url(url)
+    if isinstance(exc, StreamerError):
+        return exc
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _translate_connector(exc, url)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return _translate_payload(exc, url, received)
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return ConnectError(f"proxy refused the tunnel: {exc.status} {exc.message}", url=safe)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # We never call raise_for_status, so this is aiohttp failing to parse the reply (it
+        # reports that as a synthetic 400); a real status comes back as a response instead.
+        return ProtocolError(f"malformed HTTP response: {exc.message}", url=safe)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        result = Result.NO_RESPONSE if received == 0 else Result.CONNECTION_ERROR
+        return ConnectionLostError("server closed the connection", url=safe, result=result)
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return TransferTimeout(f"timed out: {_scrub(exc, url) or 'no data'}", url=safe)
+    if isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+        return UsageError(f"invalid or unsupported URL: {_scrub(exc, url)}", url=safe)
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"TLS error: {_scrub(exc, url)}", url=safe)
+    if isinstance(exc, (aiohttp.ClientError, ConnectionError, OSError)):
+        return ConnectionLostError(f"connection error: {_scrub(exc, url)}", url=safe)
+    return StreamerError(f"unexpected error: {type(exc).__name__}: {_scrub(exc, url)}", url=safe)
+
+
+@contextmanager
+def mapped_errors(url: str, received: Callable[[], int] = lambda: 0) -> Iterator[None]:
+    """Translate foreign exceptions raised inside the block (CancelledError passes through)."""
+    try:
+        yield
+    except (StreamerError, asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except FileError:
+        raise
+    except Exception as exc:
+        raise translate(exc, url, received=received()) from exc

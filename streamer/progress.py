@@ -1,0 +1,64 @@
+"""The tqdm renderer of progress reports: the only module that imports tqdm."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from tqdm import tqdm
+
+from .core.events import Phase, Progress
+
+
+class TqdmProgress:
+    """A progress callback that draws one tqdm bar on stderr.
+
+    Updates are throttled here (tqdm's own per-call cost was measurable per chunk), and the bar
+    shows a redacted URL, never the raw one.
+    """
+
+    def __init__(
+        self, label: str, *, file: TextIO | None = None, min_interval: float = 0.1
+    ) -> None:
+        self._label = label
+        self._file = file if file is not None else sys.stderr
+        self._min_interval = min_interval
+        self._bar: tqdm[None] | None = None
+        self._last = 0.0
+        self._shown = 0
+
+    def __call__(self, p: Progress) -> None:
+        if p.phase is not Phase.BODY:
+            if p.phase in (Phase.FINALIZING, Phase.DONE) and self._bar is not None:
+                self._advance(p.done, force=True)
+            return
+        if self._bar is None:
+            self._bar = tqdm(
+                total=p.total,
+                desc=self._label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self._file,
+                dynamic_ncols=True,
+                leave=True,
+            )
+        self._advance(p.done, force=False)
+
+    def _advance(self, done: int, *, force: bool) -> None:
+        now = time.monotonic()
+        if self._bar is None or (not force and now - self._last < self._min_interval):
+            return
+        self._last = now
+        if done < self._shown:
+            # A restart from zero (a resource that changed, a server that ignored Range).
+            self._bar.reset(total=self._bar.total)
+            self._shown = 0
+        self._bar.update(done - self._shown)
+        self._shown = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

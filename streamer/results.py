@@ -1,0 +1,66 @@
+"""What a finished transfer returns: plain frozen values, safe to print (URLs are redacted)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import Result
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """A download that succeeded: the file is complete, verified and under its final name.
+
+    ``length_verified`` is False only for a body that declared no length and was ended by the
+    server closing the connection (HTTP/1.0 style): such a body cannot be told from a truncated
+    one, unless a checksum was given.
+    """
+
+    url: str
+    final_url: str
+    path: Path
+    status: int
+    size: int
+    elapsed: float
+    length_verified: bool
+    content_type: str | None = None
+    checksum: str | None = None
+    redirects: int = 0
+    result: Result = Result.SUCCESS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "final_url": self.final_url,
+            "path": str(self.path),
+            "status": self.status,
+            "size": self.size,
+            "elapsed": round(self.elapsed, 6),
+            "length_verified": self.length_verified,
+            "content_type": self.content_type,
+            "checksum": self.checksum,
+            "redirects": self.redirects,
+            "result": self.result.value,
+        }
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A body read into memory (never more than the limit that was asked)."""
+
+    url: str
+    final_url: str
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed: float
+    length_verified: bool
+    redirects: int = 0
+    result: Result = field(default=Result.SUCCESS)
+
+    def text(self, encoding: str = "utf-8") -> str:
+        return self.body.decode(encoding, errors="replace")

@@ -1,0 +1,83 @@
+"""Thin synchronous facades for scripts: one event loop per call, one client per call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .client import DEFAULT_FETCH_LIMIT, Client
+from .core.checksum import Checksum
+from .core.events import ProgressCallback
+from .errors import UsageError
+from .results import DownloadResult, FetchResult
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on a new event loop (uvloop when installed); refuse inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        coro.close()
+        raise UsageError("the sync API cannot run inside an event loop: await the Client instead")
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(coro)
+
+
+def loop_factory() -> Any:
+    """uvloop's loop when it is installed (it reads sockets faster), else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def download(
+    url: str,
+    path: str | Path,
+    *,
+    max_bytes: int | None = None,
+    checksum: str | Checksum | None = None,
+    headers: Mapping[str, str] | None = None,
+    accept_gzip: bool | None = None,
+    no_clobber: bool = False,
+    progress: ProgressCallback | None = None,
+    **client_options: Any,
+) -> DownloadResult:
+    """Download `url` into `path`; other keyword options configure the `Client`."""
+
+    async def go() -> DownloadResult:
+        async with Client(**client_options) as client:
+            return await client.download(
+                url, path, max_bytes=max_bytes, checksum=checksum, headers=headers,
+                accept_gzip=accept_gzip, no_clobber=no_clobber, progress=progress,
+            )  # fmt: skip
+
+    return run(go())
+
+
+def fetch(
+    url: str,
+    *,
+    max_bytes: int | None = DEFAULT_FETCH_LIMIT,
+    headers: Mapping[str, str] | None = None,
+    accept_gzip: bool | None = None,
+    raise_for_status: bool = True,
+    **client_options: Any,
+) -> FetchResult:
+    """Read `url` into memory (at most `max_bytes`); other keyword options configure the `Client`."""
+
+    async def go() -> FetchResult:
+        async with Client(**client_options) as client:
+            return await client.fetch(
+                url, max_bytes=max_bytes, headers=headers, accept_gzip=accept_gzip,
+                raise_for_status=raise_for_status,
+            )  # fmt: skip
+
+    return run(go())
