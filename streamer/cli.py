@@ -47,32 +47,62 @@ def _count(text: str) -> int:
 
 def _add_transfer_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that talks to a server."""
-    p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
-                   help="extra request header (repeatable)")
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra request header (repeatable)",
+    )
     p.add_argument("--connect-timeout", type=_seconds, metavar="SECONDS", default=30.0)
-    p.add_argument("--max-time", type=_seconds, metavar="SECONDS",
-                   help="maximum time for the whole transfer")
-    p.add_argument("--read-timeout", type=_seconds, metavar="SECONDS", default=60.0,
-                   help="maximum idle time between two reads (default 60)")
-    p.add_argument("--speed-limit", type=_size, metavar="BYTES",
-                   help="abort when slower than this many bytes/s for --speed-time")
+    p.add_argument(
+        "--max-time", type=_seconds, metavar="SECONDS", help="maximum time for the whole transfer"
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=60.0,
+        help="maximum idle time between two reads (default 60)",
+    )
+    p.add_argument(
+        "--speed-limit",
+        type=_size,
+        metavar="BYTES",
+        help="abort when slower than this many bytes/s for --speed-time",
+    )
     p.add_argument("--speed-time", type=_seconds, metavar="SECONDS", default=30.0)
     p.add_argument("--max-redirs", type=_count, default=8, metavar="N")
-    p.add_argument("--proto-redir-downgrade", action="store_true",
-                   help="allow redirects from https to http (refused by default)")
+    p.add_argument(
+        "--proto-redir-downgrade",
+        action="store_true",
+        help="allow redirects from https to http (refused by default)",
+    )
     p.add_argument("--cacert", metavar="FILE", help="CA bundle to verify the server with")
     p.add_argument("--cert", metavar="FILE", help="client certificate (PEM)")
     p.add_argument("--key", metavar="FILE", help="client certificate's private key (PEM)")
     p.add_argument("-k", "--insecure", action="store_true", help="do not verify certificates")
     p.add_argument("-x", "--proxy", metavar="URL")
-    p.add_argument("--noproxy-env", action="store_true",
-                   help="ignore http_proxy/https_proxy/no_proxy from the environment")
-    p.add_argument("--retry", type=_count, default=0, metavar="N",
-                   help="retry transient failures N times (0: none)")
+    p.add_argument(
+        "--noproxy-env",
+        action="store_true",
+        help="ignore http_proxy/https_proxy/no_proxy from the environment",
+    )
+    p.add_argument(
+        "--retry",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="retry transient failures N times (0: none)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--progress", action="store_true",
-                   help="show the progress bar even when stderr is not a terminal")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="show the progress bar even when stderr is not a terminal",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per transfer on stdout")
 
 
@@ -87,13 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("url", metavar="URL")
     where = get.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", metavar="PATH", help="write to PATH")
-    where.add_argument("-d", "--output-dir", metavar="DIR",
-                       help="write into DIR under the name from the URL")
-    get.add_argument("--max-filesize", type=_size, metavar="SIZE",
-                     help="refuse bodies larger than SIZE (K, M, G, KiB, MiB, GiB)")
+    where.add_argument(
+        "-d", "--output-dir", metavar="DIR", help="write into DIR under the name from the URL"
+    )
+    get.add_argument(
+        "--max-filesize",
+        type=_size,
+        metavar="SIZE",
+        help="refuse bodies larger than SIZE (K, M, G, KiB, MiB, GiB)",
+    )
     get.add_argument("--checksum", metavar="ALGO:HEX", help="e.g. sha256:<hex>")
-    get.add_argument("--compressed", action="store_true",
-                     help="ask for gzip/deflate and save the decoded body")
+    get.add_argument(
+        "--compressed", action="store_true", help="ask for gzip/deflate and save the decoded body"
+    )
     get.add_argument("--no-clobber", action="store_true", help="never overwrite an existing file")
     _add_transfer_options(get)
 
@@ -101,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("directory", nargs="?", default=".", metavar="DIR")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_count, default=8000)
-    serve.add_argument("--allow-remote", action="store_true",
-                       help="allow binding to a non-loopback address")
+    serve.add_argument(
+        "--allow-remote", action="store_true", help="allow binding to a non-loopback address"
+    )
 
     demo = sub.add_parser("demo", help="serve a generated file locally and download it")
     demo.add_argument("--size", type=_size, default=parse_size("1GiB"), metavar="SIZE")

@@ -133,7 +133,12 @@ class Client:
         decode = self.config.accept_gzip if accept_gzip is None else accept_gzip
         opts = self._stream_options(max_bytes, decode)
         stream = await self._open(
-            method, url, self._headers(headers, decode), opts, progress, raise_for_status
+            method,
+            url,
+            headers=self._headers(headers, decode),
+            opts=opts,
+            progress=progress,
+            raise_for_status=raise_for_status,
         )
         try:
             yield stream
@@ -144,6 +149,7 @@ class Client:
         self,
         method: str,
         url: str,
+        *,
         headers: dict[str, str],
         opts: StreamOptions,
         progress: ProgressCallback | None,
@@ -190,7 +196,7 @@ class Client:
     ) -> aiohttp.ClientResponse:
         if self._session is None:
             raise UsageError("the client is not open: use `async with Client() as client`")
-        timeout = None
+        timeout = self._session.timeout
         if opts.deadline is not None:
             remaining = opts.deadline - asyncio.get_running_loop().time()
             timeout = aiohttp.ClientTimeout(
@@ -206,7 +212,7 @@ class Client:
                 allow_redirects=False,
                 proxy=self.config.proxy,
                 trace_request_ctx=ctx,
-                **({"timeout": timeout} if timeout is not None else {}),
+                timeout=timeout,
             )
 
     async def fetch(

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
+from .core.events import Phase
 from .core.redact import redact_text, redact_url
 from .errors import (
     BodyTruncatedError,
@@ -34,7 +35,6 @@ from .errors import (
     TransferTimeout,
     UsageError,
 )
-from .core.events import Phase
 
 
 @dataclass(frozen=True)

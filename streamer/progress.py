@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -24,7 +24,7 @@ class TqdmProgress:
         self._label = label
         self._file = file if file is not None else sys.stderr
         self._min_interval = min_interval
-        self._bar: tqdm[None] | None = None
+        self._bar: tqdm[Any] | None = None
         self._last = 0.0
         self._shown = 0
 

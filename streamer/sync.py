@@ -71,7 +71,7 @@ def fetch(
     raise_for_status: bool = True,
     **client_options: Any,
 ) -> FetchResult:
-    """Read `url` into memory (at most `max_bytes`); other keyword options configure the `Client`."""
+    """Read `url` into memory (at most `max_bytes`); other keyword options configure `Client`."""
 
     async def go() -> FetchResult:
         async with Client(**client_options) as client:
