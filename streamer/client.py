@@ -26,6 +26,7 @@ from .core.decode import ACCEPT_ENCODING
 from .core.events import Phase, Progress, ProgressCallback
 from .core.redact import redact_url
 from .core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
+from .core.retry import RetryPolicy, parse_retry_after
 from .download import DownloadRequest, run_download
 from .errors import HTTPStatusError, StreamerError, UsageError
 from .net import make_session, mapped_errors
@@ -53,12 +54,15 @@ def split_userinfo(url: str) -> tuple[str, dict[str, str]]:
 
 
 def error_for_status(stream: Stream) -> HTTPStatusError:
-    return HTTPStatusError(
+    """The error for a status >= 400, with the server's Retry-After (RFC 9110 10.2.3) if any."""
+    err = HTTPStatusError(
         f"HTTP {stream.status} {stream.reason}".rstrip(),
         url=stream.url,
         status=stream.status,
         reason=stream.reason,
     )
+    err.retry_after = parse_retry_after(stream.headers.get("Retry-After"), time.time())
+    return err
 
 
 class Client:
@@ -260,12 +264,20 @@ class Client:
         headers: Mapping[str, str] | None = None,
         accept_gzip: bool | None = None,
         no_clobber: bool = False,
+        resume: bool = True,
+        retry: RetryPolicy | int | None = None,
         progress: ProgressCallback | None = None,
     ) -> DownloadResult:
-        """Stream `url` into `path` through a partial file; the target appears only when whole."""
-        request = DownloadRequest.build(
-            url, path, max_bytes=max_bytes, checksum=checksum, headers=headers,
-            accept_gzip=accept_gzip, no_clobber=no_clobber,
+        """Stream `url` into `path` through a partial file; the target appears only when whole.
+
+        A valid partial download of the same URL is resumed (``resume=False`` starts over);
+        ``retry`` is a `RetryPolicy` or a number of retries.
+        """
+        if retry is None or isinstance(retry, int):
+            retry = RetryPolicy(retries=retry or 0)
+        request = DownloadRequest(
+            url, Path(path), max_bytes=max_bytes, checksum=checksum, headers=headers or {},
+            accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
         )  # fmt: skip
         return await run_download(self, request, progress)
 

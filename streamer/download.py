@@ -1,12 +1,15 @@
-"""Download one URL into one file: preflight, stream to `.part`, verify, fsync, rename.
+"""Download one URL into one file: resume what is there, retry what fails, publish when whole.
 
-The target never holds a partial body: bytes go to ``<target>.part`` and reach the target name
-only by an atomic rename after the length and checksum checks pass. Any failure removes the
-partial file and leaves an existing target untouched.
+One `Partial` (locked `.part` + sidecar) lives for the whole download; each attempt plans its
+request from it (fresh, or Range + If-Range), judges the answer with the pure rules of
+`core.resume` before writing a byte, and streams into it. A retry is simply another attempt, so
+it continues from the bytes already written under the same checks as a later run would.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +19,12 @@ from typing import TYPE_CHECKING
 from .core.checksum import Checksum, Verifier
 from .core.events import Phase, Progress, ProgressCallback
 from .core.redact import redact_url
-from .files import PartFile, preflight
+from .core.resume import Action, Plan, ResumeState, Verdict, judge_response, strong_validators
+from .core.resume import total_from_response as resource_total
+from .core.retry import RetryPolicy
+from .errors import BodyTooLarge, BodyTruncatedError, ChecksumMismatch, ProtocolError, StreamerError
+from .files import check_free_space, preflight
+from .partial import Partial
 from .results import DownloadResult
 
 if TYPE_CHECKING:
@@ -31,91 +39,214 @@ class DownloadRequest:
     url: str
     path: Path
     max_bytes: int | None = None
-    checksum: Checksum | None = None
+    checksum: Checksum | str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     accept_gzip: bool | None = None
     no_clobber: bool = False
+    resume: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
-    @classmethod
-    def build(
-        cls,
-        url: str,
-        path: str | Path,
-        *,
-        max_bytes: int | None = None,
-        checksum: str | Checksum | None = None,
-        headers: Mapping[str, str] | None = None,
-        accept_gzip: bool | None = None,
-        no_clobber: bool = False,
-    ) -> DownloadRequest:
-        if isinstance(checksum, str):
-            checksum = Checksum.parse(checksum)
-        return cls(
-            url=url,
-            path=Path(path),
-            max_bytes=max_bytes,
-            checksum=checksum,
-            headers=dict(headers or {}),
-            accept_gzip=accept_gzip,
-            no_clobber=no_clobber,
-        )
+    def __post_init__(self) -> None:
+        if isinstance(self.checksum, str):
+            object.__setattr__(self, "checksum", Checksum.parse(self.checksum))
+        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "headers", dict(self.headers or {}))
+
+
+class _StartOver(Exception):
+    """The answer to a resume request cannot be appended; ask again from byte 0 at once."""
+
+
+@dataclass
+class _Job:
+    """What every attempt of one download shares."""
+
+    client: Client
+    req: DownloadRequest
+    partial: Partial
+    progress: ProgressCallback | None
+    started: float
+    attempts: int = 1
 
 
 async def run_download(
     client: Client, req: DownloadRequest, progress: ProgressCallback | None
 ) -> DownloadResult:
-    """Carry out `req` with `client`; on failure no partial file and no changed target remain."""
+    """Carry out `req`; on failure the target is untouched and a resumable partial is kept."""
     safe_url = redact_url(req.url)
-    started = time.monotonic()
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
-    part = PartFile(req.path, url=safe_url)
-    part.open_fresh()
+    job = _Job(client, req, Partial(req.path, url=safe_url), progress, time.monotonic())
+    job.partial.open()
     try:
-        async with client.stream(
-            req.url,
-            headers=req.headers,
-            max_bytes=req.max_bytes,
-            accept_gzip=req.accept_gzip,
-            raise_for_status=True,
-            progress=progress,
-        ) as stream:
-            verifier = Verifier(req.checksum, url=safe_url) if req.checksum else None
-            await _pump(stream, part, verifier)
-            if verifier is not None:
-                verifier.check()
-            _report(progress, stream, Phase.FINALIZING, part.size)
-            await part.publish(no_clobber=req.no_clobber)
-    except BaseException:
-        part.discard()
+        return await _with_retries(job)
+    except BaseException as exc:
+        await _leave(job.partial, exc)
         raise
-    _report(progress, stream, Phase.DONE, part.size)
+
+
+async def _with_retries(job: _Job) -> DownloadResult:
+    policy = job.req.retry
+    while True:
+        job.attempts = policy.attempts
+        try:
+            return await _attempt(job)
+        except StreamerError as exc:
+            delay = policy.next_delay(
+                exc, elapsed=time.monotonic() - job.started, rand=random.random(),
+                retry_after=getattr(exc, "retry_after", None),
+            )  # fmt: skip
+            if delay is None:
+                exc.attempts = policy.attempts
+                if policy.attempts > 1:
+                    exc.message = policy.exhausted_message(exc)
+                raise
+            job.partial.notes.append(f"attempt {policy.attempts} failed ({exc}); retrying")
+            policy = policy.increment(exc)
+            await asyncio.sleep(delay)
+
+
+async def _leave(partial: Partial, exc: BaseException) -> None:
+    """After a final failure: keep a resumable partial unless its bytes are known bad."""
+    if isinstance(exc, (ChecksumMismatch, BodyTooLarge)):
+        partial.discard()
+    else:
+        await partial.save()
+
+
+async def _attempt(job: _Job) -> DownloadResult:
+    """One attempt; a resume answer that cannot be appended is asked for again, whole, once."""
+    req, partial = job.req, job.partial
+    checksum = str(req.checksum) if req.checksum else None
+    decode = job.client.config.accept_gzip if req.accept_gzip is None else req.accept_gzip
+    for _ in range(2):
+        # Ranges of an encoded body would be ranges of the encoding: resume only raw bodies.
+        plan = partial.plan(checksum=checksum, resume=req.resume and not decode)
+        try:
+            return await _transfer(job, plan)
+        except _StartOver as why:
+            partial.notes.append(f"restarting from byte 0: {why}")
+            partial.forget()
+    raise ProtocolError("the server kept refusing a plain request", url=partial.url)
+
+
+async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
+    req, partial, progress = job.req, job.partial, job.progress
+    headers = {**req.headers, **plan.headers}
+    async with job.client.stream(
+        req.url, headers=headers, max_bytes=req.max_bytes, accept_gzip=req.accept_gzip,
+        progress=progress,
+    ) as stream:  # fmt: skip
+        offset = _judge(partial, plan, stream)
+        verifier = await _prepare(req, partial, stream, offset)
+        if offset is None:  # 416 to a resume: we already hold every byte
+            partial.part.truncate(plan.offset)
+            offset = plan.offset
+        else:
+            stream.progress_base = offset
+            await _pump(stream, partial, verifier)
+        _check_length(partial, stream)
+        if verifier is not None:
+            verifier.check()
+        _report(progress, stream, Phase.FINALIZING, partial.part.size)
+        await partial.publish(no_clobber=req.no_clobber)
+    _report(progress, stream, Phase.DONE, partial.part.size)
     return DownloadResult(
-        url=safe_url,
-        final_url=redact_url(stream.final_url),
-        path=req.path,
-        status=stream.status,
-        size=part.size,
-        elapsed=time.monotonic() - started,
-        length_verified=stream.length_verified,
+        url=partial.url, final_url=redact_url(stream.final_url), path=req.path,
+        status=stream.status, size=partial.part.size,
+        elapsed=time.monotonic() - job.started,
+        length_verified=stream.length_verified or partial.state is not None,
         content_type=stream.headers.get("Content-Type"),
-        checksum=str(req.checksum) if req.checksum else None,
-        redirects=stream.redirects,
-    )
+        checksum=str(req.checksum) if req.checksum else None, redirects=stream.redirects,
+        resumed_from=offset if plan.action is Action.RESUME else 0, attempts=job.attempts,
+        notes=tuple(partial.notes),
+    )  # fmt: skip
 
 
-async def _pump(stream: Stream, part: PartFile, verifier: Verifier | None) -> None:
+def _judge(partial: Partial, plan: Plan, stream: Stream) -> int | None:
+    """Where to write the body: an offset, or None when a 416 says we are already complete."""
+    from .client import error_for_status
+
+    resuming = plan.action is Action.RESUME
+    if stream.status >= 400 and not (resuming and stream.status == 416):
+        raise error_for_status(stream)
+    if not resuming:
+        if stream.status == 206:
+            raise ProtocolError("206 Partial Content to a request without Range", url=stream.url)
+        return 0
+    judgement = judge_response(plan, partial.state, stream.status, stream.headers)
+    if judgement.verdict is Verdict.RETRY_FRESH:
+        raise _StartOver(judgement.reason)
+    if judgement.verdict is Verdict.RESTART:
+        partial.notes.append(f"restarting from byte 0: {judgement.reason}")
+        return 0
+    if judgement.verdict is Verdict.COMPLETE:
+        return None
+    partial.notes.append(f"resumed at byte {plan.offset}")
+    return plan.offset
+
+
+async def _prepare(
+    req: DownloadRequest, partial: Partial, stream: Stream, offset: int | None
+) -> Verifier | None:
+    """Set the partial file and resume state for writing at `offset`; hash what we keep."""
+    total = resource_total(stream.status, stream.headers) if stream.status != 416 else None
+    if offset is not None:
+        if req.max_bytes is not None and total is not None and total > req.max_bytes:
+            stream.limit.check_declared(total)
+        stream.limit.feed(offset)
+        if total is not None:
+            check_free_space(req.path.parent, total - offset, partial.url)
+        partial.begin(offset, _new_state(req, partial, stream, total))
+    verifier = None
+    if isinstance(req.checksum, Checksum):
+        verifier = Verifier(req.checksum, url=partial.url)
+    kept = partial.part.size if offset is None else offset
+    if verifier is not None and kept:
+        await asyncio.to_thread(partial.part.hash_prefix, verifier.update, kept)
+    return verifier
+
+
+def _new_state(
+    req: DownloadRequest, partial: Partial, stream: Stream, total: int | None
+) -> ResumeState | None:
+    """The resume state for this body, or None when a partial of it could not be trusted."""
+    if stream.decoding:
+        return None
+    etag, last_modified = strong_validators(stream.headers)
+    checksum = str(req.checksum) if req.checksum else None
+    if etag is None and last_modified is None and checksum is None:
+        return None
+    return ResumeState(
+        url=partial.url, final_url=redact_url(stream.final_url), etag=etag,
+        last_modified=last_modified, total=total, checksum=checksum,
+    )  # fmt: skip
+
+
+async def _pump(stream: Stream, partial: Partial, verifier: Verifier | None) -> None:
     """Response chunks into the file (and the hash): the hot loop, kept free of extra work."""
-    write = part.write
-    if verifier is None:
-        async for chunk in stream:
-            write(chunk)
-        return
-    update = verifier.update
+    write = partial.part.write
+    checkpoint = partial.maybe_checkpoint
+    update = verifier.update if verifier is not None else None
     async for chunk in stream:
-        update(chunk)
+        if update is not None:
+            update(chunk)
         write(chunk)
+        checkpoint()
+    await partial.settle()
+
+
+def _check_length(partial: Partial, stream: Stream) -> None:
+    """The file must hold the whole resource (a 206 may legally end early: that is a retry)."""
+    state = partial.state
+    total = state.total if state is not None else None
+    if total is not None and partial.part.size != total:
+        raise BodyTruncatedError(
+            f"file holds {partial.part.size} bytes, {total - partial.part.size} more expected",
+            url=stream.url, received=partial.part.size, expected=total,
+        )  # fmt: skip
 
 
 def _report(progress: ProgressCallback | None, stream: Stream, phase: Phase, done: int) -> None:
     if progress is not None:
-        progress(Progress(stream.url, phase, done, stream.content_length))
+        total = stream.progress_base + (stream.content_length or 0) or None
+        progress(Progress(stream.url, phase, done, total))

@@ -24,7 +24,8 @@ stdlib base so that ``except TimeoutError`` or ``except OSError`` keep working::
     ├── BodyTooLarge                        BODY_SIZE_LIMIT_EXCEEDED
     ├── ChecksumMismatch                    CHECKSUM_MISMATCH
     ├── FileError (OSError)                 DOWNLOAD_FILE_CANT_OPEN, DOWNLOAD_FILE_WRITE_ERROR
-    │   └── FileExistsError_ (FileExistsError)  FILE_EXISTS: --no-clobber found a file
+    │   ├── FileExistsError_ (FileExistsError)  FILE_EXISTS: --no-clobber found a file
+    │   └── TargetBusyError                 TARGET_BUSY: another process writes that target
     └── Cancelled                           CANCELLED
 
 Errors are picklable, so results can cross process boundaries.
@@ -64,6 +65,7 @@ class Result(enum.Enum):
     INVALID_RESPONSE = "invalid_response"
     INVALID_INPUT = "invalid_input"
     FILE_EXISTS = "file_exists"
+    TARGET_BUSY = "target_busy"
 
 
 # curl's exit codes where curl has one (see `man curl`, EXIT CODES); the others are ours and
@@ -92,6 +94,7 @@ EXIT_CODES: dict[Result, int] = {
     Result.FILE_EXISTS: 73,
     Result.CHECKSUM_MISMATCH: 80,
     Result.UNSAFE_REDIRECT: 81,
+    Result.TARGET_BUSY: 82,
     Result.CANCELLED: 130,
 }
 
@@ -129,6 +132,7 @@ class StreamerError(Exception):
         self.result = result if result is not None else self.default_result
         self.retryable = self.default_retryable if retryable is None else retryable
         self.path = path
+        self.attempts = 1  # how many attempts were made (retries count here)
 
     def __str__(self) -> str:
         where = self.url or (self.path or "")
@@ -220,6 +224,7 @@ class HTTPStatusError(StreamerError):
         super().__init__(message, **kw)
         self.status = status
         self.reason = reason
+        self.retry_after: float | None = None  # seconds the server asked us to wait
 
 
 class RedirectError(StreamerError):
@@ -262,8 +267,14 @@ class FileError(StreamerError, OSError):
         return StreamerError.__str__(self)
 
 
-class FileExistsError_(FileError, FileExistsError):  # noqa: N801 - mirrors the builtin it extends
+class FileExistsError_(FileError, FileExistsError):
     default_result = Result.FILE_EXISTS
+
+
+class TargetBusyError(FileError):
+    """Another process is downloading to the same target right now."""
+
+    default_result = Result.TARGET_BUSY
 
 
 class Cancelled(StreamerError):
@@ -291,6 +302,7 @@ __all__ = [
     "Result",
     "StreamerError",
     "TLSError",
+    "TargetBusyError",
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",

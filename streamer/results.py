@@ -14,6 +14,8 @@ from .errors import Result
 class DownloadResult:
     """A download that succeeded: the file is complete, verified and under its final name.
 
+    ``resumed_from`` is the byte offset the last attempt continued from (0: whole body);
+    ``notes`` say what happened on the way (resumed, restarted and why, retries).
     ``length_verified`` is False only for a body that declared no length and was ended by the
     server closing the connection (HTTP/1.0 style): such a body cannot be told from a truncated
     one, unless a checksum was given.
@@ -29,6 +31,9 @@ class DownloadResult:
     content_type: str | None = None
     checksum: str | None = None
     redirects: int = 0
+    resumed_from: int = 0
+    attempts: int = 1
+    notes: tuple[str, ...] = ()
     result: Result = Result.SUCCESS
 
     def to_json(self) -> dict[str, Any]:
@@ -43,6 +48,9 @@ class DownloadResult:
             "content_type": self.content_type,
             "checksum": self.checksum,
             "redirects": self.redirects,
+            "resumed_from": self.resumed_from,
+            "attempts": self.attempts,
+            "notes": list(self.notes),
             "result": self.result.value,
         }
 

@@ -72,6 +72,7 @@ class Stream:
         self.received = 0  # bytes of body read off the wire (encoded)
         self.delivered = 0  # bytes handed to the caller (decoded)
         self.limit = BodyLimit(options.max_bytes, url=url)
+        self.progress_base = 0  # bytes already held before this body (a resumed download)
         self._started = False
 
     @property
@@ -97,8 +98,11 @@ class Stream:
             raise UsageError("a stream's body can be read only once", url=self.url)
         self._started = True
         self.check_declared_size()
-        decoder = Decoder(self.content_encoding if self.decoding else None, url=self.url,
-                          piece=self._opts.chunk_size)
+        decoder = Decoder(
+            self.content_encoding if self.decoding else None,
+            url=self.url,
+            piece=self._opts.chunk_size,
+        )
         self._report(Phase.BODY)
         async for raw in self._raw_chunks():
             for piece in decoder.feed(raw):
@@ -119,8 +123,11 @@ class Stream:
 
     def _report(self, phase: Phase) -> None:
         if self._progress is not None:
-            total = None if self.decoding else self.content_length
-            self._progress(Progress(self.url, phase, self.delivered, total))
+            base = self.progress_base
+            total = (
+                None if self.decoding or self.content_length is None else base + self.content_length
+            )
+            self._progress(Progress(self.url, phase, base + self.delivered, total))
 
     async def _raw_chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()

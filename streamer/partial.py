@@ -1,0 +1,137 @@
+"""A partial download on disk: the locked `.part` file plus its sidecar, kept in step.
+
+The order of writes is what makes a crash harmless (kill -9 at any moment):
+
+1. bytes are appended to ``T.part``;
+2. at a checkpoint they are fsynced, and only then does the sidecar ``T.part.json`` (written
+   through temp + fsync + rename) record them as committed;
+3. on resume, anything in ``T.part`` past the committed count is cut off before appending;
+4. the target ``T`` appears only by renaming a complete, verified, fsynced ``T.part``.
+
+So the sidecar never claims a byte that is not durably in the partial file, and the target
+never holds a partial body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+from .core.resume import (
+    Action,
+    Plan,
+    ResumeState,
+    SidecarError,
+    dump_state,
+    load_state,
+    plan_request,
+)
+from .files import PartFile, read_sidecar, remove_quietly, sidecar_path, write_sidecar
+
+# How much may be written between two checkpoints: what a crash can cost us to re-download.
+CHECKPOINT_BYTES = 64 << 20
+
+
+class Partial:
+    """The partial file and resume state of one target, for the length of one download."""
+
+    def __init__(self, target: Path, *, url: str) -> None:
+        self.part = PartFile(target, url=url)
+        self.sidecar = sidecar_path(target)
+        self.url = url
+        self.state: ResumeState | None = None
+        self.notes: list[str] = []
+        self._checkpointed = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    def open(self) -> None:
+        """Lock the partial file and read the sidecar (an untrusted one only costs a restart)."""
+        self.part.open()
+        text = read_sidecar(self.sidecar)
+        if text is None:
+            return
+        try:
+            self.state = load_state(text)
+        except SidecarError as exc:
+            self.notes.append(f"ignored the resume state in {self.sidecar}: {exc}")
+
+    def plan(self, *, checksum: str | None, resume: bool) -> Plan:
+        if not resume:
+            return plan_request(None, None, url=self.url, checksum=checksum)
+        size = self.part.size if self.state is not None else None
+        return plan_request(self.state, size, url=self.url, checksum=checksum)
+
+    def begin(self, offset: int, state: ResumeState | None) -> None:
+        """Continue writing at `offset` (0: start over). A None state means not resumable."""
+        self.part.truncate(offset)
+        self._checkpointed = offset
+        self.state = state
+        if state is None:
+            remove_quietly(self.sidecar)
+        else:
+            write_sidecar(self.sidecar, dump_state(state.with_committed(offset)), self.url)
+
+    def forget(self) -> None:
+        """Drop the resume state (the partial bytes are not of the resource any more)."""
+        self.state = None
+        remove_quietly(self.sidecar)
+        self.part.truncate(0)
+
+    def maybe_checkpoint(self) -> None:
+        """Start a checkpoint in a thread when enough bytes were written since the last one."""
+        if self.state is None or self.part.size - self._checkpointed < CHECKPOINT_BYTES:
+            return
+        if self._pending is not None and not self._pending.done():
+            return  # One at a time; the next chunk will ask again.
+        self._checkpointed = self.part.size
+        loop = asyncio.get_running_loop()
+        self._pending = loop.run_in_executor(None, self._commit, self.part.size)
+
+    def _commit(self, size: int) -> None:
+        """fsync the data, then record it: never the other way round."""
+        fd = self.part.fileno()
+        if fd is None or self.state is None:
+            return
+        os.fdatasync(fd)
+        write_sidecar(self.sidecar, dump_state(self.state.with_committed(size)), self.url)
+
+    async def settle(self) -> None:
+        """Wait for an in-flight checkpoint (its errors surface here)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def save(self) -> bool:
+        """After a failure: make what we hold resumable, or remove it. True when kept."""
+        with contextlib.suppress(OSError):  # The final commit below decides.
+            await self.settle()
+        if self.state is None or self.part.size == 0:
+            self.discard()
+            return False
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._commit, self.part.size)
+        except OSError as exc:
+            # Disk full can refuse even the sidecar; the old sidecar (if any) is still true.
+            self.notes.append(f"could not record progress: {exc}")
+        self.part.close()
+        return True
+
+    def discard(self) -> None:
+        """Remove the partial file and its sidecar; the target is never touched."""
+        self.part.discard()
+        remove_quietly(self.sidecar)
+
+    async def publish(self, *, no_clobber: bool) -> None:
+        """Make the verified partial file the target, then drop the sidecar."""
+        await self.settle()
+        await self.part.publish(no_clobber=no_clobber)
+        remove_quietly(self.sidecar)
+
+    @property
+    def resuming(self) -> bool:
+        return self.state is not None
+
+
+__all__ = ["CHECKPOINT_BYTES", "Action", "Partial"]
