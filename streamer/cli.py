@@ -7,6 +7,7 @@ of their `Result` (see README.md for the table).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,7 +95,19 @@ def _add_transfer_options(p: argparse.ArgumentParser) -> None:
         type=_count,
         default=0,
         metavar="N",
-        help="retry transient failures N times (0: none)",
+        help="retry transient failures N times (0: none); downloads resume",
+    )
+    p.add_argument(
+        "--retry-delay",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fixed wait between retries (default: exponential backoff)",
+    )
+    p.add_argument(
+        "--retry-max-time",
+        type=_seconds,
+        metavar="SECONDS",
+        help="start no retry after this many seconds",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -131,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--compressed", action="store_true", help="ask for gzip/deflate and save the decoded body"
     )
     get.add_argument("--no-clobber", action="store_true", help="never overwrite an existing file")
+    get.add_argument(
+        "-J",
+        "--remote-header-name",
+        action="store_true",
+        help="name the file from Content-Disposition (safe name, in -d DIR)",
+    )
+    get.add_argument(
+        "--clobber", action="store_true", help="with -J: allow replacing an existing file"
+    )
+    get.add_argument(
+        "--no-resume", action="store_true", help="ignore a partial download and start over"
+    )
     _add_transfer_options(get)
 
     serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 (the built-in server)")
@@ -167,8 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args)
     except KeyboardInterrupt:
-        print("streamer: interrupted", file=sys.stderr)
+        print("streamer: interrupted; a partial download is kept for resuming", file=sys.stderr)
         return 130
+    except asyncio.CancelledError:
+        print("streamer: terminated; a partial download is kept for resuming", file=sys.stderr)
+        return 143
     except StreamerError as exc:
         print(f"streamer: {exc}", file=sys.stderr)
         return exit_code(exc.result)

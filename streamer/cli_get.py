@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import signal
 import sys
 from typing import Any
 
 from .client import Client
 from .config import ClientConfig
 from .core.redact import redact_url
+from .core.retry import RetryPolicy
 from .core.sizes import format_size
 from .errors import StreamerError, UsageError, exit_code
 from .progress import TqdmProgress
@@ -63,11 +67,16 @@ def run_get(args: argparse.Namespace) -> int:
     config = client_config(args, accept_gzip=args.compressed)
     headers = parse_headers(args.header)
 
+    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
+
     async def go() -> DownloadResult:
+        stop_on_sigterm()
         async with Client(config) as client:
             return await client.download(
                 url, path, max_bytes=args.max_filesize, checksum=args.checksum,
                 headers=headers, no_clobber=args.no_clobber, progress=bar,
+                resume=not args.no_resume, retry=retry, remote_name=args.remote_header_name,
+                clobber=args.clobber,
             )  # fmt: skip
 
     try:
@@ -82,7 +91,18 @@ def run_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM cancels the transfer like Ctrl-C does: writes settle, the sidecar is saved."""
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
 def report_success(args: argparse.Namespace, result: DownloadResult) -> None:
+    if not args.quiet and not args.json:
+        for note in result.notes:
+            print(f"streamer: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json()), flush=True)
     elif not args.quiet:

@@ -266,18 +266,23 @@ class Client:
         no_clobber: bool = False,
         resume: bool = True,
         retry: RetryPolicy | int | None = None,
+        remote_name: bool = False,
+        clobber: bool = False,
         progress: ProgressCallback | None = None,
     ) -> DownloadResult:
         """Stream `url` into `path` through a partial file; the target appears only when whole.
 
         A valid partial download of the same URL is resumed (``resume=False`` starts over);
-        ``retry`` is a `RetryPolicy` or a number of retries.
+        ``retry`` is a `RetryPolicy` or a number of retries. With ``remote_name`` the file is
+        named from Content-Disposition inside ``path``'s directory, never replacing an existing
+        file unless ``clobber``.
         """
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         request = DownloadRequest(
             url, Path(path), max_bytes=max_bytes, checksum=checksum, headers=headers or {},
             accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
+            remote_name=remote_name, clobber=clobber,
         )  # fmt: skip
         return await run_download(self, request, progress)
 

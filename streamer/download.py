@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .core.checksum import Checksum, Verifier
 from .core.events import Phase, Progress, ProgressCallback
+from .core.names import name_from_content_disposition
 from .core.redact import redact_url
 from .core.resume import Action, Plan, ResumeState, Verdict, judge_response, strong_validators
 from .core.resume import total_from_response as resource_total
@@ -45,6 +46,8 @@ class DownloadRequest:
     no_clobber: bool = False
     resume: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    remote_name: bool = False  # name the file from Content-Disposition (curl's -J)
+    clobber: bool = False  # with remote_name: may a server-chosen name replace a file?
 
     def __post_init__(self) -> None:
         if isinstance(self.checksum, str):
@@ -148,10 +151,12 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         if verifier is not None:
             verifier.check()
         _report(progress, stream, Phase.FINALIZING, partial.part.size)
-        await partial.publish(no_clobber=req.no_clobber)
+        target = _final_target(req, stream)
+        no_clobber = req.no_clobber or (target != req.path and not req.clobber)
+        await partial.publish(no_clobber=no_clobber, target=target)
     _report(progress, stream, Phase.DONE, partial.part.size)
     return DownloadResult(
-        url=partial.url, final_url=redact_url(stream.final_url), path=req.path,
+        url=partial.url, final_url=redact_url(stream.final_url), path=target,
         status=stream.status, size=partial.part.size,
         elapsed=time.monotonic() - job.started,
         length_verified=stream.length_verified or partial.state is not None,
@@ -233,6 +238,18 @@ async def _pump(stream: Stream, partial: Partial, verifier: Verifier | None) -> 
         write(chunk)
         checkpoint()
     await partial.settle()
+
+
+def _final_target(req: DownloadRequest, stream: Stream) -> Path:
+    """`req.path`, or with remote_name the safe Content-Disposition name in the same directory.
+
+    `name_from_content_disposition` keeps only one safe path component (RFC 6266 section 4.3),
+    so the file always lands in the directory that was asked for.
+    """
+    if not req.remote_name:
+        return req.path
+    name = name_from_content_disposition(stream.headers.get("Content-Disposition", ""))
+    return req.path.parent / name if name else req.path
 
 
 def _check_length(partial: Partial, stream: Stream) -> None:

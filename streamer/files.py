@@ -218,26 +218,31 @@ class PartFile:
             fd, self._fd = self._fd, None
             os.close(fd)
 
-    async def publish(self, *, no_clobber: bool) -> None:
-        """fsync, close and move the partial file to the target name, then fsync the directory."""
+    async def publish(self, *, no_clobber: bool, target: Path | None = None) -> None:
+        """fsync and move the partial file to the target name, then fsync the directory.
+
+        The file stays open (and locked) until it has its final name, so no second writer can
+        take the partial file between our last write and the rename.
+        """
+        target = self.target if target is None else target
         await self.sync()
-        self.close()
         try:
             if no_clobber:
                 # link() fails if the target appeared meanwhile, where replace() would clobber it.
-                await aiofiles.os.link(self.path, self.target)
+                await aiofiles.os.link(self.path, target)
                 await aiofiles.os.remove(self.path)
             else:
-                await aiofiles.os.replace(self.path, self.target)
+                await aiofiles.os.replace(self.path, target)
         except FileExistsError as exc:
             raise FileExistsError_(
-                f"{self.target} appeared during the download; kept it and left {self.path}",
-                path=str(self.target),
+                f"{target} exists; kept it and left the download in {self.path}",
+                path=str(target),
                 url=self.url,
             ) from exc
         except OSError as exc:
-            raise file_error(exc, self.target, "rename into", _WRITE, self.url) from exc
-        await fsync_dir(self.target.parent)
+            raise file_error(exc, target, "rename into", _WRITE, self.url) from exc
+        self.close()
+        await fsync_dir(target.parent)
 
     def discard(self) -> None:
         """Close and remove the partial file; never touches the target."""

@@ -123,10 +123,10 @@ class Partial:
         self.part.discard()
         remove_quietly(self.sidecar)
 
-    async def publish(self, *, no_clobber: bool) -> None:
+    async def publish(self, *, no_clobber: bool, target: Path | None = None) -> None:
         """Make the verified partial file the target, then drop the sidecar."""
         await self.settle()
-        await self.part.publish(no_clobber=no_clobber)
+        await self.part.publish(no_clobber=no_clobber, target=target)
         remove_quietly(self.sidecar)
 
     @property
