@@ -14,12 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
 from .core.events import Phase
-from .core.redact import redact_text, redact_url
+from .core.redact import redact_text, redact_url, url_secrets
 from .errors import (
     BodyTruncatedError,
     CertificateError,
@@ -117,15 +116,6 @@ def make_session(
         # jar would carry state from one origin's redirect to the next request.
         cookie_jar=aiohttp.DummyCookieJar(),
     )
-
-
-def url_secrets(url: str) -> list[str]:
-    """Strings of `url` that must never be printed: the password of its userinfo."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return []
-    return [s for s in (password, unquote(password or "")) if s]
 
 
 def _scrub(exc: BaseException, url: str) -> str:

@@ -21,6 +21,7 @@ __all__ = [
     "redact_headers",
     "redact_text",
     "redact_url",
+    "url_secrets",
 ]
 
 _MASK = "***"
@@ -181,6 +182,27 @@ def redact_url(url: str) -> str:
         if colon and password:
             userinfo = f"{user}:{_MASK}"
     return prefix + userinfo + at + hostport + _redact_tail(tail)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The strings of `url` that must never be printed: its password and secret query values.
+
+    Used to scrub texts that quote the URL in another spelling than ours (a library's error
+    message, a normalised URL), where replacing the URL as a whole would miss it.
+    """
+    found: list[str] = []
+    rest = _split_prefix(url)[1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    userinfo, at, _host = authority.rpartition("@")
+    if at and ":" in userinfo:
+        found.append(userinfo.split(":", 1)[1])
+    query = rest.partition("?")[2].partition("#")[0]
+    for item in re.split(r"[&;]", query):
+        key, eq, value = item.partition("=")
+        if eq and value and _is_secret_key(key):
+            found.append(value)
+    decoded = [unquote_plus(s) for s in found]
+    return [s for s in dict.fromkeys(found + decoded) if s]
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:

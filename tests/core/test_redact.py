@@ -10,6 +10,7 @@ from streamer.core.redact import (
     redact_headers,
     redact_text,
     redact_url,
+    url_secrets,
 )
 
 CANARY = "Cx9canaryZ7"
@@ -203,3 +204,18 @@ def test_sensitive_headers_are_lower_case() -> None:
     assert {"authorization", "cookie", "proxy-authorization", "set-cookie", "x-api-key"} <= (
         SENSITIVE_HEADERS
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://bob:hun%40ter2@h:8/x", ["hun%40ter2", "hun@ter2"]),
+        ("http://h/x?token=abc123&x=1", ["abc123"]),
+        ("http://h/x?x=1&sig=zz%2Fyy#frag", ["zz%2Fyy", "zz/yy"]),
+        ("http://bob@h/x?page=2", []),
+        ("http://h/x", []),
+    ],
+)
+def test_url_secrets_lists_password_and_secret_query_values(url: str, expected: list[str]) -> None:
+    """url_secrets names the password and secret query values, raw and decoded, nothing else."""
+    assert url_secrets(url) == expected
