@@ -19,7 +19,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
+from .bodies import Body
 from .config import ClientConfig
 from .core.checksum import Checksum
 from .core.decode import ACCEPT_ENCODING
@@ -158,30 +160,37 @@ class Client:
         opts: StreamOptions,
         progress: ProgressCallback | None,
         raise_for_status: bool,
+        body: Body | None = None,
+        cross_origin: bool = True,
     ) -> Stream:
+        """Send the request, following redirects under `plan_redirect`'s rules (RFC 9110 15.4)."""
         safe_url = redact_url(url)
         request_url, auth = split_userinfo(url)
         headers = {**auth, **headers}
         policy = RedirectPolicy(
-            max_redirects=self.config.max_redirects, allow_downgrade=self.config.allow_downgrade
+            max_redirects=self.config.max_redirects,
+            allow_downgrade=self.config.allow_downgrade,
+            allow_cross_origin=cross_origin,
         )
         ctx = SimpleNamespace(on_phase=_phase_reporter(safe_url, progress))
         hops = 0
         while True:
-            resp = await self._request(method, request_url, headers, ctx, opts)
+            resp = await self._request(
+                method, request_url, headers=headers, ctx=ctx, opts=opts, body=body
+            )
             if resp.status not in REDIRECT_STATUSES:
                 break
             location = resp.headers.get("Location")
             resp.release()
-            hop = plan_redirect(
-                url=request_url,
-                status=resp.status,
-                location=location,
-                method=method,
-                headers=headers,
-                hops=hops,
-                policy=policy,
-            )
+            try:
+                hop = plan_redirect(
+                    url=request_url, status=resp.status, location=location, method=method,
+                    headers=headers, hops=hops, policy=policy,
+                )  # fmt: skip
+            except StreamerError as exc:
+                exc.url = safe_url  # name the URL that was asked for, not the last hop
+                raise
+            body = _body_for_hop(body, hop.drop_body, safe_url)
             ctx.on_phase(Phase.REDIRECTING)
             hops, request_url, method, headers = hops + 1, hop.url, hop.method, hop.headers
         stream = Stream(resp, url=safe_url, redirects=hops, options=opts, progress=progress)
@@ -194,9 +203,11 @@ class Client:
         self,
         method: str,
         url: str,
+        *,
         headers: dict[str, str],
         ctx: SimpleNamespace,
         opts: StreamOptions,
+        body: Body | None = None,
     ) -> aiohttp.ClientResponse:
         if self._session is None:
             raise UsageError("the client is not open: use `async with Client() as client`")
@@ -208,11 +219,16 @@ class Client:
                 sock_connect=self.config.connect_timeout,
                 sock_read=self.config.read_timeout,
             )
-        with mapped_errors(url):
+        data = None
+        if body is not None:
+            headers = body_headers(headers, body)
+            data = _counted(body, ctx)
+        with mapped_errors(url, lambda: 0):
             return await self._session.request(
                 method,
                 url,
                 headers=headers,
+                data=data,
                 allow_redirects=False,
                 proxy=self.config.proxy,
                 trace_request_ctx=ctx,
@@ -247,7 +263,7 @@ class Client:
                 final_url=redact_url(stream.final_url),
                 status=stream.status,
                 reason=stream.reason,
-                headers=dict(stream.headers),
+                headers=CIMultiDictProxy(CIMultiDict(stream.headers)),
                 body=body,
                 elapsed=time.monotonic() - started,
                 length_verified=stream.length_verified,
@@ -285,6 +301,40 @@ class Client:
             remote_name=remote_name, clobber=clobber,
         )  # fmt: skip
         return await run_download(self, request, progress)
+
+
+def body_headers(headers: dict[str, str], body: Body) -> dict[str, str]:
+    """Content-Length when the body's length is known (else aiohttp sends it chunked)."""
+    out = {k: v for k, v in headers.items() if k.lower() not in ("content-length",)}
+    if body.length is not None:
+        out["Content-Length"] = str(body.length)
+    if body.content_type and not any(k.lower() == "content-type" for k in out):
+        out["Content-Type"] = body.content_type
+    return out
+
+
+def _body_for_hop(body: Body | None, drop: bool, url: str) -> Body | None:
+    """The body for the next hop: none after 301/302/303 to GET; the same bytes for 307/308."""
+    if body is None or drop:
+        return None
+    if not body.replayable:
+        raise UsageError(
+            "the server redirected with 307/308, which requires sending the body again, and "
+            "a one-shot source cannot be replayed",
+            url=url,
+        )
+    return body
+
+
+async def _counted(body: Body, ctx: SimpleNamespace) -> AsyncIterator[bytes]:
+    """The body's chunks, counting what was handed to the connection (for progress)."""
+    ctx.sent = 0
+    on_sent = getattr(ctx, "on_sent", None)
+    async for chunk in body.open():
+        yield chunk
+        ctx.sent += len(chunk)
+        if on_sent is not None:
+            on_sent(ctx.sent)
 
 
 def _phase_reporter(url: str, progress: ProgressCallback | None) -> Any:

@@ -26,6 +26,7 @@ stdlib base so that ``except TimeoutError`` or ``except OSError`` keep working::
     ├── FileError (OSError)                 DOWNLOAD_FILE_CANT_OPEN, DOWNLOAD_FILE_WRITE_ERROR
     │   ├── FileExistsError_ (FileExistsError)  FILE_EXISTS: --no-clobber found a file
     │   └── TargetBusyError                 TARGET_BUSY: another process writes that target
+    ├── SourceChangedError                  SOURCE_CHANGED: an upload's file changed mid-way
     └── Cancelled                           CANCELLED
 
 Errors are picklable, so results can cross process boundaries.
@@ -66,6 +67,8 @@ class Result(enum.Enum):
     INVALID_INPUT = "invalid_input"
     FILE_EXISTS = "file_exists"
     TARGET_BUSY = "target_busy"
+    SOURCE_READ_ERROR = "source_read_error"
+    SOURCE_CHANGED = "source_changed"
 
 
 # curl's exit codes where curl has one (see `man curl`, EXIT CODES); the others are ours and
@@ -95,6 +98,8 @@ EXIT_CODES: dict[Result, int] = {
     Result.CHECKSUM_MISMATCH: 80,
     Result.UNSAFE_REDIRECT: 81,
     Result.TARGET_BUSY: 82,
+    Result.SOURCE_READ_ERROR: 26,
+    Result.SOURCE_CHANGED: 83,
     Result.CANCELLED: 130,
 }
 
@@ -277,6 +282,12 @@ class TargetBusyError(FileError):
     default_result = Result.TARGET_BUSY
 
 
+class SourceChangedError(StreamerError):
+    """An upload's source shrank, grew or was replaced while it was being sent."""
+
+    default_result = Result.SOURCE_CHANGED
+
+
 class Cancelled(StreamerError):
     default_result = Result.CANCELLED
 
@@ -300,6 +311,7 @@ __all__ = [
     "RedirectError",
     "ResolveError",
     "Result",
+    "SourceChangedError",
     "StreamerError",
     "TLSError",
     "TargetBusyError",

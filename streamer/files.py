@@ -235,7 +235,7 @@ class PartFile:
                 await aiofiles.os.replace(self.path, target)
         except FileExistsError as exc:
             raise FileExistsError_(
-                f"{target} exists; kept it and left the download in {self.path}",
+                f"{target} exists and was left untouched (not overwriting it)",
                 path=str(target),
                 url=self.url,
             ) from exc

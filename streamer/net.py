@@ -24,7 +24,6 @@ from .errors import (
     CertificateError,
     ConnectError,
     ConnectionLostError,
-    DecompressError,
     FileError,
     ProtocolError,
     ResolveError,
@@ -140,10 +139,10 @@ def _translate_connector(exc: aiohttp.ClientConnectorError, url: str) -> Streame
 
 
 def _translate_payload(exc: aiohttp.ClientPayloadError, url: str, received: int) -> StreamerError:
+    # aiohttp's own decoding is off (we decode in core.decode), so a payload error is always
+    # about framing: Content-Length not reached or a chunked body without its last chunk.
     safe = redact_url(url)
     text = _scrub(exc, url)
-    if "decompress" in text.lower() or "encoding" in text.lower():
-        return DecompressError(f"bad content encoding: {text}", url=safe)
     return BodyTruncatedError(
         f"body cut short after {received} bytes: {text}",
         url=safe,

@@ -165,6 +165,9 @@ async def _copy(
     use_sendfile: bool,
 ) -> int:
     sent = 0
+    transport = request.transport
+    if transport is not None and transport.get_extra_info("sslcontext") is not None:
+        use_sendfile = False  # the kernel cannot encrypt: loop.sendfile refuses TLS transports
     if use_sendfile and count > 0:
         # Both are raised before anything is sent, so the chunked path can start from offset.
         with contextlib.suppress(NotImplementedError, asyncio.SendfileNotAvailableError):

@@ -1,0 +1,249 @@
+"""Request bodies that stream: files read chunk by chunk, bytes, async sources, multipart forms.
+
+A `Body` can be opened once per attempt; every opening starts from the first byte, so a retry or
+a 307/308 resends identical bytes. A one-shot async iterator can be sent once only: opening it a
+second time is an error, never an empty resend.
+
+A file is checked while it is read: it must not shrink, grow or be replaced between the moment
+its length was declared and the last byte. The last chunk is held back until that check passes,
+so a changed file ends in a truncated request, never in a complete but corrupt body.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import aiofiles
+
+from .core.multipart import (
+    PART_TAIL,
+    PartSpec,
+    closing,
+    content_length,
+    content_type_header,
+    field_spec,
+    new_boundary,
+    part_head,
+)
+from .errors import FileError, Result, SourceChangedError, UsageError
+
+READ_SIZE = 1 << 20
+
+AsyncSource = Callable[[], AsyncIterable[bytes]]
+
+
+class Body(Protocol):
+    """What an upload sends: a length when known, and a fresh chunk iterator per attempt."""
+
+    length: int | None
+    replayable: bool
+    content_type: str | None
+
+    def open(self) -> AsyncIterator[bytes]: ...
+
+
+class BytesBody:
+    def __init__(self, data: bytes, content_type: str | None = None) -> None:
+        self._data = memoryview(data)
+        self.length: int | None = len(data)
+        self.replayable = True
+        self.content_type = content_type
+
+    async def open(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self._data), READ_SIZE):
+            yield bytes(self._data[start : start + READ_SIZE])
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+class FileBody:
+    """A file on disk, sent from the first byte on every opening, checked for changes."""
+
+    def __init__(self, path: Path, content_type: str | None = None) -> None:
+        self.path = path
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise FileError(
+                f"cannot read {path}: {exc.strerror}",
+                path=str(path),
+                result=Result.SOURCE_READ_ERROR,
+            ) from exc
+        if not os.path.isfile(path):
+            raise FileError(
+                f"cannot upload {path}: not a regular file",
+                path=str(path),
+                result=Result.SOURCE_READ_ERROR,
+            )
+        self._identity = _identity(st)
+        self.length: int | None = st.st_size
+        self.replayable = True
+        self.content_type = content_type
+
+    def _changed(self, why: str) -> SourceChangedError:
+        return SourceChangedError(
+            f"{self.path} changed during the upload ({why}); the request was cut short so the "
+            "server cannot keep a corrupt copy",
+            path=str(self.path),
+        )
+
+    async def open(self) -> AsyncIterator[bytes]:
+        size = self._identity[0]
+        try:
+            async with aiofiles.open(self.path, "rb") as f:
+                if _identity(os.fstat(f.fileno())) != self._identity:
+                    raise self._changed("it is not the file whose size was declared")
+                sent, held = 0, b""
+                while sent < size:
+                    data = await f.read(min(READ_SIZE, size - sent))
+                    if not data:
+                        raise self._changed(f"it shrank to {sent} bytes of {size}")
+                    if held:
+                        yield held
+                    held, sent = data, sent + len(data)
+                if _identity(os.stat(self.path)) != self._identity or await f.read(1):
+                    raise self._changed("its size, time or identity differs from the start")
+                if held:
+                    yield held
+        except OSError as exc:
+            raise FileError(
+                f"cannot read {self.path}: {exc.strerror or exc}",
+                path=str(self.path),
+                result=Result.SOURCE_READ_ERROR,
+            ) from exc
+
+
+class FileObjectBody:
+    """An open binary file: replayable when seekable (it is rewound), else sent once."""
+
+    def __init__(self, fobj: BinaryIO, content_type: str | None = None) -> None:
+        self._f = fobj
+        self.content_type = content_type
+        try:
+            self._start: int | None = fobj.tell() if fobj.seekable() else None
+        except OSError:
+            self._start = None
+        self.length: int | None = None
+        if self._start is not None:
+            try:
+                self.length = os.fstat(fobj.fileno()).st_size - self._start
+            except (OSError, ValueError):
+                self.length = None
+        self.replayable = self._start is not None
+        self._opened = False
+
+    async def open(self) -> AsyncIterator[bytes]:
+        if self._opened and not self.replayable:
+            raise UsageError("a non-seekable file object can be sent only once")
+        self._opened = True
+        if self._start is not None:
+            self._f.seek(self._start)
+        sent = 0
+        while self.length is None or sent < self.length:
+            want = READ_SIZE if self.length is None else min(READ_SIZE, self.length - sent)
+            data = self._f.read(want)
+            if not data:
+                break
+            sent += len(data)
+            yield data
+        if self.length is not None and sent != self.length:
+            raise SourceChangedError(f"file object gave {sent} of {self.length} bytes")
+
+
+class AsyncSourceBody:
+    """A factory of async iterables (replayable) or a one-shot async iterable."""
+
+    def __init__(
+        self,
+        source: AsyncSource | AsyncIterable[bytes],
+        length: int | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        self._source = source
+        self.length = length
+        self.content_type = content_type
+        self.replayable = callable(source)
+        self._opened = False
+
+    async def open(self) -> AsyncIterator[bytes]:
+        if self._opened and not self.replayable:
+            raise UsageError(
+                "a one-shot async iterator cannot be sent twice (retry or 307/308): "
+                "pass a function that returns a new iterator instead"
+            )
+        self._opened = True
+        source = self._source() if callable(self._source) else self._source
+        sent = 0
+        async for chunk in source:
+            sent += len(chunk)
+            if self.length is not None and sent > self.length:
+                raise SourceChangedError(f"source gave more than its declared {self.length} bytes")
+            yield bytes(chunk)
+        if self.length is not None and sent != self.length:
+            raise SourceChangedError(f"source gave {sent} bytes, {self.length} declared")
+
+
+Source = str | os.PathLike[str] | bytes | BinaryIO | AsyncSource | AsyncIterable[bytes]
+
+
+def make_body(source: Source, *, size: int | None = None, content_type: str | None = None) -> Body:
+    """The Body for any accepted source type."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return BytesBody(bytes(source), content_type)
+    if isinstance(source, (str, os.PathLike)):
+        return FileBody(Path(source), content_type)
+    if hasattr(source, "read"):
+        return FileObjectBody(source, content_type)  # type: ignore[arg-type]
+    if callable(source) or hasattr(source, "__aiter__"):
+        return AsyncSourceBody(source, size, content_type)
+    raise UsageError(f"cannot upload a {type(source).__name__}: give a path, bytes or a stream")
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """One file of a form: the source plus the name and type sent for it."""
+
+    name: str
+    source: Source
+    filename: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+
+
+class MultipartBody:
+    """multipart/form-data (RFC 7578) streamed part by part, with an exact length when known."""
+
+    def __init__(
+        self, fields: Sequence[tuple[str, str]], files: Sequence[FilePart], boundary: str = ""
+    ) -> None:
+        self.boundary = boundary or new_boundary()
+        self._parts: list[tuple[PartSpec, Body]] = []
+        for name, value in fields:
+            spec, data = field_spec(name, value)
+            self._parts.append((spec, BytesBody(data)))
+        for fp in files:
+            body = make_body(fp.source, size=fp.size)
+            filename = fp.filename
+            if filename is None:
+                filename = (
+                    Path(fp.source).name if isinstance(fp.source, (str, os.PathLike)) else "file"
+                )
+            spec = PartSpec(fp.name, filename, fp.content_type, body.length)
+            self._parts.append((spec, body))
+        self.length = content_length(self.boundary, [spec for spec, _ in self._parts])
+        self.replayable = all(body.replayable for _, body in self._parts)
+        self.content_type: str | None = content_type_header(self.boundary)
+
+    async def open(self) -> AsyncIterator[bytes]:
+        for spec, body in self._parts:
+            yield part_head(self.boundary, spec)
+            async for chunk in body.open():
+                yield chunk
+            yield PART_TAIL
+        yield closing(self.boundary)
