@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .bodies import Body
+from .bodies import Body, FilePart, MultipartBody, Source, make_body
 from .config import ClientConfig
 from .core.checksum import Checksum
 from .core.decode import ACCEPT_ENCODING
@@ -32,8 +32,9 @@ from .core.retry import RetryPolicy, parse_retry_after
 from .download import DownloadRequest, run_download
 from .errors import HTTPStatusError, StreamerError, UsageError
 from .net import make_session, mapped_errors
-from .results import DownloadResult, FetchResult
+from .results import DownloadResult, FetchResult, UploadResult
 from .stream import Stream, StreamOptions
+from .upload import UploadRequest, run_upload
 
 DEFAULT_FETCH_LIMIT = 64 << 20
 
@@ -151,6 +152,34 @@ class Client:
         finally:
             stream.close()
 
+    @asynccontextmanager
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Body | None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        cross_origin: bool = False,
+        on_sent: Any = None,
+        progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[Stream]:
+        """Send `body` with `method` and yield the answer as a `Stream` (uploads build on it).
+
+        Redirects to another origin are not followed unless ``cross_origin``: a body meant for
+        one server is not handed to another by a Location header.
+        """
+        opts = self._stream_options(max_bytes, decode=True)
+        stream = await self._open(
+            method, url, headers=self._headers(headers, True), opts=opts, progress=progress,
+            raise_for_status=False, body=body, cross_origin=cross_origin, on_sent=on_sent,
+        )  # fmt: skip
+        try:
+            yield stream
+        finally:
+            stream.close()
+
     async def _open(
         self,
         method: str,
@@ -162,6 +191,7 @@ class Client:
         raise_for_status: bool,
         body: Body | None = None,
         cross_origin: bool = True,
+        on_sent: Any = None,
     ) -> Stream:
         """Send the request, following redirects under `plan_redirect`'s rules (RFC 9110 15.4)."""
         safe_url = redact_url(url)
@@ -172,7 +202,7 @@ class Client:
             allow_downgrade=self.config.allow_downgrade,
             allow_cross_origin=cross_origin,
         )
-        ctx = SimpleNamespace(on_phase=_phase_reporter(safe_url, progress))
+        ctx = SimpleNamespace(on_phase=_phase_reporter(safe_url, progress), on_sent=on_sent)
         hops = 0
         while True:
             resp = await self._request(
@@ -301,6 +331,66 @@ class Client:
             remote_name=remote_name, clobber=clobber,
         )  # fmt: skip
         return await run_download(self, request, progress)
+
+    async def upload(
+        self,
+        url: str,
+        source: Source,
+        *,
+        method: str = "PUT",
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        size: int | None = None,
+        retry: RetryPolicy | int | None = None,
+        cross_origin: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadResult:
+        """Send `source` (a path, an open binary file, bytes, or a function returning an async
+        iterable of bytes) as the request body, streaming it with flat memory."""
+        body = make_body(source, size=size, content_type=content_type)
+        return await self._upload(
+            url, body, method=method, headers=headers, retry=retry, cross_origin=cross_origin,
+            progress=progress,
+        )  # fmt: skip
+
+    async def upload_form(
+        self,
+        url: str,
+        *,
+        fields: Sequence[tuple[str, str]] | Mapping[str, str] = (),
+        files: Sequence[FilePart] = (),
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | int | None = None,
+        cross_origin: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadResult:
+        """Send a multipart/form-data body (RFC 7578) whose files stream from their sources."""
+        pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
+        body = MultipartBody(pairs, list(files))
+        return await self._upload(
+            url, body, method=method, headers=headers, retry=retry, cross_origin=cross_origin,
+            progress=progress,
+        )  # fmt: skip
+
+    async def _upload(
+        self,
+        url: str,
+        body: Body,
+        *,
+        method: str,
+        headers: Mapping[str, str] | None,
+        retry: RetryPolicy | int | None,
+        cross_origin: bool,
+        progress: ProgressCallback | None,
+    ) -> UploadResult:
+        if retry is None or isinstance(retry, int):
+            retry = RetryPolicy(retries=retry or 0)
+        request = UploadRequest(
+            url, body, method=method.upper(), headers=dict(headers or {}), retry=retry,
+            cross_origin=cross_origin,
+        )  # fmt: skip
+        return await run_upload(self, request, progress)
 
 
 def body_headers(headers: dict[str, str], body: Body) -> dict[str, str]:

@@ -72,3 +72,33 @@ class FetchResult:
 
     def text(self, encoding: str = "utf-8") -> str:
         return self.body.decode(encoding, errors="replace")
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """An upload the server accepted (status < 400), with its (bounded) answer."""
+
+    url: str
+    final_url: str
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+    sent: int
+    elapsed: float
+    attempts: int = 1
+    redirects: int = 0
+    result: Result = Result.SUCCESS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "final_url": self.final_url,
+            "status": self.status,
+            "reason": self.reason,
+            "sent": self.sent,
+            "elapsed": round(self.elapsed, 6),
+            "attempts": self.attempts,
+            "redirects": self.redirects,
+            "result": self.result.value,
+        }

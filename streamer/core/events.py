@@ -13,6 +13,7 @@ class Phase(enum.Enum):
     RESOLVING = "resolving"
     CONNECTING = "connecting"
     REQUESTING = "requesting"
+    UPLOADING = "uploading"
     REDIRECTING = "redirecting"
     BODY = "body"
     FINALIZING = "finalizing"
