@@ -46,7 +46,7 @@ def _count(text: str) -> int:
     return value
 
 
-def _add_transfer_options(p: argparse.ArgumentParser) -> None:
+def add_transfer_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that talks to a server."""
     p.add_argument(
         "-H",
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument(
         "--no-resume", action="store_true", help="ignore a partial download and start over"
     )
-    _add_transfer_options(get)
+    add_transfer_options(get)
 
     serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 (the built-in server)")
     serve.add_argument("directory", nargs="?", default=".", metavar="DIR")
@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow binding to a non-loopback address"
     )
+
+    from .cli_upload import add_upload_commands
+
+    add_upload_commands(sub)
 
     demo = sub.add_parser("demo", help="serve a generated file locally and download it")
     demo.add_argument("--size", type=_size, default=parse_size("1GiB"), metavar="SIZE")
@@ -184,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .cli_get import run_get
 
             return run_get(args)
+        if args.command in ("put", "post"):
+            from .cli_upload import run_upload_command
+
+            return run_upload_command(args)
         if args.command == "serve":
             from .cli_serve import run_serve
 

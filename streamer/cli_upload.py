@@ -1,0 +1,111 @@
+"""`streamer put FILE URL` and `streamer post URL -F ...`: curl's -T and -F, streamed from disk."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .bodies import FilePart
+from .cli_get import client_config, parse_headers, report_failure, stop_on_sigterm, wants_bar
+from .client import Client
+from .core.formspec import parse_form_arg
+from .core.retry import RetryPolicy
+from .core.sizes import format_size
+from .errors import StreamerError
+from .progress import TqdmProgress
+from .results import UploadResult
+from .sync import run
+
+
+def add_upload_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .cli import add_transfer_options
+
+    put = sub.add_parser("put", help="upload a file as the request body (curl -T)")
+    put.add_argument("file", metavar="FILE")
+    put.add_argument("url", metavar="URL")
+    put.add_argument("-X", "--request", default="PUT", metavar="METHOD")
+    put.add_argument("--content-type", metavar="MIME")
+    add_transfer_options(put)
+    post = sub.add_parser("post", help="send a multipart/form-data form (curl -F)")
+    post.add_argument("url", metavar="URL")
+    post.add_argument(
+        "-F",
+        "--form",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE|@FILE",
+        help="a field, or a file with name=@path[;type=MIME][;filename=NAME]",
+    )
+    post.add_argument("-X", "--request", default="POST", metavar="METHOD")
+    post.add_argument(
+        "--location-trusted",
+        action="store_true",
+        help="follow redirects to another origin with the body",
+    )
+    add_transfer_options(post)
+    put.add_argument(
+        "--location-trusted",
+        action="store_true",
+        help="follow redirects to another origin with the body",
+    )
+
+
+def run_upload_command(args: argparse.Namespace) -> int:
+    config = client_config(args)
+    headers = parse_headers(args.header)
+    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
+    label = args.file if args.command == "put" else "form"
+    bar = TqdmProgress(str(label)) if wants_bar(args) else None
+
+    async def go() -> UploadResult:
+        stop_on_sigterm()
+        async with Client(config) as client:
+            if args.command == "put":
+                return await client.upload(
+                    args.url, args.file, method=args.request, headers=headers,
+                    content_type=args.content_type, retry=retry,
+                    cross_origin=args.location_trusted, progress=bar,
+                )  # fmt: skip
+            fields, files = _form(args.form)
+            return await client.upload_form(
+                args.url, fields=fields, files=files, method=args.request, headers=headers,
+                retry=retry, cross_origin=args.location_trusted, progress=bar,
+            )  # fmt: skip
+
+    try:
+        result = run(go())
+    except StreamerError as exc:
+        return report_failure(args, args.url, exc)
+    finally:
+        if bar is not None:
+            bar.close()
+    _report(args, result)
+    return 0
+
+
+def _form(specs: list[str]) -> tuple[list[tuple[str, str]], list[FilePart]]:
+    fields: list[tuple[str, str]] = []
+    files: list[FilePart] = []
+    for spec in specs:
+        arg = parse_form_arg(spec)
+        if arg.path is None:
+            fields.append((arg.name, arg.value))
+        else:
+            files.append(FilePart(arg.name, arg.path, arg.filename, arg.content_type))
+    return fields, files
+
+
+def _report(args: argparse.Namespace, result: UploadResult) -> None:
+    if args.json:
+        print(json.dumps(result.to_json()), flush=True)
+        return
+    sys.stdout.buffer.write(result.body)
+    sys.stdout.flush()
+    if not args.quiet:
+        rate = result.sent / result.elapsed if result.elapsed > 0 else 0.0
+        print(
+            f"sent {format_size(result.sent)} in {result.elapsed:.2f} s "
+            f"({format_size(int(rate))}/s): {result.status} {result.reason}",
+            file=sys.stderr,
+        )
