@@ -6,10 +6,8 @@ can fail is a typed `StreamerError` with a `Result` code.
 
 __version__ = "0.1.0"
 
-from .client import Client
-from .config import ClientConfig
-from .core.checksum import Checksum
-from .core.events import Phase, Progress, ProgressCallback
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     BodyTooLarge,
     BodyTruncatedError,
@@ -27,7 +25,9 @@ from .errors import (
     RedirectError,
     ResolveError,
     Result,
+    SourceChangedError,
     StreamerError,
+    TargetBusyError,
     TLSError,
     TooManyRedirects,
     TooSlowError,
@@ -35,9 +35,49 @@ from .errors import (
     UnsafeRedirect,
     UsageError,
 )
-from .results import DownloadResult, FetchResult
-from .stream import Stream
-from .sync import download, fetch
+
+if TYPE_CHECKING:
+    from .bodies import FilePart
+    from .client import Client
+    from .config import ClientConfig
+    from .core.checksum import Checksum
+    from .core.events import Phase, Progress, ProgressCallback
+    from .core.retry import RetryPolicy
+    from .results import DownloadResult, FetchResult, UploadResult
+    from .stream import Stream
+    from .sync import download, fetch, upload
+
+# The I/O layers (aiohttp, aiofiles, tqdm) load on first use, so that importing the pure core
+# (`streamer.core.*`) or the error tree stays free of them; a test holds this.
+_LAZY = {
+    "Checksum": "core.checksum",
+    "Client": "client",
+    "ClientConfig": "config",
+    "DownloadResult": "results",
+    "FetchResult": "results",
+    "FilePart": "bodies",
+    "Phase": "core.events",
+    "Progress": "core.events",
+    "ProgressCallback": "core.events",
+    "RetryPolicy": "core.retry",
+    "Stream": "stream",
+    "UploadResult": "results",
+    "download": "sync",
+    "fetch": "sync",
+    "upload": "sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streamer' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BodyTooLarge",
@@ -55,6 +95,7 @@ __all__ = [
     "FetchResult",
     "FileError",
     "FileExistsError_",
+    "FilePart",
     "HTTPStatusError",
     "NetworkError",
     "Phase",
@@ -64,15 +105,20 @@ __all__ = [
     "RedirectError",
     "ResolveError",
     "Result",
+    "RetryPolicy",
+    "SourceChangedError",
     "Stream",
     "StreamerError",
     "TLSError",
+    "TargetBusyError",
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",
     "UnsafeRedirect",
+    "UploadResult",
     "UsageError",
     "__version__",
     "download",
     "fetch",
+    "upload",
 ]

@@ -11,8 +11,10 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
+from .core.redact import redact_url
 from .core.sizes import parse_size
 from .errors import StreamerError, UsageError, exit_code
 
@@ -119,8 +121,17 @@ def add_transfer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per transfer on stdout")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is behind --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        urls = [redact_url(a) for a in sys.argv[1:] if "://" in a]
+        where = f"{urls[0]}: " if urls else ""
+        self.exit(USAGE_EXIT, f"streamer: {where}{message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="streamer", description="Streaming downloads with flat memory and typed failures."
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
@@ -164,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_count, default=8000)
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow binding to a non-loopback address"
+    )
+    serve.add_argument(
+        "--max-upload",
+        type=_size,
+        metavar="SIZE",
+        help="refuse PUT/POST bodies larger than SIZE with 413 (default: no limit)",
     )
 
     from .cli_upload import add_upload_commands

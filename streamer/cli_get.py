@@ -21,13 +21,13 @@ from .results import DownloadResult
 from .sync import run
 
 
-def parse_headers(lines: list[str]) -> dict[str, str]:
+def parse_headers(lines: list[str], url: str = "") -> dict[str, str]:
     """curl's -H 'Name: value' lines; a line without a colon is a usage error."""
     headers: dict[str, str] = {}
     for line in lines:
         name, sep, value = line.partition(":")
         if not sep or not name.strip() or any(c in line for c in "\r\n"):
-            raise UsageError(f"bad header {line!r}: expected 'Name: value'")
+            raise UsageError(f"bad header {line!r}: expected 'Name: value'", url=redact_url(url))
         headers[name.strip()] = value.strip()
     return headers
 
@@ -65,7 +65,7 @@ def run_get(args: argparse.Namespace) -> int:
     path = default_output(url, args.output, args.output_dir)
     bar = TqdmProgress(path.name) if wants_bar(args) else None
     config = client_config(args, accept_gzip=args.compressed)
-    headers = parse_headers(args.header)
+    headers = parse_headers(args.header, url)
 
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
 
@@ -95,7 +95,7 @@ def stop_on_sigterm() -> None:
     """SIGTERM cancels the transfer like Ctrl-C does: writes settle, the sidecar is saved."""
     task = asyncio.current_task()
     if task is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 

@@ -1,4 +1,8 @@
-"""`streamer serve`: the built-in server on the command line, until Ctrl-C."""
+"""`streamer serve`: the built-in server on the command line, until Ctrl-C.
+
+It also takes uploads (PUT of a file, POST of a multipart form into a directory), each body
+bounded by ``--max-upload``.
+"""
 
 from __future__ import annotations
 
@@ -19,5 +23,14 @@ def run_serve(args: argparse.Namespace) -> int:
     def ready(base_url: str) -> None:
         print(f"serving {root.resolve()} at {base_url}", file=sys.stderr, flush=True)
 
-    run(serve(root, args.host, args.port, ready=ready, allow_remote=args.allow_remote))
+    run(
+        serve(
+            root,
+            args.host,
+            args.port,
+            ready=ready,
+            allow_remote=args.allow_remote,
+            max_upload=args.max_upload,
+        )
+    )
     return 0

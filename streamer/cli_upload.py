@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from .bodies import FilePart
 from .cli_get import client_config, parse_headers, report_failure, stop_on_sigterm, wants_bar
@@ -18,7 +19,7 @@ from .results import UploadResult
 from .sync import run
 
 
-def add_upload_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_upload_commands(sub: Any) -> None:
     from .cli import add_transfer_options
 
     put = sub.add_parser("put", help="upload a file as the request body (curl -T)")
@@ -53,7 +54,7 @@ def add_upload_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def run_upload_command(args: argparse.Namespace) -> int:
     config = client_config(args)
-    headers = parse_headers(args.header)
+    headers = parse_headers(args.header, args.url)
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     label = args.file if args.command == "put" else "form"
     bar = TqdmProgress(str(label)) if wants_bar(args) else None

@@ -3,7 +3,7 @@
 - `stream()` opens a response and hands out its body chunk by chunk (Godot's HTTPClient).
 - `fetch()` reads a bounded body into memory.
 - `download()` streams a body into a file that appears only when complete (Godot's HTTPRequest
-  with ``download_file``); see `download.py`.
+  with ``download_file``); see `downloading.py`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from .core.events import Phase, Progress, ProgressCallback
 from .core.redact import redact_url
 from .core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
 from .core.retry import RetryPolicy, parse_retry_after
-from .download import DownloadRequest, run_download
+from .downloading import DownloadRequest, run_download
 from .errors import HTTPStatusError, StreamerError, UsageError
 from .net import make_session, mapped_errors
 from .results import DownloadResult, FetchResult, UploadResult
 from .stream import Stream, StreamOptions
-from .upload import UploadRequest, run_upload
+from .uploading import UploadRequest, run_upload
 
 DEFAULT_FETCH_LIMIT = 64 << 20
 
@@ -222,7 +222,12 @@ class Client:
                 raise
             body = _body_for_hop(body, hop.drop_body, safe_url)
             ctx.on_phase(Phase.REDIRECTING)
-            hops, request_url, method, headers = hops + 1, hop.url, hop.method, hop.headers
+            request_url, hop_auth = split_userinfo(hop.url)
+            headers = hop.headers
+            if hop_auth:  # credentials in the Location replace the ones we had
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                headers.update(hop_auth)
+            hops, method = hops + 1, hop.method
         stream = Stream(resp, url=safe_url, redirects=hops, options=opts, progress=progress)
         if raise_for_status and stream.status >= 400:
             stream.close()

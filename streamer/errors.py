@@ -111,8 +111,11 @@ def exit_code(result: Result) -> int:
 
 def _rebuild(cls: type[StreamerError], state: dict[str, Any]) -> StreamerError:
     err = cls.__new__(cls)
+    os_errno = state.pop("__errno__", None)
     err.__dict__.update(state)
     Exception.__init__(err, state.get("message", ""))
+    if isinstance(err, OSError):
+        err.errno = os_errno  # lives on the OSError object, not in __dict__
     return err
 
 
@@ -144,7 +147,10 @@ class StreamerError(Exception):
         return f"{where}: {self.message}" if where else self.message
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), dict(self.__dict__)))
+        state = dict(self.__dict__)
+        if isinstance(self, OSError):
+            state["__errno__"] = self.errno
+        return (_rebuild, (type(self), state))
 
     @property
     def exit_code(self) -> int:

@@ -36,11 +36,11 @@ def sidecar_path(target: Path) -> Path:
     return target.with_name(target.name + SIDECAR_SUFFIX)
 
 
-def read_sidecar(path: Path) -> str | None:
-    """The sidecar's text, or None when there is none or it cannot be read."""
+def read_sidecar(path: Path) -> bytes | None:
+    """The sidecar's bytes, or None when there is none or it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return path.read_bytes()
+    except OSError:
         return None
 
 

@@ -156,6 +156,10 @@ def translate(exc: BaseException, url: str, *, received: int = 0) -> StreamerErr
     safe = redact_url(url)
     if isinstance(exc, StreamerError):
         return exc
+    # aiohttp wraps what a request body raised (a source that changed or could not be read)
+    # in ClientConnectionError / ClientOSError; that cause, not the wrapper, is the failure.
+    if isinstance(exc, aiohttp.ClientError) and isinstance(exc.__cause__, StreamerError):
+        return exc.__cause__
     if isinstance(exc, aiohttp.ClientConnectorError):
         return _translate_connector(exc, url)
     if isinstance(exc, aiohttp.ClientPayloadError):
@@ -167,7 +171,10 @@ def translate(exc: BaseException, url: str, *, received: int = 0) -> StreamerErr
         # reports that as a synthetic 400); a real status comes back as a response instead.
         return ProtocolError(f"malformed HTTP response: {exc.message}", url=safe)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        result = Result.NO_RESPONSE if received == 0 else Result.CONNECTION_ERROR
+        # aiohttp puts the partly parsed head in .message when some of the reply had come:
+        # then the server did answer, and broke off (curl's 56, not 52).
+        answered = received > 0 or not isinstance(exc.message, str)
+        result = Result.CONNECTION_ERROR if answered else Result.NO_RESPONSE
         return ConnectionLostError("server closed the connection", url=safe, result=result)
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return TransferTimeout(f"timed out: {_scrub(exc, url) or 'no data'}", url=safe)

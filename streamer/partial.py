@@ -67,11 +67,11 @@ class Partial:
         """Continue writing at `offset` (0: start over). A None state means not resumable."""
         self.part.truncate(offset)
         self._checkpointed = offset
-        self.state = state
-        if state is None:
+        self.state = None if state is None else state.with_committed(offset)
+        if self.state is None:
             remove_quietly(self.sidecar)
         else:
-            write_sidecar(self.sidecar, dump_state(state.with_committed(offset)), self.url)
+            write_sidecar(self.sidecar, dump_state(self.state), self.url)
 
     def forget(self) -> None:
         """Drop the resume state (the partial bytes are not of the resource any more)."""
@@ -91,17 +91,30 @@ class Partial:
 
     def _commit(self, size: int) -> None:
         """fsync the data, then record it: never the other way round."""
-        fd = self.part.fileno()
-        if fd is None or self.state is None:
+        fd, state = self.part.fileno(), self.state
+        if fd is None or state is None:
             return
         os.fdatasync(fd)
-        write_sidecar(self.sidecar, dump_state(self.state.with_committed(size)), self.url)
+        committed = state.with_committed(size)
+        write_sidecar(self.sidecar, dump_state(committed), self.url)
+        self.state = committed  # a retry in this run plans from what is durable
 
     async def settle(self) -> None:
         """Wait for an in-flight checkpoint (its errors surface here)."""
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
+
+    async def commit_now(self) -> None:
+        """Record every byte written so far (fsync, then sidecar), e.g. before a retry."""
+        with contextlib.suppress(OSError):
+            await self.settle()
+        if self.state is not None and self.part.size > self.state.committed:
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, self._commit, self.part.size)
+            except OSError as exc:
+                self.notes.append(f"could not record progress: {exc}")
 
     async def save(self) -> bool:
         """After a failure: make what we hold resumable, or remove it. True when kept."""
@@ -110,11 +123,8 @@ class Partial:
         if self.state is None or self.part.size == 0:
             self.discard()
             return False
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self._commit, self.part.size)
-        except OSError as exc:
-            # Disk full can refuse even the sidecar; the old sidecar (if any) is still true.
-            self.notes.append(f"could not record progress: {exc}")
+        # Disk full can refuse even the sidecar; the old sidecar (if any) is still true.
+        await self.commit_now()
         self.part.close()
         return True
 

@@ -14,7 +14,10 @@ be a correct peer for a resuming download client (RFC 9110):
 * paths are decoded segment by segment; ``..``, encoded slashes and symlinks leading out of
   the root all give 404;
 * bodies go out with ``loop.sendfile`` where the loop supports it, otherwise in 1 MiB chunks,
-  so memory stays flat whatever the file size.
+  so memory stays flat whatever the file size;
+* ``PUT /path/name`` stores its body as that file and ``POST /dir/`` a multipart form's files
+  in that directory, streamed to disk and renamed into place when complete, each body bounded
+  by ``max_upload`` (413 otherwise); see `streamer.server_upload`.
 
 Run it with `serve` (until cancelled, ``ready(base_url)`` once listening) or, in tests and the
 demo, with the async context manager `running_server`::
@@ -55,6 +58,9 @@ from streamer.core.validators import (
 )
 from streamer.errors import UsageError
 from streamer.server_files import (
+    MAX_UPLOAD_KEY,
+    ROOT_KEY,
+    SENDFILE_KEY,
     content_type,
     directory_listing,
     open_regular_file,
@@ -62,10 +68,7 @@ from streamer.server_files import (
     send_body,
     validator_headers,
 )
-
-ROOT_KEY = web.AppKey("root", Path)
-MAX_UPLOAD_KEY = web.AppKey[int | None]("max_upload")
-SENDFILE_KEY = web.AppKey("sendfile", bool)
+from streamer.server_upload import handle_post, handle_put
 
 SHUTDOWN_TIMEOUT = 2.0
 """Seconds `running_server` waits for requests in flight when it stops."""
@@ -74,16 +77,19 @@ SHUTDOWN_TIMEOUT = 2.0
 def make_app(
     root: Path, *, max_upload: int | None = None, sendfile: bool = True
 ) -> web.Application:
-    """An application serving the files under ``root`` with GET and HEAD.
+    """An application serving the files under ``root`` with GET and HEAD, taking uploads with
+    PUT (a file) and POST (a multipart form into a directory); see `streamer.server_upload`.
 
-    ``max_upload`` is only stored (``app[MAX_UPLOAD_KEY]``) for the upload handler to come;
-    ``sendfile=False`` forces the chunked body path (for tests and measurements).
+    ``max_upload`` bounds each upload body in bytes (None: no limit); ``sendfile=False``
+    forces the chunked body path of GET (for tests and measurements).
     """
     app = web.Application()
     app[ROOT_KEY] = root.resolve(strict=True)
     app[MAX_UPLOAD_KEY] = max_upload
     app[SENDFILE_KEY] = sendfile
     app.router.add_get("/{tail:.*}", _handle, allow_head=True)
+    app.router.add_put("/{tail:.*}", handle_put)
+    app.router.add_post("/{tail:.*}", handle_post)
     return app
 
 
@@ -213,4 +219,4 @@ async def serve(
         await asyncio.Event().wait()
 
 
-__all__ = ["MAX_UPLOAD_KEY", "ROOT_KEY", "make_app", "running_server", "serve"]
+__all__ = ["MAX_UPLOAD_KEY", "ROOT_KEY", "SENDFILE_KEY", "make_app", "running_server", "serve"]

@@ -19,6 +19,10 @@ from aiohttp import web
 
 from streamer.core.validators import format_http_date, make_etag
 
+ROOT_KEY = web.AppKey("root", Path)
+MAX_UPLOAD_KEY = web.AppKey[int | None]("max_upload")
+SENDFILE_KEY = web.AppKey("sendfile", bool)
+
 CHUNK_SIZE = 1 << 20
 """Bytes read from disk and written per step when sendfile is not used."""
 
@@ -34,12 +38,11 @@ _COMPRESSED_TYPES = {
 _FORBIDDEN_IN_SEGMENT = ("/", "\\", "\0")
 
 
-def resolve_request_path(root: Path, raw_path: str) -> Path | None:
-    """Map a still percent-encoded request path to a path under ``root``, or None (404).
+def decode_segments(raw_path: str) -> list[str] | None:
+    """The percent-decoded segments of a request path, or None if any is unsafe.
 
     Each segment is decoded on its own, so an encoded slash never splits one; ``.``, ``..``,
-    empty segments (other than a trailing slash) and backslashes or NULs are refused. The
-    result is resolved through symlinks and must still lie under ``root`` (itself resolved).
+    empty segments (other than a trailing slash) and backslashes or NULs are refused.
     """
     segments = raw_path.removeprefix("/").split("/")
     if segments[-1] == "":
@@ -51,6 +54,19 @@ def resolve_request_path(root: Path, raw_path: str) -> Path | None:
     for part in parts:
         if part in ("", ".", "..") or any(ch in part for ch in _FORBIDDEN_IN_SEGMENT):
             return None
+    return parts
+
+
+def resolve_request_path(root: Path, raw_path: str) -> Path | None:
+    """Map a still percent-encoded request path to a path under ``root``, or None (404).
+
+    Each segment is decoded on its own, so an encoded slash never splits one; ``.``, ``..``,
+    empty segments (other than a trailing slash) and backslashes or NULs are refused. The
+    result is resolved through symlinks and must still lie under ``root`` (itself resolved).
+    """
+    parts = decode_segments(raw_path)
+    if parts is None:
+        return None
     try:
         target = root.joinpath(*parts).resolve(strict=True)
     except (OSError, RuntimeError, ValueError):

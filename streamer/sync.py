@@ -7,11 +7,12 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .bodies import Source
 from .client import DEFAULT_FETCH_LIMIT, Client
 from .core.checksum import Checksum
 from .core.events import ProgressCallback
 from .errors import UsageError
-from .results import DownloadResult, FetchResult
+from .results import DownloadResult, FetchResult, UploadResult
 
 T = TypeVar("T")
 
@@ -79,5 +80,25 @@ def fetch(
                 url, max_bytes=max_bytes, headers=headers, accept_gzip=accept_gzip,
                 raise_for_status=raise_for_status,
             )  # fmt: skip
+
+    return run(go())
+
+
+def upload(
+    url: str,
+    source: Source,
+    *,
+    method: str = "PUT",
+    headers: Mapping[str, str] | None = None,
+    content_type: str | None = None,
+    **client_options: Any,
+) -> UploadResult:
+    """Upload `source` (a path, bytes or a binary file) to `url`; other options go to `Client`."""
+
+    async def go() -> UploadResult:
+        async with Client(**client_options) as client:
+            return await client.upload(
+                url, source, method=method, headers=headers, content_type=content_type
+            )
 
     return run(go())

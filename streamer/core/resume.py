@@ -123,7 +123,9 @@ def load_state(text: str | bytes) -> ResumeState:
     if not isinstance(doc, dict) or doc.get("kind") != SIDECAR_KIND:
         raise SidecarError("not a streamer sidecar")
     version = doc.get("version")
-    reader = _READERS.get(version) if isinstance(version, int) else None
+    reader = None
+    if isinstance(version, int) and not isinstance(version, bool):  # JSON true is not 1
+        reader = _READERS.get(version)
     if reader is None:
         raise SidecarError(f"unsupported sidecar version {version!r}")
     return reader(doc)

@@ -180,8 +180,9 @@ class RetryPolicy:
         After a single attempt nothing was retried, so the error's own text is returned as is.
         """
         if self.attempts == 1:
-            return str(error)
-        return f"gave up after {self.attempts} attempts: {error}"
+            return error.message
+        # error.message, not str(error): the URL is added once, by the error that carries this.
+        return f"gave up after {self.attempts} attempts: {error.message}"
 
 
 __all__ = ["RetryPolicy", "parse_retry_after"]

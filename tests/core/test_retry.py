@@ -401,7 +401,7 @@ def test_policy_pickles() -> None:
 def test_exhausted_message() -> None:
     """After retries the final text names the attempt count and the last error."""
     policy = RetryPolicy(retries=3, attempts=4)
-    assert policy.exhausted_message(S503) == "gave up after 4 attempts: u: 503 Service Unavailable"
+    assert policy.exhausted_message(S503) == "gave up after 4 attempts: 503 Service Unavailable"
 
 
 def test_exhausted_message_single_attempt() -> None:

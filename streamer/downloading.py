@@ -104,6 +104,7 @@ async def _with_retries(job: _Job) -> DownloadResult:
                     exc.message = policy.exhausted_message(exc)
                 raise
             job.partial.notes.append(f"attempt {policy.attempts} failed ({exc}); retrying")
+            await job.partial.commit_now()  # the retry continues from what is durable
             policy = policy.increment(exc)
             await asyncio.sleep(delay)
 
