@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -192,6 +193,21 @@ class AsyncSourceBody:
 Source = str | os.PathLike[str] | bytes | BinaryIO | AsyncSource | AsyncIterable[bytes]
 
 
+@asynccontextmanager
+async def closing_chunks(chunks: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[bytes]]:
+    """Close a body's chunk generator when the block ends, even when it is left early.
+
+    A request cut short (an early answer, a cancelled send) stops iterating mid-body; closing at
+    once releases the source (an open file) instead of leaving that to garbage collection.
+    """
+    try:
+        yield chunks
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def make_body(source: Source, *, size: int | None = None, content_type: str | None = None) -> Body:
     """The Body for any accepted source type."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -243,7 +259,8 @@ class MultipartBody:
     async def open(self) -> AsyncIterator[bytes]:
         for spec, body in self._parts:
             yield part_head(self.boundary, spec)
-            async for chunk in body.open():
-                yield chunk
+            async with closing_chunks(body.open()) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             yield PART_TAIL
         yield closing(self.boundary)

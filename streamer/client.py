@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .bodies import Body, FilePart, MultipartBody, Source, make_body
+from .bodies import Body, FilePart, MultipartBody, Source, closing_chunks, make_body
 from .config import ClientConfig
 from .core.checksum import Checksum
 from .core.decode import ACCEPT_ENCODING
@@ -171,14 +172,19 @@ class Client:
         one server is not handed to another by a Location header.
         """
         opts = self._stream_options(max_bytes, decode=True)
-        stream = await self._open(
-            method, url, headers=self._headers(headers, True), opts=opts, progress=progress,
-            raise_for_status=False, body=body, cross_origin=cross_origin, on_sent=on_sent,
-        )  # fmt: skip
+        sending: list[AsyncGenerator[bytes, None]] = []
         try:
-            yield stream
+            stream = await self._open(
+                method, url, headers=self._headers(headers, True), opts=opts, progress=progress,
+                raise_for_status=False, body=body, cross_origin=cross_origin, on_sent=on_sent,
+                sending=sending,
+            )  # fmt: skip
+            try:
+                yield stream
+            finally:
+                stream.close()
         finally:
-            stream.close()
+            await _close_bodies(sending)
 
     async def _open(
         self,
@@ -192,8 +198,12 @@ class Client:
         body: Body | None = None,
         cross_origin: bool = True,
         on_sent: Any = None,
+        sending: list[AsyncGenerator[bytes, None]] | None = None,
     ) -> Stream:
-        """Send the request, following redirects under `plan_redirect`'s rules (RFC 9110 15.4)."""
+        """Send the request, following redirects under `plan_redirect`'s rules (RFC 9110 15.4).
+
+        The chunk generator of every body sent is added to ``sending``, for the caller to close.
+        """
         safe_url = redact_url(url)
         request_url, auth = split_userinfo(url)
         headers = {**auth, **headers}
@@ -202,7 +212,11 @@ class Client:
             allow_downgrade=self.config.allow_downgrade,
             allow_cross_origin=cross_origin,
         )
-        ctx = SimpleNamespace(on_phase=_phase_reporter(safe_url, progress), on_sent=on_sent)
+        ctx = SimpleNamespace(
+            on_phase=_phase_reporter(safe_url, progress),
+            on_sent=on_sent,
+            sending=[] if sending is None else sending,
+        )
         hops = 0
         while True:
             resp = await self._request(
@@ -258,6 +272,7 @@ class Client:
         if body is not None:
             headers = body_headers(headers, body)
             data = _counted(body, ctx)
+            ctx.sending.append(data)
         with mapped_errors(url, lambda: 0):
             return await self._session.request(
                 method,
@@ -421,15 +436,27 @@ def _body_for_hop(body: Body | None, drop: bool, url: str) -> Body | None:
     return body
 
 
-async def _counted(body: Body, ctx: SimpleNamespace) -> AsyncIterator[bytes]:
+async def _close_bodies(sending: list[AsyncGenerator[bytes, None]]) -> None:
+    """Close the chunk generators of sent bodies: aiohttp stops iterating one when the answer
+    comes early or the request is cancelled, but never closes it, so its source (an open file)
+    would wait for the garbage collector, which may only come after the event loop is gone."""
+    for chunks in sending:
+        # Still running in aiohttp's (cancelled) writer: the cancellation unwinds and closes it.
+        with contextlib.suppress(RuntimeError):
+            await chunks.aclose()
+    sending.clear()
+
+
+async def _counted(body: Body, ctx: SimpleNamespace) -> AsyncGenerator[bytes, None]:
     """The body's chunks, counting what was handed to the connection (for progress)."""
     ctx.sent = 0
     on_sent = getattr(ctx, "on_sent", None)
-    async for chunk in body.open():
-        yield chunk
-        ctx.sent += len(chunk)
-        if on_sent is not None:
-            on_sent(ctx.sent)
+    async with closing_chunks(body.open()) as chunks:
+        async for chunk in chunks:
+            yield chunk
+            ctx.sent += len(chunk)
+            if on_sent is not None:
+                on_sent(ctx.sent)
 
 
 def _phase_reporter(url: str, progress: ProgressCallback | None) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,8 @@ from .errors import BodyTooLarge, BodyTruncatedError, ChecksumMismatch, Protocol
 from .files import check_free_space, preflight
 from .partial import Partial
 from .results import DownloadResult
+
+Throttle = Callable[[int], Awaitable[None]]
 
 if TYPE_CHECKING:
     from .client import Client
@@ -48,6 +50,8 @@ class DownloadRequest:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     remote_name: bool = False  # name the file from Content-Disposition (curl's -J)
     clobber: bool = False  # with remote_name: may a server-chosen name replace a file?
+    durable: bool = True  # fsync before the rename (bulk runs sync in batches instead)
+    throttle: Throttle | None = None  # awaited per chunk with its size (a rate limit)
 
     def __post_init__(self) -> None:
         if isinstance(self.checksum, str):
@@ -147,14 +151,14 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
             offset = plan.offset
         else:
             stream.progress_base = offset
-            await _pump(stream, partial, verifier)
+            await _pump(stream, partial, verifier, req.throttle)
         _check_length(partial, stream)
         if verifier is not None:
             verifier.check()
         _report(progress, stream, Phase.FINALIZING, partial.part.size)
         target = _final_target(req, stream)
         no_clobber = req.no_clobber or (target != req.path and not req.clobber)
-        await partial.publish(no_clobber=no_clobber, target=target)
+        await partial.publish(no_clobber=no_clobber, target=target, durable=req.durable)
     _report(progress, stream, Phase.DONE, partial.part.size)
     return DownloadResult(
         url=partial.url, final_url=redact_url(stream.final_url), path=target,
@@ -228,7 +232,9 @@ def _new_state(
     )  # fmt: skip
 
 
-async def _pump(stream: Stream, partial: Partial, verifier: Verifier | None) -> None:
+async def _pump(
+    stream: Stream, partial: Partial, verifier: Verifier | None, throttle: Throttle | None
+) -> None:
     """Response chunks into the file (and the hash): the hot loop, kept free of extra work."""
     write = partial.part.write
     checkpoint = partial.maybe_checkpoint
@@ -238,6 +244,8 @@ async def _pump(stream: Stream, partial: Partial, verifier: Verifier | None) -> 
             update(chunk)
         write(chunk)
         checkpoint()
+        if throttle is not None:
+            await throttle(len(chunk))
     await partial.settle()
 
 

@@ -218,21 +218,26 @@ class PartFile:
             fd, self._fd = self._fd, None
             os.close(fd)
 
-    async def publish(self, *, no_clobber: bool, target: Path | None = None) -> None:
+    async def publish(
+        self, *, no_clobber: bool, target: Path | None = None, durable: bool = True
+    ) -> None:
         """fsync and move the partial file to the target name, then fsync the directory.
 
         The file stays open (and locked) until it has its final name, so no second writer can
-        take the partial file between our last write and the rename.
+        take the partial file between our last write and the rename. With ``durable=False``
+        (bulk runs, which sync the file system in batches before journaling) both fsyncs are
+        left to the caller.
         """
         target = self.target if target is None else target
-        await self.sync()
+        if durable:
+            await self.sync()
         try:
             if no_clobber:
                 # link() fails if the target appeared meanwhile, where replace() would clobber it.
-                await aiofiles.os.link(self.path, target)
-                await aiofiles.os.remove(self.path)
+                os.link(self.path, target)
+                os.unlink(self.path)
             else:
-                await aiofiles.os.replace(self.path, target)
+                os.replace(self.path, target)
         except FileExistsError as exc:
             raise FileExistsError_(
                 f"{target} exists and was left untouched (not overwriting it)",
@@ -242,7 +247,8 @@ class PartFile:
         except OSError as exc:
             raise file_error(exc, target, "rename into", _WRITE, self.url) from exc
         self.close()
-        await fsync_dir(target.parent)
+        if durable:
+            await fsync_dir(target.parent)
 
     def discard(self) -> None:
         """Close and remove the partial file; never touches the target."""

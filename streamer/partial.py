@@ -32,6 +32,8 @@ from .files import PartFile, read_sidecar, remove_quietly, sidecar_path, write_s
 
 # How much may be written between two checkpoints: what a crash can cost us to re-download.
 CHECKPOINT_BYTES = 64 << 20
+# Bodies up to this size get no sidecar when they start from byte 0 (one fsync saved per file).
+SIDECAR_MIN = 2 << 20
 
 
 class Partial:
@@ -68,7 +70,10 @@ class Partial:
         self.part.truncate(offset)
         self._checkpointed = offset
         self.state = None if state is None else state.with_committed(offset)
-        if self.state is None:
+        small = state is not None and state.total is not None and state.total <= SIDECAR_MIN
+        if self.state is None or (small and offset == 0):
+            # A small body is cheaper to fetch again than to journal; its state is kept in
+            # memory, and written if a failure makes it worth resuming (commit_now, save).
             remove_quietly(self.sidecar)
         else:
             write_sidecar(self.sidecar, dump_state(self.state), self.url)
@@ -133,10 +138,12 @@ class Partial:
         self.part.discard()
         remove_quietly(self.sidecar)
 
-    async def publish(self, *, no_clobber: bool, target: Path | None = None) -> None:
+    async def publish(
+        self, *, no_clobber: bool, target: Path | None = None, durable: bool = True
+    ) -> None:
         """Make the verified partial file the target, then drop the sidecar."""
         await self.settle()
-        await self.part.publish(no_clobber=no_clobber, target=target)
+        await self.part.publish(no_clobber=no_clobber, target=target, durable=durable)
         remove_quietly(self.sidecar)
 
     @property
