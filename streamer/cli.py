@@ -138,7 +138,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     get = sub.add_parser("get", help="download a URL into a file")
-    get.add_argument("url", metavar="URL")
+    get.add_argument("url", metavar="URL", nargs="?", help="the URL (or use -i MANIFEST)")
+    bulk = get.add_argument_group("many downloads (-i)")
+    bulk.add_argument(
+        "-i",
+        "--input-file",
+        metavar="MANIFEST",
+        help="URLs, JSON Lines or CSV/TSV with a url column; - for stdin",
+    )
+    bulk.add_argument(
+        "-j", "--jobs", type=_count, default=16, metavar="N", help="transfers at once (default 16)"
+    )
+    bulk.add_argument(
+        "--max-per-host",
+        type=_count,
+        default=16,
+        metavar="N",
+        help="transfers at once to one host (default 16)",
+    )
+    bulk.add_argument(
+        "--limit-rate",
+        type=_size,
+        metavar="BYTES",
+        help="total download rate limit in bytes/s (K, M, G suffixes)",
+    )
+    bulk.add_argument(
+        "--memory-budget",
+        type=_size,
+        default=64 << 20,
+        metavar="SIZE",
+        help="bytes buffered by all transfers together (default 64M)",
+    )
+    bulk.add_argument(
+        "--journal", metavar="PATH", help="run journal (default DIR/.streamer-journal.jsonl)"
+    )
     where = get.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", metavar="PATH", help="write to PATH")
     where.add_argument(
@@ -163,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument(
         "--clobber", action="store_true", help="with -J: allow replacing an existing file"
+    )
+    get.add_argument(
+        "--split",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="fetch one file over N connections in byte ranges (like aria2 -x/-s)",
     )
     get.add_argument(
         "--no-resume", action="store_true", help="ignore a partial download and start over"
@@ -202,9 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else USAGE_EXIT
     try:
         if args.command == "get":
-            from .cli_get import run_get
-
-            return run_get(args)
+            return _get(parser, args)
         if args.command in ("put", "post"):
             from .cli_upload import run_upload_command
 
@@ -225,6 +263,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamerError as exc:
         print(f"streamer: {exc}", file=sys.stderr)
         return exit_code(exc.result)
+
+
+def _get(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if (args.url is None) == (args.input_file is None):
+        parser.error("give one URL, or -i MANIFEST")
+    if args.input_file is not None:
+        if args.output or args.remote_header_name:
+            parser.error("-o and -J name one file; with -i use -d DIR")
+        from .cli_bulk import run_bulk
+
+        return run_bulk(args)
+    from .cli_get import run_get
+
+    return run_get(args)
 
 
 def default_output(url: str, output: str | None, output_dir: str | None) -> Path:

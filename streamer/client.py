@@ -334,6 +334,7 @@ class Client:
         retry: RetryPolicy | int | None = None,
         remote_name: bool = False,
         clobber: bool = False,
+        split: int = 1,
         progress: ProgressCallback | None = None,
     ) -> DownloadResult:
         """Stream `url` into `path` through a partial file; the target appears only when whole.
@@ -341,15 +342,20 @@ class Client:
         A valid partial download of the same URL is resumed (``resume=False`` starts over);
         ``retry`` is a `RetryPolicy` or a number of retries. With ``remote_name`` the file is
         named from Content-Disposition inside ``path``'s directory, never replacing an existing
-        file unless ``clobber``.
+        file unless ``clobber``. With ``split`` > 1 the file is fetched over that many
+        connections in byte ranges (when the server supports ranges), each resumable.
         """
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         request = DownloadRequest(
             url, Path(path), max_bytes=max_bytes, checksum=checksum, headers=headers or {},
             accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
-            remote_name=remote_name, clobber=clobber,
+            remote_name=remote_name, clobber=clobber, split=split,
         )  # fmt: skip
+        if split > 1:
+            from .segmented import run_segmented
+
+            return await run_segmented(self, request, split)
         return await run_download(self, request, progress)
 
     async def upload(

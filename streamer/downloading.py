@@ -52,6 +52,7 @@ class DownloadRequest:
     clobber: bool = False  # with remote_name: may a server-chosen name replace a file?
     durable: bool = True  # fsync before the rename (bulk runs sync in batches instead)
     throttle: Throttle | None = None  # awaited per chunk with its size (a rate limit)
+    split: int = 1  # connections for one file (segmented download when > 1)
 
     def __post_init__(self) -> None:
         if isinstance(self.checksum, str):

@@ -24,9 +24,10 @@ from typing import Any
 
 from ..errors import ProtocolError
 from .ranges import format_range, parse_content_range
+from .segments import decode as decode_segments
 from .validators import is_weak_etag, last_modified_is_strong, parse_http_date
 
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2
 SIDECAR_KIND = "streamer.partial"
 
 
@@ -49,6 +50,8 @@ class ResumeState:
     total: int | None = None
     committed: int = 0
     checksum: str | None = None
+    # Segmented downloads (version 2): [start, end, done] per segment; None for one stream.
+    segments: tuple[tuple[int, int, int], ...] | None = None
 
     @property
     def validator(self) -> str | None:
@@ -79,6 +82,8 @@ def strong_validators(headers: Mapping[str, str]) -> tuple[str | None, str | Non
 def dump_state(state: ResumeState) -> str:
     """The sidecar text: JSON with a kind and a version, so a reader can refuse what it lacks."""
     doc: dict[str, Any] = {"kind": SIDECAR_KIND, "version": SIDECAR_VERSION, **asdict(state)}
+    if state.segments is not None:
+        doc["segments"] = [list(seg) for seg in state.segments]
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
@@ -110,8 +115,20 @@ def _v1(doc: Mapping[str, Any]) -> ResumeState:
     )
 
 
+def _v2(doc: Mapping[str, Any]) -> ResumeState:
+    """Version 2 added the segment map of segmented downloads; the rest is version 1."""
+    state = _v1(doc)
+    raw = doc.get("segments")
+    if raw is None:
+        return state
+    segments = decode_segments(raw, state.total)
+    if segments is None:
+        raise SidecarError("segments do not tile the resource exactly")
+    return replace(state, segments=tuple((s.start, s.end, s.done) for s in segments))
+
+
 # One reader per sidecar version ever written; old versions keep loading (fixtures/sidecars/).
-_READERS = {1: _v1}
+_READERS = {1: _v1, 2: _v2}
 
 
 def load_state(text: str | bytes) -> ResumeState:

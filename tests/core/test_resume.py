@@ -58,6 +58,7 @@ def test_dump_writes_kind_version_and_every_field() -> None:
         "total": 1000,
         "committed": 400,
         "checksum": None,
+        "segments": None,
     }
 
 
@@ -452,3 +453,37 @@ def test_judge_416_without_unsatisfied_range_retries_fresh(value: str | None) ->
 def test_total_from_response(status: int, headers: dict[str, str], total: int | None) -> None:
     """The complete length is Content-Length of a 200 and the /N of a 206's Content-Range."""
     assert total_from_response(status, headers) == total
+
+
+def test_load_reads_v2_fixture_with_segments() -> None:
+    """A version 2 sidecar (fixtures/sidecars/v2.json) loads with its segment map."""
+    state = load_state((FIXTURES / "v2.json").read_bytes())
+    assert state.segments == ((0, 2097152, 2097152), (2097152, 4194304, 1048576),
+                              (4194304, 6291456, 0))  # fmt: skip
+    assert state.total == 6291456
+
+
+@pytest.mark.parametrize(
+    "segments",
+    [
+        [[0, 10, 0]],  # does not reach the total
+        [[0, 50, 0], [60, 100, 0]],  # a gap
+        [[0, 60, 0], [50, 100, 0]],  # an overlap
+        [[0, 100, 101]],  # more done than the segment holds
+        [[0, 100, -1]],  # negative done
+        [[0, 100]],  # not a triple
+        [[0, 100, True]],  # a boolean is not a count
+        "0-100",  # not a list
+    ],
+)
+def test_load_refuses_segments_that_do_not_tile(segments: object) -> None:
+    """A segment map must cover [0, total) exactly, in order, with 0 <= done <= length."""
+    with pytest.raises(SidecarError):
+        load_state(json.dumps(_doc(version=2, total=100, committed=0, segments=segments)))
+
+
+def test_segments_round_trip() -> None:
+    """dump_state/load_state keep a segment map unchanged."""
+    state = ResumeState(url="u", final_url="u", etag='"e"', total=100,
+                        segments=((0, 40, 40), (40, 100, 7)))  # fmt: skip
+    assert load_state(dump_state(state)) == state

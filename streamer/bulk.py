@@ -1,0 +1,231 @@
+"""Many downloads into one directory: bounded concurrency, per-host caps, one result per job.
+
+Memory does not grow with the job list: jobs are pulled from the (possibly huge, streamed)
+source through a small queue, results are yielded as they finish, and the only per-job state
+kept for the whole run is a 64-bit key for duplicate detection and the journal's done set.
+One failing job never stops the others: its error is data in its `JobResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .core.manifest import DuplicateFinder, Job, target_for, target_key
+from .core.ratelimit import TokenBucket
+from .core.redact import redact_url
+from .core.retry import RetryPolicy
+from .downloading import DownloadRequest, run_download
+from .errors import Result, StreamerError, UsageError
+from .journal import Done, Journal
+
+if TYPE_CHECKING:
+    from .client import Client
+
+
+@dataclass(frozen=True)
+class BulkOptions:
+    """How a bulk run behaves. ``memory_budget`` bounds the bytes buffered by all transfers
+    together: concurrency is capped so that (jobs x per-transfer buffer) fits in it."""
+
+    jobs: int = 16
+    max_per_host: int = 16
+    limit_rate: float | None = None  # bytes/s over the whole run
+    memory_budget: int = 64 << 20
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry_budget: int | None = None  # retries allowed over the whole run (default: 4 x jobs)
+    resume: bool = True
+    skip_duplicates: frozenset[int] = frozenset()  # target keys known to be claimed twice
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1 or self.max_per_host < 1:
+            raise UsageError("jobs and max_per_host must be at least 1")
+        if self.limit_rate is not None and self.limit_rate <= 0:
+            raise UsageError(f"limit_rate must be > 0, not {self.limit_rate}")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The outcome of one job. ``error`` is kept as the exception object, not a string."""
+
+    job: Job
+    path: Path
+    result: Result
+    size: int = 0
+    status: int | None = None
+    attempts: int = 0
+    skipped: bool = False  # complete per the journal: no request was made
+    error: StreamerError | None = None
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.result is Result.SUCCESS
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "line": self.job.line, "url": redact_url(self.job.url), "path": str(self.path),
+            "result": self.result.value, "ok": self.ok, "size": self.size, "status": self.status,
+            "attempts": self.attempts, "skipped": self.skipped,
+            "error": None if self.error is None else str(self.error),
+            "elapsed": round(self.elapsed, 6),
+        }  # fmt: skip
+
+
+class _Hosts:
+    """One semaphore per host, dropped when no job of that host is in flight."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    def _key(self, url: str) -> str:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+
+    async def acquire(self, url: str) -> str:
+        """Wait for a slot of the URL's host; returns the key to release it with."""
+        key = self._key(url)
+        sem, users = self._slots.setdefault(key, (asyncio.Semaphore(self._cap), [0]))
+        users[0] += 1
+        await sem.acquire()
+        return key
+
+    def release(self, key: str) -> None:
+        sem, users = self._slots[key]
+        sem.release()
+        users[0] -= 1
+        if users[0] == 0:
+            del self._slots[key]
+
+
+class _Run:
+    def __init__(self, client: Client, out_dir: Path, opts: BulkOptions, journal: Journal | None):
+        self.client = client
+        self.out_dir = out_dir
+        self.opts = opts
+        self.journal = journal
+        self.hosts = _Hosts(opts.max_per_host)
+        self.claimed = DuplicateFinder()
+        self.retries_left = opts.retry_budget if opts.retry_budget is not None else 4 * opts.jobs
+        self.bucket: TokenBucket | None = None
+        if opts.limit_rate is not None:
+            now = time.monotonic()
+            self.bucket = TokenBucket(opts.limit_rate, max(opts.limit_rate / 4, 1 << 16), now)
+
+    async def throttle(self, n: int) -> None:
+        if self.bucket is not None:
+            wait = self.bucket.take(n, time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    def _policy(self) -> RetryPolicy:
+        """The per-job retry policy, cut to what is left of the run's retry budget."""
+        retries = min(self.opts.retry.retries, max(self.retries_left, 0))
+        return RetryPolicy(
+            retries=retries, delay=self.opts.retry.delay, backoff=self.opts.retry.backoff,
+            max_backoff=self.opts.retry.max_backoff, max_time=self.opts.retry.max_time,
+        )  # fmt: skip
+
+    async def one(self, job: Job) -> JobResult:
+        rel = target_for(job)
+        path = self.out_dir / rel
+        key = target_key(rel)
+        if key in self.opts.skip_duplicates or self.claimed.add(key):
+            err = UsageError(f"two jobs write {rel}; not started", url=redact_url(job.url))
+            return JobResult(job, path, err.result, error=err)
+        if self.journal is not None and self.journal.is_done(rel, path):
+            return JobResult(job, path, Result.SUCCESS, size=path.stat().st_size, skipped=True)
+        host = await self.hosts.acquire(job.url)
+        try:
+            return await self._download(job, rel, path)
+        finally:
+            self.hosts.release(host)
+
+    async def _download(self, job: Job, rel: str, path: Path) -> JobResult:
+        started = time.monotonic()
+        req = DownloadRequest(
+            job.url, path, max_bytes=job.max_bytes, checksum=job.checksum,
+            headers=dict(job.headers), resume=self.opts.resume, retry=self._policy(),
+            durable=self.journal is None, throttle=self.throttle if self.bucket else None,
+        )  # fmt: skip
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            res = await run_download(self.client, req, None)
+        except StreamerError as exc:
+            self.retries_left -= max(exc.attempts - 1, 0)
+            return JobResult(
+                job, path, exc.result, attempts=exc.attempts, error=exc,
+                status=getattr(exc, "status", None), elapsed=time.monotonic() - started,
+            )  # fmt: skip
+        except OSError as exc:  # mkdir of a subdirectory
+            err = StreamerError(f"cannot create {path.parent}: {exc.strerror}", path=str(path))
+            err.result = Result.DOWNLOAD_FILE_CANT_OPEN
+            return JobResult(job, path, err.result, error=err)
+        self.retries_left -= res.attempts - 1
+        if self.journal is not None:
+            await self.journal.record(Done(rel, res.size, res.checksum, redact_url(job.url)))
+        return JobResult(
+            job, path, Result.SUCCESS, size=res.size, status=res.status, attempts=res.attempts,
+            elapsed=time.monotonic() - started,
+        )  # fmt: skip
+
+
+async def _aiter(jobs: Iterable[Job] | AsyncIterable[Job]) -> AsyncIterator[Job]:
+    if isinstance(jobs, AsyncIterable):
+        async for job in jobs:
+            yield job
+    else:
+        for job in jobs:
+            yield job
+
+
+def effective_jobs(opts: BulkOptions, chunk_size: int) -> int:
+    """Concurrency that keeps buffers within the memory budget (aiohttp buffers up to twice its
+    read size per connection, plus the chunk being written)."""
+    per_transfer = 3 * chunk_size
+    return max(1, min(opts.jobs, opts.memory_budget // per_transfer))
+
+
+async def download_many(
+    client: Client,
+    jobs: Iterable[Job] | AsyncIterable[Job],
+    out_dir: Path,
+    opts: BulkOptions,
+    journal: Journal | None = None,
+) -> AsyncIterator[JobResult]:
+    """Run `jobs` with bounded concurrency; yield each result as it finishes (any order)."""
+    run = _Run(client, out_dir, opts, journal)
+    width = effective_jobs(opts, client.config.chunk_size)
+    todo: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * width)
+    done: asyncio.Queue[JobResult | None] = asyncio.Queue(maxsize=2 * width)
+
+    async def feed() -> None:
+        async for job in _aiter(jobs):
+            await todo.put(job)
+        for _ in range(width):
+            await todo.put(None)
+
+    async def work() -> None:
+        while (job := await todo.get()) is not None:
+            await done.put(await run.one(job))
+        await done.put(None)
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(feed())
+        for _ in range(width):
+            tg.create_task(work())
+        finished = 0
+        while finished < width:
+            item = await done.get()
+            if item is None:
+                finished += 1
+            else:
+                yield item
+    if journal is not None:
+        await journal.flush()

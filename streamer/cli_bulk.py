@@ -1,0 +1,175 @@
+"""`streamer get -i MANIFEST`: many downloads, one aggregate bar, one summary, a restartable run.
+
+Exit status: 0 only when every job succeeded (skipped-as-done counts as success). Otherwise the
+exit code of the most frequent failure (ties: the first seen); a manifest with bad lines and no
+failed job exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from .bulk import BulkOptions, JobResult, download_many
+from .cli_get import client_config, stop_on_sigterm, wants_bar
+from .client import Client
+from .core.manifest import (
+    BadLine,
+    DuplicateFinder,
+    Job,
+    parse_manifest,
+    target_for,
+    target_key,
+)
+from .core.retry import RetryPolicy
+from .core.sizes import format_size
+from .errors import Result, exit_code
+from .journal import JOURNAL_NAME, Journal
+from .sync import run
+
+
+@contextmanager
+def _lines(source: str) -> Iterator[IO[str]]:
+    if source == "-":
+        yield sys.stdin
+        return
+    with open(source, encoding="utf-8", errors="replace", newline="") as f:
+        yield f
+
+
+class _Tally:
+    """Counts for the bar and the summary; the bar is tqdm with files as its unit."""
+
+    def __init__(self, total: int | None, bar: bool) -> None:
+        self.failures: Counter[Result] = Counter()
+        self.first_seen: list[Result] = []
+        self.ok = self.skipped = self.bad_lines = self.bytes = 0
+        self.started = time.monotonic()
+        self.bar: Any = None
+        if bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+    def add(self, res: JobResult) -> None:
+        if res.ok:
+            self.ok += 1
+            self.skipped += res.skipped
+            self.bytes += res.size
+        else:
+            if res.result not in self.failures:
+                self.first_seen.append(res.result)
+            self.failures[res.result] += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            failed = sum(self.failures.values())
+            self.bar.set_postfix_str(f"{format_size(self.bytes)}, {failed} failed", refresh=False)
+
+    def exit_status(self) -> int:
+        if self.failures:
+            top = max(self.failures.values())
+            worst = next(r for r in self.first_seen if self.failures[r] == top)
+            return exit_code(worst)
+        return 2 if self.bad_lines else 0
+
+    def summary(self) -> str:
+        elapsed = time.monotonic() - self.started
+        failed = sum(self.failures.values())
+        done = self.ok + failed
+        rate = done / elapsed if elapsed > 0 else 0.0
+        parts = [f"{self.ok} ok ({self.skipped} already done)", f"{failed} failed"]
+        if self.bad_lines:
+            parts.append(f"{self.bad_lines} bad manifest lines")
+        why = ", ".join(f"{n} {r.value}" for r, n in self.failures.most_common())
+        text = (
+            f"{'; '.join(parts)}; {format_size(self.bytes)} in {elapsed:.2f} s ({rate:.0f} files/s)"
+        )
+        return text + (f"\nfailures: {why}" if why else "")
+
+
+def _prescan(lines: IO[str]) -> tuple[set[int], int]:
+    """Target keys claimed by more than one job, and the number of jobs (for the bar)."""
+    seen, dupes, count = DuplicateFinder(), set(), 0
+    for item in parse_manifest(lines):
+        if isinstance(item, Job):
+            count += 1
+            key = target_key(target_for(item))
+            if seen.add(key):
+                dupes.add(key)
+    return dupes, count
+
+
+def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
+    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
+    return BulkOptions(
+        jobs=args.jobs, max_per_host=args.max_per_host, limit_rate=args.limit_rate,
+        memory_budget=args.memory_budget, retry=retry, resume=not args.no_resume,
+        skip_duplicates=dupes,
+    )  # fmt: skip
+
+
+def run_bulk(args: argparse.Namespace) -> int:
+    out_dir = Path(args.output_dir or ".")
+    if not out_dir.is_dir():
+        print(f"streamer: output directory {out_dir} does not exist", file=sys.stderr)
+        return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
+    dupes: frozenset[int] = frozenset()
+    total = None
+    if args.input_file != "-":  # a file can be read twice: find duplicate targets first
+        with _lines(args.input_file) as f:
+            found, total = _prescan(f)
+        dupes = frozenset(found)
+    journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME)
+    journal.load()
+    tally = _Tally(total, wants_bar(args))
+    try:
+        run(_go(args, out_dir, _options(args, dupes), journal, tally))
+    finally:
+        if tally.bar is not None:
+            tally.bar.close()
+    if not args.quiet and not args.json:
+        print(tally.summary(), file=sys.stderr)
+    return tally.exit_status()
+
+
+async def _go(
+    args: argparse.Namespace, out_dir: Path, opts: BulkOptions, journal: Journal, tally: _Tally
+) -> None:
+    stop_on_sigterm()
+    journal.open()
+    try:
+        with _lines(args.input_file) as f:
+            jobs = _jobs(parse_manifest(f), args, tally)
+            async with Client(client_config(args)) as client:
+                async for res in download_many(client, jobs, out_dir, opts, journal):
+                    tally.add(res)
+                    _report(args, res)
+    finally:
+        await journal.close()
+
+
+def _jobs(items: Iterator[Job | BadLine], args: argparse.Namespace, tally: _Tally) -> Iterator[Job]:
+    for item in items:
+        if isinstance(item, BadLine):
+            tally.bad_lines += 1
+            if args.json:
+                print(json.dumps({"line": item.line, "result": "bad_manifest_line",
+                                  "error": item.reason}), flush=True)  # fmt: skip
+            else:
+                print(f"streamer: manifest line {item.line}: {item.reason}", file=sys.stderr)
+            continue
+        yield item
+
+
+def _report(args: argparse.Namespace, res: JobResult) -> None:
+    if args.json:
+        print(json.dumps(res.to_json()), flush=True)
+    elif not res.ok and not args.quiet:
+        print(f"streamer: line {res.job.line}: {res.error}", file=sys.stderr)

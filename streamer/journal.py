@@ -1,0 +1,129 @@
+"""The run journal of a bulk download: which targets are complete, so a re-run skips them.
+
+An append-only JSON Lines file. A "done" record is written only after the file system was
+synced (`os.sync` in a thread, once per batch), so after a crash every journaled file is durable;
+files finished but not yet journaled are simply fetched again. Only the 64-bit key and size of
+each done target are kept in memory (a million jobs cost tens of MiB, not the paths).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .core.manifest import target_key
+from .errors import FileError, Result
+
+JOURNAL_NAME = ".streamer-journal.jsonl"
+# A batch is synced and journaled when it reaches this many files or this age.
+BATCH_FILES = 256
+BATCH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Done:
+    target: str
+    size: int
+    checksum: str | None
+    url: str
+
+
+class Journal:
+    """Reads the done set at start; appends done records in synced batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: dict[int, int] = {}  # target key -> size
+        self._pending: list[Done] = []
+        self._oldest = 0.0
+        self._fd: int | None = None
+        self._lock = asyncio.Lock()
+
+    def load(self) -> int:
+        """Read the done records of earlier runs (corrupt lines are skipped); return the count."""
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    self._read_line(line)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise FileError(
+                f"cannot read journal {self.path}: {exc.strerror}",
+                path=str(self.path),
+                result=Result.DOWNLOAD_FILE_CANT_OPEN,
+            ) from exc
+        return len(self.done)
+
+    def _read_line(self, line: str) -> None:
+        try:
+            rec: Any = json.loads(line)
+        except ValueError:
+            return  # a torn last line after a crash
+        if isinstance(rec, dict) and rec.get("t") == "done":
+            target, size = rec.get("target"), rec.get("size")
+            if isinstance(target, str) and isinstance(size, int):
+                self.done[target_key(target)] = size
+
+    def is_done(self, target: str, path: Path) -> bool:
+        """Journaled as complete, and the file is still there with that size."""
+        size = self.done.get(target_key(target))
+        if size is None:
+            return False
+        try:
+            return path.stat().st_size == size
+        except OSError:
+            return False
+
+    def open(self) -> None:
+        try:
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+        except OSError as exc:
+            raise FileError(
+                f"cannot open journal {self.path}: {exc.strerror}",
+                path=str(self.path),
+                result=Result.DOWNLOAD_FILE_CANT_OPEN,
+            ) from exc
+
+    async def record(self, done: Done) -> None:
+        """Queue a done record; flush the batch when it is big or old enough."""
+        if not self._pending:
+            self._oldest = time.monotonic()
+        self._pending.append(done)
+        if len(self._pending) >= BATCH_FILES or time.monotonic() - self._oldest >= BATCH_SECONDS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Sync the file system (the batch's files become durable), then journal them."""
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch or self._fd is None:
+                return
+            fd = self._fd
+            lines = "".join(
+                json.dumps({"t": "done", "target": d.target, "size": d.size,
+                            "checksum": d.checksum, "url": d.url}) + "\n"
+                for d in batch
+            )  # fmt: skip
+            await asyncio.to_thread(_sync_and_append, fd, lines.encode("utf-8"))
+            for d in batch:
+                self.done[target_key(d.target)] = d.size
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def _sync_and_append(fd: int, data: bytes) -> None:
+    os.sync()  # the batch's files and renames reach the disk before the journal says so
+    os.write(fd, data)
+    os.fsync(fd)

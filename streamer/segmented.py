@@ -1,0 +1,244 @@
+"""One large file over N connections (aria2's -x/-s): Range requests written at their offsets.
+
+The first request asks for ``bytes=0-``; a 206 with a complete length and a strong validator
+(or a checksum) lets the file be split. The partial file is preallocated, each segment is
+fetched with ``Range`` + ``If-Range`` and checked before a byte is written, and the segment map
+lives in the sidecar (version 2) so every segment resumes after a crash. A server that ignores
+ranges, or a resource with nothing to prove its identity, falls back to one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .core.checksum import Checksum, Verifier
+from .core.redact import redact_url
+from .core.resume import ResumeState, dump_state, strong_validators
+from .core.resume import total_from_response as resource_total
+from .core.segments import Segment, check_segment_response, split
+from .downloading import DownloadRequest, run_download
+from .errors import BodyTruncatedError, Result, StreamerError
+from .files import check_free_space, file_error, preflight, write_sidecar
+from .partial import Partial
+from .results import DownloadResult
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .stream import Stream
+
+CHECKPOINT_SECONDS = 2.0
+_WRITE = Result.DOWNLOAD_FILE_WRITE_ERROR
+
+
+class _Restart(Exception):
+    """The resource changed or cannot be split any more: start over with one stream."""
+
+
+class _Segmented:
+    """The shared state of one segmented download (the map, the file, the checkpoints)."""
+
+    def __init__(self, client: Client, req: DownloadRequest, partial: Partial, state: ResumeState):
+        assert state.segments is not None and state.total is not None
+        self.client, self.req, self.partial = client, req, partial
+        self.state = state
+        self.total = state.total
+        self.segments = [Segment(*s) for s in state.segments]
+        fd = partial.part.fileno()
+        assert fd is not None
+        self.fd = fd
+        self._last_checkpoint = time.monotonic()
+        self._checkpointing: asyncio.Task[None] | None = None
+
+    def snapshot(self) -> ResumeState:
+        segs = tuple((s.start, s.end, s.done) for s in self.segments)
+        return replace(self.state, segments=segs, committed=0)
+
+    def _commit(self, state: ResumeState) -> None:
+        os.fdatasync(self.fd)  # the bytes the snapshot counts were written before this call
+        write_sidecar(self.partial.sidecar, dump_state(state), self.partial.url)
+
+    def maybe_checkpoint(self) -> None:
+        if time.monotonic() - self._last_checkpoint < CHECKPOINT_SECONDS:
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        self._last_checkpoint = time.monotonic()
+        self._checkpointing = asyncio.ensure_future(
+            asyncio.to_thread(self._commit, self.snapshot())
+        )
+
+    async def commit(self) -> None:
+        if self._checkpointing is not None:
+            with contextlib.suppress(OSError):
+                await self._checkpointing
+        await asyncio.to_thread(self._commit, self.snapshot())
+
+    async def fetch(self, index: int) -> None:
+        """Fill segment `index` (retrying transient failures from where it stopped)."""
+        policy = self.req.retry
+        started = time.monotonic()
+        while not self.segments[index].complete:
+            try:
+                await self._fetch_once(index)
+            except StreamerError as exc:
+                delay = policy.next_delay(exc, elapsed=time.monotonic() - started, rand=0.5)
+                if delay is None:
+                    raise
+                policy = policy.increment(exc)
+                await asyncio.sleep(delay)
+
+    async def _fetch_once(self, index: int) -> None:
+        seg = self.segments[index]
+        headers = {**self.req.headers, "Range": seg.range_header()}
+        if self.state.validator:
+            headers["If-Range"] = self.state.validator
+        async with self.client.stream(self.req.url, headers=headers, accept_gzip=False) as st:
+            why = check_segment_response(seg, st.status, st.headers, self.total, self.state.etag)
+            if why is not None:
+                raise _Restart(why)
+            await self._write(index, st)
+        if not self.segments[index].complete:
+            raise BodyTruncatedError(
+                f"segment {index} ended at byte {self.segments[index].offset} of {seg.end}",
+                url=self.partial.url, received=self.segments[index].done,
+                expected=seg.end - seg.start,
+            )  # fmt: skip
+
+    async def _write(self, index: int, stream: Stream) -> None:
+        throttle = self.req.throttle
+        async for chunk in stream:
+            seg = self.segments[index]
+            data = chunk[: seg.remaining]
+            try:
+                written = os.pwrite(self.fd, data, seg.offset)
+            except OSError as exc:
+                path, url = self.partial.part.path, self.partial.url
+                raise file_error(exc, path, "write", _WRITE, url) from exc
+            self.segments[index] = seg.advanced(written)
+            self.maybe_checkpoint()
+            if throttle is not None:
+                await throttle(written)
+            if self.segments[index].complete:
+                return
+
+
+async def run_segmented(client: Client, req: DownloadRequest, parts: int) -> DownloadResult:
+    """Download `req` over up to `parts` connections; one stream when it cannot be split."""
+    safe_url = redact_url(req.url)
+    started = time.monotonic()
+    preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
+    partial = Partial(req.path, url=safe_url)
+    partial.open()
+    try:
+        state = partial.state if _resumable(partial, req) else await _probe(client, req, parts)
+        if state is None:
+            partial.part.close()
+            return await run_download(client, req, None)
+        return await _run(client, req, partial, state, started)
+    except _Restart as why:
+        partial.discard()
+        partial.notes.append(f"segmented download restarted with one stream: {why}")
+        return await run_download(client, req, None)
+    except BaseException:
+        await _keep(partial)
+        raise
+
+
+async def _keep(partial: Partial) -> None:
+    """Leave the partial file and its sidecar (already current) for a later run."""
+    partial.part.close()
+
+
+def _resumable(partial: Partial, req: DownloadRequest) -> bool:
+    state = partial.state
+    if state is None or state.segments is None or state.url != partial.url:
+        return False
+    checksum = str(req.checksum) if req.checksum else None
+    if state.validator is None and checksum is None:
+        return False
+    return partial.part.size == state.total
+
+
+async def _probe(client: Client, req: DownloadRequest, parts: int) -> ResumeState | None:
+    """Ask for ``bytes=0-``: a 206 with a length and a validator means the file can be split."""
+    headers = {**req.headers, "Range": "bytes=0-"}
+    async with client.stream(req.url, headers=headers, accept_gzip=False) as st:
+        if st.status >= 400:
+            from .client import error_for_status
+
+            raise error_for_status(st)
+        total = resource_total(st.status, st.headers) if st.status == 206 else None
+        etag, last_modified = strong_validators(st.headers)
+        has_identity = etag is not None or last_modified is not None or req.checksum is not None
+        if total is None or not has_identity or len(split(total, parts)) < 2:
+            return None
+        segments = split(total, parts)
+        return ResumeState(
+            url=redact_url(req.url), final_url=redact_url(st.final_url), etag=etag,
+            last_modified=last_modified, total=total,
+            checksum=str(req.checksum) if req.checksum else None,
+            segments=tuple((s.start, s.end, 0) for s in segments),
+        )  # fmt: skip
+
+
+def _prepare_file(partial: Partial, total: int) -> None:
+    fd = partial.part.fileno()
+    assert fd is not None
+    try:
+        if os.fstat(fd).st_size != total:
+            os.ftruncate(fd, total)
+        with contextlib.suppress(OSError, AttributeError):  # not every file system can
+            os.posix_fallocate(fd, 0, total)
+        partial.part.size = total
+    except OSError as exc:
+        raise file_error(exc, partial.part.path, "preallocate", _WRITE, partial.url) from exc
+
+
+async def _run(
+    client: Client, req: DownloadRequest, partial: Partial, state: ResumeState, started: float
+) -> DownloadResult:
+    assert state.total is not None
+    remaining = sum(e - s - d for s, e, d in state.segments or ())
+    check_free_space(req.path.parent, remaining, partial.url)
+    _prepare_file(partial, state.total)
+    job = _Segmented(client, req, partial, state)
+    await job.commit()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for i, seg in enumerate(job.segments):
+                if not seg.complete:
+                    tg.create_task(job.fetch(i))
+    except* _Restart as group:
+        raise group.exceptions[0] from None
+    except* StreamerError as group:
+        await job.commit()
+        raise group.exceptions[0] from None
+    await _verify(req, partial, state.total)
+    await partial.publish(no_clobber=req.no_clobber, durable=req.durable)
+    return DownloadResult(
+        url=partial.url, final_url=state.final_url, path=req.path, status=206,
+        size=state.total, elapsed=time.monotonic() - started, length_verified=True,
+        checksum=str(req.checksum) if req.checksum else None,
+        notes=(f"downloaded in {len(job.segments)} segments",),
+    )  # fmt: skip
+
+
+async def _verify(req: DownloadRequest, partial: Partial, total: int) -> None:
+    """With a checksum, hash the assembled file (its pieces arrived out of order)."""
+    if not isinstance(req.checksum, Checksum):
+        return
+    verifier = Verifier(req.checksum, url=partial.url)
+    await asyncio.to_thread(partial.part.hash_prefix, verifier.update, total)
+    try:
+        verifier.check()
+    except StreamerError:
+        partial.discard()
+        raise
+
+
+__all__ = ["run_segmented"]
