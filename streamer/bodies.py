@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import aiofiles
+import aiofiles.threadpool
 
 from .core.multipart import (
     PART_TAIL,
@@ -97,7 +98,11 @@ class FileBody:
     async def open(self) -> AsyncIterator[bytes]:
         size = self._identity[0]
         try:
-            async with aiofiles.open(self.path, "rb") as f:
+            # Opened here, not in a thread (aiofiles.open): a send cancelled during a threaded
+            # open would leave the file opened after all, and never closed. Closed here too:
+            # the buffered reader's lock makes close() wait for a read still in a thread.
+            with open(self.path, "rb") as raw:
+                f = aiofiles.threadpool.wrap(raw)
                 if _identity(os.fstat(f.fileno())) != self._identity:
                     raise self._changed("it is not the file whose size was declared")
                 sent, held = 0, b""

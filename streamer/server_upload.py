@@ -7,8 +7,9 @@
   outside the root: 404); the parent directory must exist (409 otherwise).
 * ``POST /dir/`` (any path naming a directory) with multipart/form-data stores each file part
   in that directory under a safe base name of its filename (`streamer.core.names.safe_name`)
-  and collects the text fields (at most `MAX_FIELDS` of at most `MAX_FIELD_BYTES` each; a
-  repeated name keeps its last value). The files of a form appear together once the whole body
+  and collects the text fields (at most `MAX_FIELD_BYTES` each; a repeated name keeps its last
+  value), at most `MAX_PARTS` parts; a file part with an empty filename (a browser's file
+  input left empty) is skipped. The files of a form appear together once the whole body
   has been read, so a failed form leaves none. Answer: 200 with ``{"fields": {...}, "files":
   [{"name", "filename", "content_type", "path", "size", "sha256"}]}``.
 * ``max_upload`` bounds each body: a declared Content-Length over it gets 413 before any byte
@@ -41,7 +42,7 @@ from streamer.server_files import MAX_UPLOAD_KEY, ROOT_KEY, decode_segments, res
 UPLOAD_CHUNK = 1 << 20
 """Bytes read from the request and written to disk per step (at most)."""
 
-MAX_FIELDS = 256
+MAX_PARTS = 256
 MAX_FIELD_BYTES = 64 << 10
 TEMP_SUFFIX = ".upload"
 FILE_MODE = 0o644
@@ -240,10 +241,6 @@ class _Form:
         self.files: list[tuple[dict[str, Any], _TempFile]] = []
 
     async def add_field(self, request: web.Request, part: BodyPartReader, name: str) -> None:
-        if len(self.fields) >= MAX_FIELDS and name not in self.fields:
-            raise web.HTTPRequestEntityTooLarge(
-                MAX_FIELDS, text=f"upload refused: more than {MAX_FIELDS} form fields\n"
-            )
         value = bytearray()
         while chunk := await part.read_chunk(UPLOAD_CHUNK):
             _check_received(request)
@@ -258,12 +255,8 @@ class _Form:
     async def add_file(self, request: web.Request, part: BodyPartReader, name: str) -> None:
         filename = safe_name(part.filename or "", DEFAULT_UPLOAD_NAME)
         tmp = _TempFile(self.directory, filename)
-        info = {
-            "name": name,
-            "filename": filename,
-            "content_type": part.headers.get("Content-Type"),
-        }
-        self.files.append((info, tmp))
+        ctype = part.headers.get("Content-Type")
+        self.files.append(({"name": name, "filename": filename, "content_type": ctype}, tmp))
         while chunk := await part.read_chunk(UPLOAD_CHUNK):
             _check_received(request)
             await tmp.write(chunk)
@@ -313,7 +306,12 @@ def _post_directory(request: web.Request) -> Path:
 
 async def _read_form(request: web.Request, form: _Form) -> None:
     reader = await request.multipart()
-    while (part := await reader.next()) is not None:
+    for count in range(1, MAX_PARTS + 2):
+        if (part := await reader.next()) is None:
+            return
+        if count > MAX_PARTS:
+            text = f"upload refused: more than {MAX_PARTS} parts in the form\n"
+            raise web.HTTPRequestEntityTooLarge(MAX_PARTS, text=text)
         if not isinstance(part, BodyPartReader):
             raise web.HTTPBadRequest(text="upload refused: nested multipart is not supported\n")
         name = part.name
@@ -321,8 +319,11 @@ async def _read_form(request: web.Request, form: _Form) -> None:
             raise web.HTTPBadRequest(text="upload refused: a form part has no name\n")
         if part.filename is None:
             await form.add_field(request, part, name)
-        else:
+        elif part.filename:
             await form.add_file(request, part, name)
+        else:  # an empty file input: nothing to store
+            while await part.read_chunk(UPLOAD_CHUNK):
+                _check_received(request)
 
 
 async def handle_post(request: web.Request) -> web.Response:

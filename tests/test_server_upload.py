@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from streamer.server import make_app
-from streamer.server_upload import MAX_FIELD_BYTES, MAX_FIELDS, TEMP_SUFFIX, UPLOAD_CHUNK
+from streamer.server_upload import MAX_FIELD_BYTES, MAX_PARTS, TEMP_SUFFIX, UPLOAD_CHUNK
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -450,11 +450,35 @@ async def test_post_cut_short_keeps_no_file(make: MakeClient, root: Path) -> Non
     assert _entries(root) == before
 
 
-async def test_post_too_many_fields(make: MakeClient) -> None:
-    """More than MAX_FIELDS text fields is refused with 413."""
+@pytest.mark.parametrize("kind", ["fields", "files"])
+async def test_post_too_many_parts(make: MakeClient, root: Path, kind: str) -> None:
+    """A form of more than MAX_PARTS parts (fields or files) is refused with 413, storing none."""
     client = await make()
-    form = _form(*[(f"f{i}", b"v", None) for i in range(MAX_FIELDS + 1)])
-    assert (await client.post("/", data=form)).status == 413
+    filename = None if kind == "fields" else "f.txt"
+    form = _form(*[(f"f{i}", b"v", filename) for i in range(MAX_PARTS + 1)])
+    before = _entries(root)
+    resp = await client.post("/", data=form)
+    assert resp.status == 413
+    assert f"more than {MAX_PARTS} parts" in await resp.text()
+    assert _entries(root) == before
+
+
+async def test_post_at_most_parts_accepted(make: MakeClient) -> None:
+    """Exactly MAX_PARTS parts are accepted."""
+    client = await make()
+    form = _form(*[(f"f{i}", b"v", None) for i in range(MAX_PARTS)])
+    resp = await client.post("/", data=form)
+    assert resp.status == 200
+    assert len((await resp.json())["fields"]) == MAX_PARTS
+
+
+async def test_post_empty_file_input_skipped(make: MakeClient, root: Path) -> None:
+    """A file part with an empty filename (an empty browser file input) stores nothing."""
+    client = await make()
+    before = _entries(root)
+    resp = await client.post("/", data=_form(("a", b"1", None), ("f", b"", "")))
+    assert await resp.json() == {"fields": {"a": "1"}, "files": []}
+    assert _entries(root) == before
 
 
 async def test_post_field_too_large(make: MakeClient) -> None:

@@ -1,0 +1,363 @@
+"""`streamer put` and `streamer post` in real subprocesses against the built-in server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import select
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamer.server import running_server
+
+MIB = 1 << 20
+RUN_TIMEOUT = 30.0
+MEMORY_LIMIT_KIB = 64 * 1024  # ru_maxrss is in KiB on Linux
+
+
+def _env() -> dict[str, str]:
+    """The environment without proxy settings, so children talk to 127.0.0.1 directly."""
+    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+def streamer(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m streamer ARGS`` and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env=_env(),
+        check=False,
+    )
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(MIB):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def threaded_server(root: Path, max_upload: int | None = None) -> Iterator[str]:
+    """The built-in server on its own event loop in a thread; yields its base URL."""
+    started: queue.Queue[str | BaseException] = queue.Queue()
+    control: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        control["stop"] = (asyncio.get_running_loop(), stop)
+        async with running_server(root, max_upload=max_upload) as base:
+            started.put(base)
+            await stop.wait()
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported to the test thread
+            started.put(exc)
+
+    thread = threading.Thread(target=run, name="upload-server", daemon=True)
+    thread.start()
+    base = started.get(timeout=10)
+    if isinstance(base, BaseException):
+        raise base
+    try:
+        yield base
+    finally:
+        loop, stop = control["stop"]
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The served directory, with sub/."""
+    base = tmp_path / "root"
+    (base / "sub").mkdir(parents=True)
+    return base
+
+
+@pytest.fixture
+def base(root: Path) -> Iterator[str]:
+    """The built-in server (no upload limit) serving ``root``."""
+    with threaded_server(root) as url:
+        yield url
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """A 3 MiB + 5 byte local file."""
+    path = tmp_path / "local.bin"
+    path.write_bytes(os.urandom(3 * MIB + 5))
+    return path
+
+
+# --- put ------------------------------------------------------------------------------------------
+
+
+def test_put_prints_server_answer(base: str, root: Path, source: Path) -> None:
+    """put FILE URL stores the file and prints the server's answer on stdout (-q: no summary)."""
+    proc = streamer("put", source, base + "sub/copy.bin", "-q")
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer == {
+        "path": "/sub/copy.bin",
+        "size": source.stat().st_size,
+        "sha256": _sha(source),
+    }
+    assert (root / "sub" / "copy.bin").read_bytes() == source.read_bytes()
+    assert proc.stderr == ""
+
+
+def test_put_summary_on_stderr(base: str, source: Path) -> None:
+    """Without -q, a one-line summary with the status goes to stderr."""
+    proc = streamer("put", source, base + "a.bin")
+    assert proc.returncode == 0
+    assert "201 Created" in proc.stderr
+    assert proc.stderr.startswith("sent ")
+
+
+def test_put_json(base: str, source: Path) -> None:
+    """--json prints one JSON object describing the upload."""
+    proc = streamer("put", source, base + "j.bin", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["status"] == 201
+    assert report["sent"] == source.stat().st_size
+    assert report["result"] == "success"
+    assert report["url"] == base + "j.bin"
+
+
+def test_put_replaces_with_200(base: str, root: Path, source: Path) -> None:
+    """A second put to the same URL replaces the file (200)."""
+    (root / "old.bin").write_bytes(b"old")
+    proc = streamer("put", source, base + "old.bin", "--json")
+    assert json.loads(proc.stdout)["status"] == 200
+    assert (root / "old.bin").read_bytes() == source.read_bytes()
+
+
+def test_put_method_option(base: str, root: Path, source: Path) -> None:
+    """-X sets the method: POST of a raw body to a file path is refused (405, exit 22)."""
+    (root / "x.bin").write_bytes(b"kept")
+    proc = streamer("put", source, base + "x.bin", "-X", "POST")
+    assert proc.returncode == 22
+    assert "405" in proc.stderr
+    assert (root / "x.bin").read_bytes() == b"kept"
+
+
+@pytest.mark.parametrize("what", ["missing", "directory"])
+def test_put_unreadable_source_exit_26(base: str, tmp_path: Path, what: str) -> None:
+    """A source that cannot be read (missing, a directory) exits 26 and sends nothing."""
+    path = tmp_path / "nope.bin" if what == "missing" else tmp_path
+    proc = streamer("put", path, base + "x.bin")
+    assert proc.returncode == 26
+    assert proc.stdout == ""
+    assert "cannot" in proc.stderr
+
+
+def test_put_missing_parent_exit_22(base: str, root: Path, source: Path) -> None:
+    """An HTTP error answer (409: no parent directory) exits 22 with the server's reason."""
+    proc = streamer("put", source, base + "nodir/x.bin")
+    assert proc.returncode == 22
+    assert "409" in proc.stderr
+    assert "parent directory does not exist" in proc.stderr
+
+
+# --- post -----------------------------------------------------------------------------------------
+
+
+def test_post_form(base: str, root: Path, source: Path) -> None:
+    """post -F a=1 -F 'f=@path;type=..;filename=..' stores the file and echoes the form."""
+    proc = streamer(
+        "post", base + "sub/", "-F", "a=1", "-F", f"f=@{source};type=text/plain;filename=x.txt"
+    )
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["fields"] == {"a": "1"}
+    assert answer["files"] == [
+        {
+            "name": "f",
+            "filename": "x.txt",
+            "content_type": "text/plain",
+            "path": "/sub/x.txt",
+            "size": source.stat().st_size,
+            "sha256": _sha(source),
+        }
+    ]
+    assert (root / "sub" / "x.txt").read_bytes() == source.read_bytes()
+
+
+def test_post_file_keeps_base_name(base: str, root: Path, source: Path) -> None:
+    """Without filename=, the file's base name is sent (never its directories)."""
+    proc = streamer("post", base, "-F", f"up=@{source}", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == 200
+    assert (root / source.name).read_bytes() == source.read_bytes()
+
+
+def test_post_missing_directory_exit_22(base: str, source: Path) -> None:
+    """A 404 (no such directory) exits 22."""
+    proc = streamer("post", base + "nodir/", "-F", f"f=@{source}")
+    assert proc.returncode == 22
+    assert "404" in proc.stderr
+
+
+def test_post_unreadable_file_exit_26(base: str, tmp_path: Path) -> None:
+    """-F f=@missing exits 26."""
+    proc = streamer("post", base, "-F", f"f=@{tmp_path / 'missing.bin'}")
+    assert proc.returncode == 26
+
+
+@pytest.mark.parametrize("spec", ["novalue", "=x", "f=@", "f=@a;size=1", 'f=@"unterminated'])
+def test_post_bad_form_syntax_exit_2(base: str, root: Path, spec: str) -> None:
+    """A malformed -F is a usage error (exit 2) with a one-line message; nothing is sent."""
+    proc = streamer("post", base, "-F", spec)
+    assert proc.returncode == 2
+    assert "-F" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert list(root.iterdir()) == [root / "sub"]
+
+
+# --- serve --max-upload and 413 -------------------------------------------------------------------
+
+
+@pytest.fixture
+def limited_server(root: Path) -> Iterator[str]:
+    """``python -m streamer serve ROOT --port 0 --max-upload 1MiB`` in a subprocess; its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "serve", str(root), "--port", "0", "--max-upload", "1M"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stderr is not None
+        ready, _, _ = select.select([proc.stderr], [], [], 10)
+        line = proc.stderr.readline() if ready else ""
+        assert " at http://" in line, f"server did not start: {line!r}"
+        yield line.rsplit(" at ", 1)[1].strip()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.fixture
+def big_source(tmp_path: Path) -> Path:
+    """A 64 MiB local file (sparse)."""
+    path = tmp_path / "big.bin"
+    with path.open("wb") as f:
+        f.truncate(64 * MIB)
+    return path
+
+
+@pytest.mark.parametrize("command", ["put", "post"])
+def test_413_exit_22(limited_server: str, root: Path, big_source: Path, command: str) -> None:
+    """Over serve --max-upload: exit 22 with the server's reason; the local file untouched."""
+    before = big_source.stat()
+    if command == "put":
+        proc = streamer("put", big_source, limited_server + "big.bin")
+    else:
+        proc = streamer("post", limited_server, "-F", f"f=@{big_source}")
+    assert proc.returncode == 22
+    assert "413" in proc.stderr
+    assert f"limit of {MIB} bytes" in proc.stderr
+    assert proc.stdout == ""
+    after = big_source.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert list(root.iterdir()) == [root / "sub"]
+
+
+def test_under_limit_accepted(limited_server: str, root: Path, tmp_path: Path) -> None:
+    """serve --max-upload lets a body under the limit through."""
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"s" * 1000)
+    proc = streamer("put", small, limited_server + "small.bin", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "small.bin").read_bytes() == small.read_bytes()
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+
+# Why a launcher: Popen forks (or vforks) this pytest process, and Linux keeps the high-water RSS
+# of the memory a process leaves at exec() in its ru_maxrss: a child started from here would
+# report at least pytest's own RSS. A bare interpreter (-I -S, a few MiB) forks and execs the
+# command instead, reaps it with os.wait4 and prints that rusage (and its own VmHWM).
+LAUNCHER = r"""
+import json, os, signal, sys, time
+argv, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
+pid = os.fork()
+if pid == 0:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.execv(argv[0], argv)
+    finally:
+        os._exit(127)
+deadline = time.monotonic() + timeout
+while True:
+    got, status, usage = os.wait4(pid, os.WNOHANG)
+    if got == pid:
+        break
+    if time.monotonic() > deadline:
+        os.kill(pid, signal.SIGKILL)
+        got, status, usage = os.wait4(pid, 0)
+        break
+    time.sleep(0.02)
+with open("/proc/self/status") as f:
+    hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+print(json.dumps({"rc": os.waitstatus_to_exitcode(status), "maxrss_kib": usage.ru_maxrss,
+                  "launcher_kib": hwm}))
+"""
+
+
+def _peak_rss_kib(*args: str | Path) -> int:
+    """Run ``python -m streamer ARGS`` (it must succeed); its own peak RSS in KiB."""
+    cmd = [sys.executable, "-m", "streamer", *map(str, args)]
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", LAUNCHER, json.dumps(cmd), str(RUN_TIMEOUT)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=RUN_TIMEOUT + 10,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["rc"] == 0, proc.stderr
+    peak = int(report["maxrss_kib"])
+    assert report["launcher_kib"] < peak / 2, "the launcher could dominate the measurement"
+    return peak
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss units are Linux's")
+def test_upload_memory_is_flat(root: Path, tmp_path: Path) -> None:
+    """put and post -F of a 512 MiB file each peak at <= 64 MiB RSS in the client process."""
+    big = tmp_path / "huge.bin"
+    with big.open("wb") as f:
+        f.truncate(512 * MIB)  # sparse: quick to make, read like any file
+    with threaded_server(root) as url:
+        put_kib = _peak_rss_kib("put", big, url + "huge.bin", "-q")
+        assert (root / "huge.bin").stat().st_size == 512 * MIB
+        (root / "huge.bin").unlink()
+        post_kib = _peak_rss_kib("post", url + "sub/", "-F", f"file=@{big}", "-q")
+        assert (root / "sub" / "huge.bin").stat().st_size == 512 * MIB
+        (root / "sub" / "huge.bin").unlink()
+    report = f"peak RSS: put {put_kib / 1024:.1f} MiB, post {post_kib / 1024:.1f} MiB"
+    assert put_kib <= MEMORY_LIMIT_KIB, report
+    assert post_kib <= MEMORY_LIMIT_KIB, report
