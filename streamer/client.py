@@ -35,7 +35,7 @@ from .errors import HTTPStatusError, StreamerError, UsageError
 from .net import make_session, mapped_errors
 from .results import DownloadResult, FetchResult, UploadResult
 from .stream import Stream, StreamOptions
-from .uploading import UploadRequest, run_upload
+from .uploading import UploadRequest, expect_headers, run_upload
 
 DEFAULT_FETCH_LIMIT = 64 << 20
 
@@ -93,6 +93,7 @@ class Client:
             trust_env=cfg.trust_env,
             limit=cfg.max_connections,
             limit_per_host=cfg.max_per_host,
+            expect_timeout=cfg.expect_timeout,
         )
         return self
 
@@ -369,14 +370,19 @@ class Client:
         size: int | None = None,
         retry: RetryPolicy | int | None = None,
         cross_origin: bool = False,
+        expect_continue: bool | None = None,
         progress: ProgressCallback | None = None,
     ) -> UploadResult:
         """Send `source` (a path, an open binary file, bytes, or a function returning an async
-        iterable of bytes) as the request body, streaming it with flat memory."""
+        iterable of bytes) as the request body, streaming it with flat memory.
+
+        ``expect_continue`` (default: for bodies of 1 MiB or more, or of unknown length) asks
+        the server with ``Expect: 100-continue`` before sending the body.
+        """
         body = make_body(source, size=size, content_type=content_type)
         return await self._upload(
-            url, body, method=method, headers=headers, retry=retry, cross_origin=cross_origin,
-            progress=progress,
+            url, body, method=method, headers=expect_headers(headers or {}, body, expect_continue),
+            retry=retry, cross_origin=cross_origin, progress=progress,
         )  # fmt: skip
 
     async def upload_form(
@@ -389,14 +395,15 @@ class Client:
         headers: Mapping[str, str] | None = None,
         retry: RetryPolicy | int | None = None,
         cross_origin: bool = False,
+        expect_continue: bool | None = None,
         progress: ProgressCallback | None = None,
     ) -> UploadResult:
         """Send a multipart/form-data body (RFC 7578) whose files stream from their sources."""
         pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
         body = MultipartBody(pairs, list(files))
         return await self._upload(
-            url, body, method=method, headers=headers, retry=retry, cross_origin=cross_origin,
-            progress=progress,
+            url, body, method=method, headers=expect_headers(headers or {}, body, expect_continue),
+            retry=retry, cross_origin=cross_origin, progress=progress,
         )  # fmt: skip
 
     async def _upload(

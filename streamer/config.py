@@ -42,6 +42,7 @@ class ClientConfig:
     user_agent: str = f"streamer/{__version__}"
     max_connections: int = 100
     max_per_host: int = 0
+    expect_timeout: float = 1.0  # how long an upload waits for "100 Continue" before sending
 
     def __post_init__(self) -> None:
         _positive("chunk_size", self.chunk_size)

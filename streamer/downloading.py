@@ -9,7 +9,6 @@ it continues from the bytes already written under the same checks as a later run
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from .errors import BodyTooLarge, BodyTruncatedError, ChecksumMismatch, Protocol
 from .files import check_free_space, preflight
 from .partial import Partial
 from .results import DownloadResult
+from .retrying import with_retries
 
 Throttle = Callable[[int], Awaitable[None]]
 
@@ -93,25 +93,15 @@ async def run_download(
 
 
 async def _with_retries(job: _Job) -> DownloadResult:
-    policy = job.req.retry
-    while True:
-        job.attempts = policy.attempts
-        try:
-            return await _attempt(job)
-        except StreamerError as exc:
-            delay = policy.next_delay(
-                exc, elapsed=time.monotonic() - job.started, rand=random.random(),
-                retry_after=getattr(exc, "retry_after", None),
-            )  # fmt: skip
-            if delay is None:
-                exc.attempts = policy.attempts
-                if policy.attempts > 1:
-                    exc.message = policy.exhausted_message(exc)
-                raise
-            job.partial.notes.append(f"attempt {policy.attempts} failed ({exc}); retrying")
-            await job.partial.commit_now()  # the retry continues from what is durable
-            policy = policy.increment(exc)
-            await asyncio.sleep(delay)
+    async def attempt(n: int) -> DownloadResult:
+        job.attempts = n
+        return await _attempt(job)
+
+    async def before_retry(exc: StreamerError, n: int) -> None:
+        job.partial.notes.append(f"attempt {n} failed ({exc}); retrying")
+        await job.partial.commit_now()  # the retry continues from what is durable
+
+    return await with_retries(attempt, job.req.retry, before_retry=before_retry)
 
 
 async def _leave(partial: Partial, exc: BaseException) -> None:

@@ -85,6 +85,30 @@ def _phase_tracer() -> aiohttp.TraceConfig:
     return trace
 
 
+class _ContinueRequest(aiohttp.ClientRequest):
+    """A request that waits for "100 Continue" only briefly (RFC 9110 10.1.1).
+
+    aiohttp waits for the interim response without a limit; a server that ignores Expect
+    would then stall the upload until the read timeout. After ``expect_timeout`` seconds the
+    body is sent anyway (curl's --expect100-timeout), unless a final answer has arrived by
+    then: the server answered early (413, 401...) and must not get the body.
+    """
+
+    expect_timeout = 1.0
+
+    def update_expect_continue(self, expect: bool = False) -> None:
+        super().update_expect_continue(expect)
+        waiter = self._continue  # aiohttp's own future for the 100 (a private attribute)
+        if waiter is not None:
+            self.loop.call_later(self.expect_timeout, self._send_anyway, waiter)
+
+    def _send_anyway(self, waiter: asyncio.Future[bool]) -> None:
+        response = getattr(self, "response", None)
+        if waiter.done() or getattr(response, "status", None) is not None:
+            return
+        waiter.set_result(True)
+
+
 def make_session(
     *,
     tls: TLSOptions,
@@ -95,6 +119,7 @@ def make_session(
     trust_env: bool,
     limit: int = 100,
     limit_per_host: int = 0,
+    expect_timeout: float = 1.0,
 ) -> aiohttp.ClientSession:
     """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off."""
     connector = aiohttp.TCPConnector(
@@ -114,6 +139,9 @@ def make_session(
         # Cookies are not kept between requests: a download engine is not a browser, and a cookie
         # jar would carry state from one origin's redirect to the next request.
         cookie_jar=aiohttp.DummyCookieJar(),
+        request_class=type(
+            "ContinueRequest", (_ContinueRequest,), {"expect_timeout": expect_timeout}
+        ),
     )
 
 

@@ -26,6 +26,7 @@ from .errors import BodyTruncatedError, Result, StreamerError
 from .files import check_free_space, file_error, preflight, write_sidecar
 from .partial import Partial
 from .results import DownloadResult
+from .retrying import with_retries
 
 if TYPE_CHECKING:
     from .client import Client
@@ -79,18 +80,12 @@ class _Segmented:
         await asyncio.to_thread(self._commit, self.snapshot())
 
     async def fetch(self, index: int) -> None:
-        """Fill segment `index` (retrying transient failures from where it stopped)."""
-        policy = self.req.retry
-        started = time.monotonic()
-        while not self.segments[index].complete:
-            try:
-                await self._fetch_once(index)
-            except StreamerError as exc:
-                delay = policy.next_delay(exc, elapsed=time.monotonic() - started, rand=0.5)
-                if delay is None:
-                    raise
-                policy = policy.increment(exc)
-                await asyncio.sleep(delay)
+        """Fill segment `index`, retrying transient failures from where it stopped."""
+
+        async def attempt(_n: int) -> None:
+            await self._fetch_once(index)
+
+        await with_retries(attempt, self.req.retry)
 
     async def _fetch_once(self, index: int) -> None:
         seg = self.segments[index]
@@ -142,8 +137,10 @@ async def run_segmented(client: Client, req: DownloadRequest, parts: int) -> Dow
         return await _run(client, req, partial, state, started)
     except _Restart as why:
         partial.discard()
-        partial.notes.append(f"segmented download restarted with one stream: {why}")
-        return await run_download(client, req, None)
+        # run_download keeps notes on a Partial of its own: this one goes on its result.
+        result = await run_download(client, req, None)
+        note = f"segmented download restarted with one stream: {why}"
+        return replace(result, notes=(note, *result.notes))
     except BaseException:
         await _keep(partial)
         raise

@@ -8,11 +8,9 @@ request never left (the connection could not be made), never once its body may h
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .bodies import Body
@@ -21,6 +19,7 @@ from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .errors import ConnectError, ResolveError, StreamerError
 from .results import UploadResult
+from .retrying import with_retries
 
 if TYPE_CHECKING:
     from .client import Client
@@ -42,6 +41,24 @@ class UploadRequest:
     response_limit: int = RESPONSE_LIMIT
 
 
+# Bodies at least this large (or of unknown length) ask "Expect: 100-continue" first, so a
+# server that refuses them (413, 401) can say so before the bytes are sent (as curl does).
+EXPECT_THRESHOLD = 1 << 20
+
+
+def expect_headers(
+    headers: Mapping[str, str], body: Body, expect_continue: bool | None
+) -> dict[str, str]:
+    """The request headers, with ``Expect: 100-continue`` when asked or when the body is big."""
+    out = dict(headers)
+    wanted = expect_continue
+    if wanted is None:
+        wanted = body.length is None or body.length >= EXPECT_THRESHOLD
+    if wanted and not any(k.lower() == "expect" for k in out):
+        out["Expect"] = "100-continue"
+    return out
+
+
 def _may_retry(method: str, exc: StreamerError) -> bool:
     """Only idempotent methods are resent once the body may have started (RFC 9110 9.2.2)."""
     return method.upper() in _IDEMPOTENT or isinstance(exc, (ConnectError, ResolveError))
@@ -51,24 +68,24 @@ async def run_upload(
     client: Client, req: UploadRequest, progress: ProgressCallback | None
 ) -> UploadResult:
     started = time.monotonic()
-    policy = req.retry
-    while True:
+
+    async def attempt(n: int) -> UploadResult:
         try:
-            return await _send(client, req, progress, started, policy.attempts)
-        except StreamerError as exc:
-            delay = None
-            if _may_retry(req.method, exc) and req.body.replayable:
-                delay = policy.next_delay(
-                    exc, elapsed=time.monotonic() - started, rand=random.random(),
-                    retry_after=getattr(exc, "retry_after", None),
-                )  # fmt: skip
-            if delay is None:
-                exc.attempts = policy.attempts
-                if policy.attempts > 1:
-                    exc.message = policy.exhausted_message(exc)
-                raise
-            policy = policy.increment(exc)
-            await asyncio.sleep(delay)
+            return await _send(client, req, progress, started, n)
+        except _ExpectationFailed:
+            # RFC 9110 10.1.1: a 417 means the server (or a proxy) will not do 100-continue;
+            # the same request without the expectation is the way on.
+            headers = {k: v for k, v in req.headers.items() if k.lower() != "expect"}
+            return await _send(client, replace(req, headers=headers), progress, started, n)
+
+    def may_retry(exc: StreamerError) -> bool:
+        return _may_retry(req.method, exc) and req.body.replayable
+
+    return await with_retries(attempt, req.retry, may_retry=may_retry)
+
+
+class _ExpectationFailed(Exception):
+    """The server answered 417 to ``Expect: 100-continue``."""
 
 
 async def _send(
@@ -84,6 +101,8 @@ async def _send(
         req.method, req.url, body=req.body, headers=req.headers, max_bytes=req.response_limit,
         cross_origin=req.cross_origin, on_sent=on_sent, progress=progress,
     ) as stream:  # fmt: skip
+        if stream.status == 417 and any(k.lower() == "expect" for k in req.headers):
+            raise _ExpectationFailed
         answer = await stream.read() if stream.status >= 400 else b""
         if stream.status >= 400:
             from .client import error_for_status
