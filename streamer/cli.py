@@ -17,6 +17,7 @@ from . import __version__
 from .core.redact import redact_url
 from .core.sizes import parse_size
 from .errors import StreamerError, UsageError, exit_code
+from .tuning import tune_malloc
 
 USAGE_EXIT = 2
 
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `streamer` console script; returns the exit code."""
+    tune_malloc()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -165,7 +165,7 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
 
 def _judge(partial: Partial, plan: Plan, stream: Stream) -> int | None:
     """Where to write the body: an offset, or None when a 416 says we are already complete."""
-    from .client import error_for_status
+    from .outgoing import error_for_status
 
     resuming = plan.action is Action.RESUME
     if stream.status >= 400 and not (resuming and stream.status == 416):

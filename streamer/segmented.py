@@ -166,7 +166,7 @@ async def _probe(client: Client, req: DownloadRequest, parts: int) -> ResumeStat
     headers = {**req.headers, "Range": "bytes=0-"}
     async with client.stream(req.url, headers=headers, accept_gzip=False) as st:
         if st.status >= 400:
-            from .client import error_for_status
+            from .outgoing import error_for_status
 
             raise error_for_status(st)
         total = resource_total(st.status, st.headers) if st.status == 206 else None

@@ -104,6 +104,16 @@ class Stream:
             piece=self._opts.chunk_size,
         )
         self._report(Phase.BODY)
+        if not self.decoding:
+            # The hot path of every plain download: one generator layer, no decoder.
+            feed, report = self.limit.feed, self._progress is not None
+            async for raw in self._raw_chunks():
+                feed(len(raw))
+                self.delivered += len(raw)
+                if report:
+                    self._report(Phase.BODY)
+                yield raw
+            return
         async for raw in self._raw_chunks():
             for piece in decoder.feed(raw):
                 yield self._deliver(piece)

@@ -105,7 +105,7 @@ async def _send(
             raise _ExpectationFailed
         answer = await stream.read() if stream.status >= 400 else b""
         if stream.status >= 400:
-            from .client import error_for_status
+            from .outgoing import error_for_status
 
             err = error_for_status(stream)
             text = answer[:200].decode("utf-8", "replace").strip()

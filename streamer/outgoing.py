@@ -1,0 +1,104 @@
+"""What goes out with a request: credentials from the URL, the body and its headers, phases.
+
+Helpers of `client.py` that do not need the client itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import time
+from collections.abc import AsyncGenerator
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from .bodies import Body, closing_chunks
+from .core.events import Phase, Progress, ProgressCallback
+from .core.redact import redact_url
+from .core.retry import parse_retry_after
+from .errors import HTTPStatusError, UsageError
+from .stream import Stream
+
+
+def split_userinfo(url: str) -> tuple[str, dict[str, str]]:
+    """Move URL credentials into an Authorization header (RFC 7617) so that our redirect rules,
+    not aiohttp's, decide where they may go."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise UsageError(f"invalid URL: {exc}", url=redact_url(url)) from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise UsageError("only http:// and https:// URLs are supported", url=redact_url(url))
+    if parts.username is None:
+        return url, {}
+    user, password = unquote(parts.username), unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
+
+
+def error_for_status(stream: Stream) -> HTTPStatusError:
+    """The error for a status >= 400, with the server's Retry-After (RFC 9110 10.2.3) if any."""
+    err = HTTPStatusError(
+        f"HTTP {stream.status} {stream.reason}".rstrip(),
+        url=stream.url,
+        status=stream.status,
+        reason=stream.reason,
+    )
+    err.retry_after = parse_retry_after(stream.headers.get("Retry-After"), time.time())
+    return err
+
+
+def body_headers(headers: dict[str, str], body: Body) -> dict[str, str]:
+    """Content-Length when the body's length is known (else aiohttp sends it chunked)."""
+    out = {k: v for k, v in headers.items() if k.lower() not in ("content-length",)}
+    if body.length is not None:
+        out["Content-Length"] = str(body.length)
+    if body.content_type and not any(k.lower() == "content-type" for k in out):
+        out["Content-Type"] = body.content_type
+    return out
+
+
+def body_for_hop(body: Body | None, drop: bool, url: str) -> Body | None:
+    """The body for the next hop: none after 301/302/303 to GET; the same bytes for 307/308."""
+    if body is None or drop:
+        return None
+    if not body.replayable:
+        raise UsageError(
+            "the server redirected with 307/308, which requires sending the body again, and "
+            "a one-shot source cannot be replayed",
+            url=url,
+        )
+    return body
+
+
+async def close_bodies(sending: list[AsyncGenerator[bytes, None]]) -> None:
+    """Close the chunk generators of sent bodies: aiohttp stops iterating one when the answer
+    comes early or the request is cancelled, but never closes it, so its source (an open file)
+    would wait for the garbage collector, which may only come after the event loop is gone."""
+    for chunks in sending:
+        # Still running in aiohttp's (cancelled) writer: the cancellation unwinds and closes it.
+        with contextlib.suppress(RuntimeError):
+            await chunks.aclose()
+    sending.clear()
+
+
+async def counted(body: Body, ctx: SimpleNamespace) -> AsyncGenerator[bytes, None]:
+    """The body's chunks, counting what was handed to the connection (for progress)."""
+    ctx.sent = 0
+    on_sent = getattr(ctx, "on_sent", None)
+    async with closing_chunks(body.open()) as chunks:
+        async for chunk in chunks:
+            yield chunk
+            ctx.sent += len(chunk)
+            if on_sent is not None:
+                on_sent(ctx.sent)
+
+
+def phase_reporter(url: str, progress: ProgressCallback | None) -> Any:
+    def on_phase(phase: Phase) -> None:
+        if progress is not None:
+            progress(Progress(url, phase))
+
+    return on_phase
