@@ -1,24 +1,28 @@
 """`streamer demo`: the main job end to end with no internet.
 
 Generates a file (1 GiB by default), serves it with the built-in server on 127.0.0.1, downloads
-it with a real `streamer get` child process (progress bar, checksum), and reports bytes, time and
-the child's peak memory, measured by the kernel (``wait4``'s ru_maxrss).
+it with a real `streamer get` child process (progress bar, checksum) that is stopped part-way
+and then resumed, uploads it back with `streamer put`, and reports bytes, time and each child's
+peak memory, measured by the kernel (``wait4``'s ru_maxrss).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .core.sizes import format_size
@@ -75,13 +79,49 @@ def server_in_thread(root: Path) -> Iterator[str]:
         thread.join(10)
 
 
-def run_child(argv: list[str]) -> tuple[int, float, int]:
-    """Run a child; return (exit code, wall seconds, peak RSS in bytes of that child alone)."""
-    started = time.monotonic()
-    child = subprocess.Popen(argv)
-    _pid, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, time.monotonic() - started, usage.ru_maxrss * 1024
+# A bare interpreter starts each measured child: Linux carries a parent's peak RSS into a
+# child's ru_maxrss at exec, so measuring straight from this (bigger) process would overstate.
+_LAUNCHER = (
+    "import os,subprocess,sys\n"
+    "p=subprocess.Popen(sys.argv[2:])\n"
+    "_,st,ru=os.wait4(p.pid,0)\n"
+    "open(sys.argv[1],'w').write(f'{ru.ru_maxrss} {os.waitstatus_to_exitcode(st)}')\n"
+)
+
+
+def run_child(
+    argv: list[str], *, stop_when: Callable[[], bool] | None = None, mute: bool = False
+) -> Child:
+    """Run `argv` under the launcher; SIGTERM it as soon as `stop_when()` says so."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
+        started = time.monotonic()
+        launcher = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _LAUNCHER, report.name, *argv]
+        )
+        stopped = False
+        while launcher.poll() is None:
+            if stop_when is not None and not stopped and stop_when():
+                _terminate_child_of(launcher.pid)
+                stopped = True
+            time.sleep(0.01)
+        wall = time.monotonic() - started
+        rss_kib, code = report.read().split()
+    return Child(int(code), wall, int(rss_kib) * 1024)
+
+
+def _terminate_child_of(pid: int) -> None:
+    """SIGTERM the launcher's child (the streamer process), as a user's Ctrl-C or kill would."""
+    with contextlib.suppress(OSError, ValueError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for child in children:
+            os.kill(int(child), signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class Child:
+    code: int
+    wall: float
+    rss: int
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -98,23 +138,61 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _demo(served: Path, out: Path, size: int) -> int:
-    say(f"1/3 generating {format_size(size)} of data in {served} ...")
+    say(f"1/5 generating {format_size(size)} of data in {served} ...")
     checksum = make_payload(served / "payload.bin", size)
     say(f"    {checksum}")
+    target = out / "payload.bin"
     with server_in_thread(served) as base_url:
         url = f"{base_url}payload.bin"
-        say(f"2/3 built-in server at {base_url}; downloading with `streamer get` ...")
-        argv = [sys.executable, "-m", "streamer", "get", url, "-o", str(out / "payload.bin"),
-                "--checksum", checksum, "--progress"]  # fmt: skip
-        code, wall, rss = run_child(argv)
-    if code != 0:
-        say(f"download failed with exit code {code}")
-        return code
-    got = (out / "payload.bin").stat().st_size
-    say(f"3/3 downloaded {got:,} bytes ({format_size(got)}) in {wall:.2f} s "
-        f"({format_size(int(got / wall))}/s), checksum verified while streaming")  # fmt: skip
-    say(f"    peak memory (RSS) of the downloading process: {format_size(rss)}")
-    return 0 if got == size else 1
+        get = [sys.executable, "-m", "streamer", "get", url, "-o", str(target),
+               "--checksum", checksum, "--progress"]  # fmt: skip
+        say(f"2/5 built-in server at {base_url}; `streamer get`, stopped (SIGTERM) at ~40% ...")
+        first = run_child(get, stop_when=lambda: _size(part_of(target)) >= size * 0.4)
+        kept = _size(part_of(target))
+        say(f"    exit {first.code}; kept {format_size(kept)} in {part_of(target).name} "
+            f"with its resume state in {part_of(target).name}.json")  # fmt: skip
+        say("3/5 the same command again: it resumes with Range + If-Range ...")
+        second = run_child(get)
+        if second.code != 0:
+            say(f"download failed with exit code {second.code}")
+            return second.code
+        got = target.stat().st_size
+        say(f"    {got:,} bytes ({format_size(got)}) complete, {format_size(got - kept)} "
+            f"fetched on resume in {second.wall:.2f} s; checksum verified")  # fmt: skip
+        say(f"    peak memory (RSS) of the downloading process: {format_size(second.rss)}")
+        return _upload_back(base_url, target, checksum, served)
+
+
+def _upload_back(base_url: str, source: Path, checksum: str, served: Path) -> int:
+    say("4/5 uploading it back with `streamer put` (streamed from disk) ...")
+    put = [sys.executable, "-m", "streamer", "put", str(source), f"{base_url}uploaded.bin",
+           "--progress", "-q"]  # fmt: skip
+    up = run_child(put, mute=True)  # the server's JSON answer is checked below instead
+    if up.code != 0:
+        say(f"upload failed with exit code {up.code}")
+        return up.code
+    sent = source.stat().st_size
+    say(f"    {format_size(sent)} in {up.wall:.2f} s ({format_size(int(sent / up.wall))}/s); "
+        f"peak memory (RSS) of the uploading process: {format_size(up.rss)}")  # fmt: skip
+    say("5/5 checking the server's copy ...")
+    digest = hashlib.sha256()
+    with open(served / "uploaded.bin", "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    same = f"sha256:{digest.hexdigest()}" == checksum
+    say(f"    {'identical' if same else 'DIFFERENT'}: {checksum}")
+    return 0 if same else 1
+
+
+def part_of(target: Path) -> Path:
+    return target.with_name(target.name + ".part")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def say(text: str) -> None:
