@@ -38,10 +38,12 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .bodies import FilePart
+    from .bulk import BulkOptions, JobResult
     from .client import Client
     from .config import ClientConfig
     from .core.checksum import Checksum
     from .core.events import Phase, Progress, ProgressCallback
+    from .core.manifest import Job
     from .core.retry import RetryPolicy
     from .results import DownloadResult, FetchResult, UploadResult
     from .stream import Stream
@@ -50,12 +52,15 @@ if TYPE_CHECKING:
 # The I/O layers (aiohttp, aiofiles, tqdm) load on first use, so that importing the pure core
 # (`streamer.core.*`) or the error tree stays free of them; a test holds this.
 _LAZY = {
+    "BulkOptions": "bulk",
     "Checksum": "core.checksum",
     "Client": "client",
     "ClientConfig": "config",
     "DownloadResult": "results",
     "FetchResult": "results",
     "FilePart": "bodies",
+    "Job": "core.manifest",
+    "JobResult": "bulk",
     "Phase": "core.events",
     "Progress": "core.events",
     "ProgressCallback": "core.events",
@@ -82,6 +87,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BodyTooLarge",
     "BodyTruncatedError",
+    "BulkOptions",
     "Cancelled",
     "CertificateError",
     "Checksum",
@@ -97,6 +103,8 @@ __all__ = [
     "FileExistsError_",
     "FilePart",
     "HTTPStatusError",
+    "Job",
+    "JobResult",
     "NetworkError",
     "Phase",
     "Progress",

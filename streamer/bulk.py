@@ -13,11 +13,11 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .core.manifest import DuplicateFinder, Job, target_for, target_key
-from .core.ratelimit import TokenBucket
+from .core.ratelimit import HostLimiter, TokenBucket
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .downloading import DownloadRequest, run_download
@@ -36,6 +36,7 @@ class BulkOptions:
     jobs: int = 16
     max_per_host: int = 16
     limit_rate: float | None = None  # bytes/s over the whole run
+    host_request_rate: float | None = None  # new requests per second to any one host
     memory_budget: int = 64 << 20
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     retry_budget: int | None = None  # retries allowed over the whole run (default: 4 x jobs)
@@ -45,8 +46,10 @@ class BulkOptions:
     def __post_init__(self) -> None:
         if self.jobs < 1 or self.max_per_host < 1:
             raise UsageError("jobs and max_per_host must be at least 1")
-        if self.limit_rate is not None and self.limit_rate <= 0:
-            raise UsageError(f"limit_rate must be > 0, not {self.limit_rate}")
+        for name in ("limit_rate", "host_request_rate"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"{name} must be > 0, not {value}")
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,9 @@ class _Run:
         self.hosts = _Hosts(opts.max_per_host)
         self.claimed = DuplicateFinder()
         self.retries_left = opts.retry_budget if opts.retry_budget is not None else 4 * opts.jobs
+        self.host_rate: HostLimiter | None = None
+        if opts.host_request_rate is not None:
+            self.host_rate = HostLimiter(opts.host_request_rate, max(opts.host_request_rate, 1.0))
         self.bucket: TokenBucket | None = None
         if opts.limit_rate is not None:
             now = time.monotonic()
@@ -142,6 +148,10 @@ class _Run:
         if self.journal is not None and self.journal.is_done(rel, path):
             return JobResult(job, path, Result.SUCCESS, size=path.stat().st_size, skipped=True)
         host = await self.hosts.acquire(job.url)
+        if self.host_rate is not None:
+            wait = self.host_rate.take(host, time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
         try:
             return await self._download(job, rel, path)
         finally:
@@ -176,7 +186,13 @@ class _Run:
         )  # fmt: skip
 
 
-async def _aiter(jobs: Iterable[Job] | AsyncIterable[Job]) -> AsyncIterator[Job]:
+async def as_jobs(jobs: Iterable[Job | str] | AsyncIterable[Job | str]) -> AsyncIterator[Job]:
+    """Jobs from Job values or plain URL strings, sync or async."""
+    async for job in _aiter(jobs):
+        yield job if isinstance(job, Job) else Job(url=job)
+
+
+async def _aiter(jobs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
     if isinstance(jobs, AsyncIterable):
         async for job in jobs:
             yield job

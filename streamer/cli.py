@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="total download rate limit in bytes/s (K, M, G suffixes)",
     )
     bulk.add_argument(
+        "--host-request-rate",
+        type=_seconds,
+        metavar="N",
+        help="at most N new requests per second to any one host",
+    )
+    bulk.add_argument(
         "--memory-budget",
         type=_size,
         default=64 << 20,

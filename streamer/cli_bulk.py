@@ -110,6 +110,7 @@ def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     return BulkOptions(
         jobs=args.jobs, max_per_host=args.max_per_host, limit_rate=args.limit_rate,
+        host_request_rate=args.host_request_rate,
         memory_budget=args.memory_budget, retry=retry, resume=not args.no_resume,
         skip_duplicates=dupes,
     )  # fmt: skip

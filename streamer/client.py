@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,10 +27,12 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from .bodies import Body, FilePart, MultipartBody, Source, make_body
+from .bulk import BulkOptions, JobResult
 from .config import ClientConfig
 from .core.checksum import Checksum
 from .core.decode import ACCEPT_ENCODING
 from .core.events import Phase, ProgressCallback
+from .core.manifest import Job
 from .core.redact import redact_url
 from .core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
 from .core.retry import RetryPolicy
@@ -335,6 +344,29 @@ class Client:
 
             return await run_segmented(self, request, split)
         return await run_download(self, request, progress)
+
+    def download_many(
+        self,
+        jobs: Iterable[Job | str] | AsyncIterable[Job | str],
+        out_dir: str | Path,
+        options: BulkOptions | None = None,
+        *,
+        journal: str | Path | None = None,
+    ) -> AsyncIterator[JobResult]:
+        """Download many jobs (Job values or plain URLs) into `out_dir`; yields one `JobResult`
+        per job as each finishes. Failures are results, never exceptions that stop the rest.
+
+        With ``journal`` (a path), completed files are recorded there and skipped next time.
+        """
+        from .bulk import as_jobs, download_many
+        from .journal import Journal
+
+        log = None
+        if journal is not None:
+            log = Journal(Path(journal))
+            log.load()
+            log.open()
+        return download_many(self, as_jobs(jobs), Path(out_dir), options or BulkOptions(), log)
 
     async def upload(
         self,

@@ -32,6 +32,7 @@ DATA = bytes(range(256)) * 100
 EXPECTED_ALL = [
     "BodyTooLarge",
     "BodyTruncatedError",
+    "BulkOptions",
     "Cancelled",
     "CertificateError",
     "Checksum",
@@ -47,6 +48,8 @@ EXPECTED_ALL = [
     "FileExistsError_",
     "FilePart",
     "HTTPStatusError",
+    "Job",
+    "JobResult",
     "NetworkError",
     "Phase",
     "Progress",
