@@ -118,7 +118,7 @@ class _Run:
         self.retries_left = opts.retry_budget if opts.retry_budget is not None else 4 * opts.jobs
         self.host_rate: HostLimiter | None = None
         if opts.host_request_rate is not None:
-            self.host_rate = HostLimiter(opts.host_request_rate, max(opts.host_request_rate, 1.0))
+            self.host_rate = HostLimiter(opts.host_request_rate, 1.0)  # spaced, no burst
         self.bucket: TokenBucket | None = None
         if opts.limit_rate is not None:
             now = time.monotonic()
