@@ -6,11 +6,17 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from streamer import Client
 from tests.faults import ClientFactory, End, RawFactory, RawServer, data, make_fault_app
+
+# Property tests judge correctness, not speed: no per-example deadline (a loaded 2-core CI
+# machine would turn slowness into flaky failures).
+settings.register_profile("streamer", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("streamer")
 
 # Short enough that a broken test fails fast, long enough for a loaded CI machine.
 CLIENT_DEFAULTS: dict[str, Any] = {"connect_timeout": 5.0, "read_timeout": 5.0, "trust_env": False}
