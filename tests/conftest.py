@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, settings
 from pytest_aiohttp import AiohttpServer
 
 from streamer import Client
