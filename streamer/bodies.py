@@ -11,15 +11,17 @@ so a changed file ends in a truncated request, never in a complete but corrupt b
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 import aiofiles
 import aiofiles.threadpool
+from aiofiles.threadpool.binary import AsyncBufferedReader
 
 from .core.multipart import (
     PART_TAIL,
@@ -64,6 +66,45 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
+# preadv's answers when RWF_NOWAIT is not supported (old kernel, some file systems).
+_NOWAIT_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
+
+
+class _CachedFirstReader:
+    """Positioned reads of an open file: from the page cache in the event loop's thread when
+    the bytes are there, else in a worker thread (aiofiles).
+
+    ``preadv(..., RWF_NOWAIT)`` (Linux) copies what is cached and fails with EAGAIN instead of
+    waiting for the disk, so the loop never blocks on I/O. A cached file, the usual case for
+    an upload, then costs no thread hop per chunk: measured on a 2 GiB PUT over loopback, 0.3 s
+    less CPU (user+sys) than a 1 MiB threaded read per chunk (bench/README.md).
+    """
+
+    def __init__(self, raw: BinaryIO, threaded: AsyncBufferedReader) -> None:
+        self._raw, self._threaded = raw, threaded
+        self._nowait = _RWF_NOWAIT
+
+    async def read_at(self, n: int, offset: int) -> bytes:
+        """Up to `n` bytes at `offset` (fewer when only part is cached); b"" at the end."""
+        if self._nowait is not None:
+            buf = bytearray(n)
+            try:
+                got = os.preadv(self._raw.fileno(), [buf], offset, self._nowait)
+            except BlockingIOError:
+                pass  # not (all) in the page cache: read it in a thread
+            except OSError as exc:
+                if exc.errno not in _NOWAIT_UNSUPPORTED:
+                    raise
+                self._nowait = None
+            else:
+                # A fresh buffer per chunk, never reused (a transport may still hold it), sent
+                # as it is: bytes() would copy it again.
+                return cast(bytes, buf) if got == n else bytes(memoryview(buf)[:got])
+        self._raw.seek(offset)  # no read is in flight: each one is awaited before the next
+        return await self._threaded.read(n)
+
+
 class FileBody:
     """A file on disk, sent from the first byte on every opening, checked for changes."""
 
@@ -105,15 +146,16 @@ class FileBody:
                 f = aiofiles.threadpool.wrap(raw)
                 if _identity(os.fstat(f.fileno())) != self._identity:
                     raise self._changed("it is not the file whose size was declared")
+                reader = _CachedFirstReader(raw, f)
                 sent, held = 0, b""
                 while sent < size:
-                    data = await f.read(min(READ_SIZE, size - sent))
+                    data = await reader.read_at(min(READ_SIZE, size - sent), sent)
                     if not data:
                         raise self._changed(f"it shrank to {sent} bytes of {size}")
                     if held:
                         yield held
                     held, sent = data, sent + len(data)
-                if _identity(os.stat(self.path)) != self._identity or await f.read(1):
+                if _identity(os.stat(self.path)) != self._identity or await reader.read_at(1, size):
                     raise self._changed("its size, time or identity differs from the start")
                 if held:
                     yield held

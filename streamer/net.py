@@ -10,12 +10,14 @@ import asyncio
 import errno
 import ssl
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
+from yarl import URL
 
 from .core.events import Phase
 from .core.redact import redact_text, redact_url, url_secrets
@@ -109,6 +111,58 @@ class _ContinueRequest(aiohttp.ClientRequest):
         waiter.set_result(True)
 
 
+@dataclass(frozen=True)
+class Route:
+    """What the environment says about requests to one origin: a proxy, and netrc credentials."""
+
+    proxy: URL | None = None
+    proxy_auth: aiohttp.BasicAuth | None = None
+    auth: aiohttp.BasicAuth | None = None  # from ~/.netrc (or $NETRC) for the host
+
+
+NO_ROUTE = Route()
+
+
+class EnvRoutes:
+    """aiohttp's ``trust_env`` lookups, done once per (scheme, host) instead of per request.
+
+    With ``trust_env=True`` aiohttp runs two lookups in a worker thread for every request (the
+    proxy from http_proxy/https_proxy/no_proxy, and ~/.netrc credentials for the host) and reads
+    ~/.netrc once more on the event loop. For many small files those thread hops cost more than
+    the transfers (bench/README.md, bench_bulk.py). The same helpers of aiohttp are called here,
+    once per scheme and host for the life of the client; the session itself is built with
+    ``trust_env=False`` and each request gets the result explicitly.
+    """
+
+    MAX_ENTRIES = 4096  # a run over very many hosts starts over rather than growing
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[str, str], Route] = {}
+
+    def lookup(self, url: str) -> Route:
+        parsed = URL(url)
+        host = parsed.host
+        if host is None:
+            return NO_ROUTE
+        key = (parsed.scheme, host)
+        route = self._routes.get(key)
+        if route is None:
+            if len(self._routes) >= self.MAX_ENTRIES:
+                self._routes.clear()
+            route = self._routes[key] = _env_route(parsed, host)
+        return route
+
+
+def _env_route(url: URL, host: str) -> Route:
+    proxy, proxy_auth = None, None
+    with suppress(LookupError):
+        proxy, proxy_auth = get_env_proxy_for_url(url)
+    auth = None
+    with suppress(LookupError):
+        auth = basicauth_from_netrc(netrc_from_env(), host)
+    return Route(proxy, proxy_auth, auth)
+
+
 def make_session(
     *,
     tls: TLSOptions,
@@ -116,15 +170,20 @@ def make_session(
     read_timeout: float | None,
     read_bufsize: int,
     headers: dict[str, str],
-    trust_env: bool,
+    trust_env: bool = False,
     limit: int = 100,
     limit_per_host: int = 0,
     expect_timeout: float = 1.0,
 ) -> aiohttp.ClientSession:
-    """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off."""
-    connector = aiohttp.TCPConnector(
-        ssl=make_ssl_context(tls), limit=limit, limit_per_host=limit_per_host
-    )
+    """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off.
+
+    Keep ``trust_env`` False and pass what `EnvRoutes` finds with each request instead (aiohttp
+    would look the environment up again, in a thread, for every request).
+    """
+    # The default options need no context of our own: aiohttp's (built once, at import) verifies
+    # against the system CAs, and loading them again would cost every command ~20 ms.
+    context: ssl.SSLContext | bool = True if tls == TLSOptions() else make_ssl_context(tls)
+    connector = aiohttp.TCPConnector(ssl=context, limit=limit, limit_per_host=limit_per_host)
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=connect_timeout, connect=None, sock_read=read_timeout
     )
