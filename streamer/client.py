@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from .bodies import Body, FilePart, MultipartBody, Source, make_body
 from .bulk import BulkOptions, JobResult
@@ -38,7 +39,7 @@ from .core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
 from .core.retry import RetryPolicy
 from .downloading import DownloadRequest, run_download
 from .errors import StreamerError, UsageError
-from .net import make_session, mapped_errors
+from .net import EnvRoutes, make_session, mapped_errors
 from .outgoing import (
     body_for_hop,
     body_headers,
@@ -67,6 +68,8 @@ class Client:
             raise UsageError("pass either a ClientConfig or keyword options, not both")
         self.config = config if config is not None else ClientConfig.from_options(options)
         self._session: aiohttp.ClientSession | None = None
+        # Proxy and ~/.netrc from the environment, looked up once per origin (see EnvRoutes).
+        self._routes = EnvRoutes() if self.config.trust_env else None
 
     async def __aenter__(self) -> Client:
         cfg = self.config
@@ -76,7 +79,7 @@ class Client:
             read_timeout=cfg.read_timeout,
             read_bufsize=cfg.chunk_size,
             headers={},
-            trust_env=cfg.trust_env,
+            trust_env=False,  # the environment is consulted by self._routes instead
             limit=cfg.max_connections,
             limit_per_host=cfg.max_per_host,
             expect_timeout=cfg.expect_timeout,
@@ -261,16 +264,39 @@ class Client:
             data = counted(body, ctx)
             ctx.sending.append(data)
         with mapped_errors(url, lambda: 0):
+            proxy, proxy_headers, headers = self._route(url, headers)
             return await self._session.request(
                 method,
                 url,
                 headers=headers,
                 data=data,
                 allow_redirects=False,
-                proxy=self.config.proxy,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
                 trace_request_ctx=ctx,
                 timeout=timeout,
             )
+
+    def _route(
+        self, url: str, headers: dict[str, str]
+    ) -> tuple[str | URL | None, dict[str, str] | None, dict[str, str]]:
+        """The proxy, the headers for the proxy's CONNECT, and the request's headers, given
+        what the environment says (http_proxy/no_proxy, ~/.netrc) when ``trust_env``."""
+        if self._routes is None:
+            return self.config.proxy, None, headers
+        route = self._routes.lookup(url)
+        if route.authorization and not any(k.lower() == "authorization" for k in headers):
+            # netrc credentials only for a request without its own (aiohttp would refuse both)
+            headers = {**headers, "Authorization": route.authorization}
+        if self.config.proxy is not None or route.proxy is None:  # an explicit proxy wins
+            return self.config.proxy, None, headers
+        if route.proxy_authorization is None:
+            return route.proxy, None, headers
+        # What aiohttp does with proxy_auth: on the request itself for http (it goes to the
+        # proxy whole), on the CONNECT for https.
+        if url[:6].lower() == "https:":
+            return route.proxy, {"Proxy-Authorization": route.proxy_authorization}, headers
+        return route.proxy, None, {**headers, "Proxy-Authorization": route.proxy_authorization}
 
     async def fetch(
         self,

@@ -116,8 +116,8 @@ class Route:
     """What the environment says about requests to one origin: a proxy, and netrc credentials."""
 
     proxy: URL | None = None
-    proxy_auth: aiohttp.BasicAuth | None = None
-    auth: aiohttp.BasicAuth | None = None  # from ~/.netrc (or $NETRC) for the host
+    proxy_authorization: str | None = None  # credentials in the proxy URL, as a header value
+    authorization: str | None = None  # from ~/.netrc (or $NETRC) for the host, likewise
 
 
 NO_ROUTE = Route()
@@ -137,30 +137,37 @@ class EnvRoutes:
     MAX_ENTRIES = 4096  # a run over very many hosts starts over rather than growing
 
     def __init__(self) -> None:
-        self._routes: dict[tuple[str, str], Route] = {}
+        self._routes: dict[str, Route] = {}
 
     def lookup(self, url: str) -> Route:
-        parsed = URL(url)
-        host = parsed.host
-        if host is None:
-            return NO_ROUTE
-        key = (parsed.scheme, host)
+        # Keyed by the URL's text up to its path: the route depends on scheme and host only.
+        scheme, sep, rest = url.partition("://")
+        end = next((i for i, ch in enumerate(rest) if ch in "/?#"), len(rest))
+        key = scheme + sep + rest[:end]
         route = self._routes.get(key)
         if route is None:
             if len(self._routes) >= self.MAX_ENTRIES:
                 self._routes.clear()
-            route = self._routes[key] = _env_route(parsed, host)
+            route = self._routes[key] = _env_route(URL(url))
         return route
 
 
-def _env_route(url: URL, host: str) -> Route:
+def _env_route(url: URL) -> Route:
+    """What aiohttp's ClientSession._request looks up with trust_env, with the same helpers."""
+    if url.host is None:
+        return NO_ROUTE
     proxy, proxy_auth = None, None
     with suppress(LookupError):
         proxy, proxy_auth = get_env_proxy_for_url(url)
     auth = None
     with suppress(LookupError):
-        auth = basicauth_from_netrc(netrc_from_env(), host)
-    return Route(proxy, proxy_auth, auth)
+        auth = basicauth_from_netrc(netrc_from_env(), url.host)
+    # As header values: aiohttp deprecates its auth= and proxy_auth= parameters.
+    return Route(
+        proxy,
+        proxy_auth.encode() if proxy_auth is not None else None,
+        auth.encode() if auth is not None else None,
+    )
 
 
 def make_session(

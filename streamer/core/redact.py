@@ -168,6 +168,8 @@ def redact_url(url: str) -> str:
 
     The user name stays (it names the account, useful in a message); the fragment is dropped.
     """
+    if "@" not in url and "?" not in url and "#" not in url:
+        return url  # no userinfo, query or fragment: nothing to redact (the common case)
     prefix, rest = _split_prefix(url)
     # RFC 3986 3.2: the authority ends at the first "/", "?" or "#" (or the end).
     end = next((i for i, ch in enumerate(rest) if ch in "/?#"), len(rest))
