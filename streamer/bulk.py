@@ -115,6 +115,7 @@ class _Run:
         self.journal = journal
         self.hosts = _Hosts(opts.max_per_host)
         self.claimed = DuplicateFinder()
+        self._made: set[Path] = set()
         self.retries_left = opts.retry_budget if opts.retry_budget is not None else 4 * opts.jobs
         self.host_rate: HostLimiter | None = None
         if opts.host_request_rate is not None:
@@ -123,6 +124,15 @@ class _Run:
         if opts.limit_rate is not None:
             now = time.monotonic()
             self.bucket = TokenBucket(opts.limit_rate, max(opts.limit_rate / 4, 1 << 16), now)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        """mkdir -p, once per directory (most jobs share a few; the memo is bounded)."""
+        if directory in self._made:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        if len(self._made) >= 4096:
+            self._made.clear()
+        self._made.add(directory)
 
     async def throttle(self, n: int) -> None:
         if self.bucket is not None:
@@ -165,7 +175,7 @@ class _Run:
             durable=self.journal is None, throttle=self.throttle if self.bucket else None,
         )  # fmt: skip
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._ensure_dir(path.parent)
             res = await run_download(self.client, req, None)
         except StreamerError as exc:
             self.retries_left -= max(exc.attempts - 1, 0)

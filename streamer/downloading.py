@@ -61,6 +61,11 @@ class DownloadRequest:
         object.__setattr__(self, "headers", dict(self.headers or {}))
 
 
+# Bodies smaller than this skip the free-space check (one statvfs per file in bulk runs); a
+# full disk still stops them, with ENOSPC on write.
+FREE_SPACE_CHECK_MIN = 1 << 20
+
+
 class _StartOver(Exception):
     """The answer to a resume request cannot be appended; ask again from byte 0 at once."""
 
@@ -195,7 +200,7 @@ async def _prepare(
         if req.max_bytes is not None and total is not None and total > req.max_bytes:
             stream.limit.check_declared(total)
         stream.limit.feed(offset)
-        if total is not None:
+        if total is not None and total - offset >= FREE_SPACE_CHECK_MIN:
             check_free_space(req.path.parent, total - offset, partial.url)
         partial.begin(offset, _new_state(req, partial, stream, total))
     verifier = None

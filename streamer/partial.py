@@ -47,6 +47,8 @@ class Partial:
         self.notes: list[str] = []
         self._checkpointed = 0
         self._pending: asyncio.Future[None] | None = None
+        # Whether a sidecar may exist: skips two unlink calls per small file in bulk runs.
+        self._sidecar_on_disk = False
 
     def open(self) -> None:
         """Lock the partial file and read the sidecar (an untrusted one only costs a restart)."""
@@ -54,6 +56,7 @@ class Partial:
         text = read_sidecar(self.sidecar)
         if text is None:
             return
+        self._sidecar_on_disk = True
         try:
             self.state = load_state(text)
         except SidecarError as exc:
@@ -74,14 +77,15 @@ class Partial:
         if self.state is None or (small and offset == 0):
             # A small body is cheaper to fetch again than to journal; its state is kept in
             # memory, and written if a failure makes it worth resuming (commit_now, save).
-            remove_quietly(self.sidecar)
+            self._drop_sidecar()
         else:
+            self._sidecar_on_disk = True
             write_sidecar(self.sidecar, dump_state(self.state), self.url)
 
     def forget(self) -> None:
         """Drop the resume state (the partial bytes are not of the resource any more)."""
         self.state = None
-        remove_quietly(self.sidecar)
+        self._drop_sidecar()
         self.part.truncate(0)
 
     def maybe_checkpoint(self) -> None:
@@ -101,6 +105,7 @@ class Partial:
             return
         os.fdatasync(fd)
         committed = state.with_committed(size)
+        self._sidecar_on_disk = True
         write_sidecar(self.sidecar, dump_state(committed), self.url)
         self.state = committed  # a retry in this run plans from what is durable
 
@@ -136,7 +141,7 @@ class Partial:
     def discard(self) -> None:
         """Remove the partial file and its sidecar; the target is never touched."""
         self.part.discard()
-        remove_quietly(self.sidecar)
+        self._drop_sidecar()
 
     async def publish(
         self, *, no_clobber: bool, target: Path | None = None, durable: bool = True
@@ -144,7 +149,17 @@ class Partial:
         """Make the verified partial file the target, then drop the sidecar."""
         await self.settle()
         await self.part.publish(no_clobber=no_clobber, target=target, durable=durable)
-        remove_quietly(self.sidecar)
+        self._drop_sidecar()
+
+    def record(self, state: ResumeState) -> None:
+        """Write `state` as the sidecar (the caller has made its bytes durable first)."""
+        self._sidecar_on_disk = True
+        write_sidecar(self.sidecar, dump_state(state), self.url)
+
+    def _drop_sidecar(self) -> None:
+        if self._sidecar_on_disk:
+            remove_quietly(self.sidecar)
+            self._sidecar_on_disk = False
 
     @property
     def resuming(self) -> bool:

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from .core.checksum import Checksum, Verifier
 from .core.redact import redact_url
-from .core.resume import ResumeState, dump_state, strong_validators
+from .core.resume import ResumeState, strong_validators
 from .core.resume import total_from_response as resource_total
 from .core.segments import Segment, check_segment_response, split
 from .downloading import DownloadRequest, run_download
 from .errors import BodyTruncatedError, Result, StreamerError
-from .files import check_free_space, file_error, preflight, write_sidecar
+from .files import check_free_space, file_error, preflight
 from .partial import Partial
 from .results import DownloadResult
 from .retrying import with_retries
@@ -61,7 +61,7 @@ class _Segmented:
 
     def _commit(self, state: ResumeState) -> None:
         os.fdatasync(self.fd)  # the bytes the snapshot counts were written before this call
-        write_sidecar(self.partial.sidecar, dump_state(state), self.partial.url)
+        self.partial.record(state)
 
     def maybe_checkpoint(self) -> None:
         if time.monotonic() - self._last_checkpoint < CHECKPOINT_SECONDS:
