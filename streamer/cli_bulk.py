@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -148,7 +149,8 @@ async def _go(
     try:
         with _lines(args.input_file) as f:
             jobs = _jobs(parse_manifest(f), args, tally)
-            async with Client(client_config(args)) as client:
+            config = replace(client_config(args), report_phases=False)
+            async with Client(config) as client:
                 async for res in download_many(client, jobs, out_dir, opts, journal):
                     tally.add(res)
                     _report(args, res)

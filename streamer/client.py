@@ -83,6 +83,7 @@ class Client:
             limit=cfg.max_connections,
             limit_per_host=cfg.max_per_host,
             expect_timeout=cfg.expect_timeout,
+            phases=cfg.report_phases,
         )
         return self
 

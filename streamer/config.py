@@ -43,6 +43,9 @@ class ClientConfig:
     max_connections: int = 100
     max_per_host: int = 0
     expect_timeout: float = 1.0  # how long an upload waits for "100 Continue" before sending
+    # Report resolving/connecting/requesting phases to progress callbacks. aiohttp's tracing
+    # costs every request some awaits, so bulk runs (no per-file progress) turn it off.
+    report_phases: bool = True
 
     def __post_init__(self) -> None:
         _positive("chunk_size", self.chunk_size)

@@ -181,6 +181,7 @@ def make_session(
     limit: int = 100,
     limit_per_host: int = 0,
     expect_timeout: float = 1.0,
+    phases: bool = True,
 ) -> aiohttp.ClientSession:
     """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off.
 
@@ -201,7 +202,7 @@ def make_session(
         read_bufsize=read_bufsize,
         headers=headers,
         trust_env=trust_env,
-        trace_configs=[_phase_tracer()],
+        trace_configs=[_phase_tracer()] if phases else None,
         # Cookies are not kept between requests: a download engine is not a browser, and a cookie
         # jar would carry state from one origin's redirect to the next request.
         cookie_jar=aiohttp.DummyCookieJar(),
