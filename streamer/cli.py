@@ -205,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--clobber", action="store_true", help="with -J: allow replacing an existing file"
     )
     get.add_argument(
+        "--wait-lock",
+        type=_seconds,
+        metavar="SECONDS",
+        help="if another streamer is downloading the same target, wait for it",
+    )
+    get.add_argument(
         "--split",
         type=_count,
         default=1,

@@ -76,7 +76,7 @@ def run_get(args: argparse.Namespace) -> int:
                 url, path, max_bytes=args.max_filesize, checksum=args.checksum,
                 headers=headers, no_clobber=args.no_clobber, progress=bar,
                 resume=not args.no_resume, retry=retry, remote_name=args.remote_header_name,
-                clobber=args.clobber, split=max(args.split, 1),
+                clobber=args.clobber, split=max(args.split, 1), wait_lock=args.wait_lock,
             )  # fmt: skip
 
     try:

@@ -349,6 +349,7 @@ class Client:
         remote_name: bool = False,
         clobber: bool = False,
         split: int = 1,
+        wait_lock: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> DownloadResult:
         """Stream `url` into `path` through a partial file; the target appears only when whole.
@@ -358,13 +359,15 @@ class Client:
         named from Content-Disposition inside ``path``'s directory, never replacing an existing
         file unless ``clobber``. With ``split`` > 1 the file is fetched over that many
         connections in byte ranges (when the server supports ranges), each resumable.
+        Another process downloading to the same target makes this fail at once with
+        `TargetBusyError`, or, with ``wait_lock`` seconds, wait for it that long first.
         """
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         request = DownloadRequest(
             url, Path(path), max_bytes=max_bytes, checksum=checksum, headers=headers or {},
             accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
-            remote_name=remote_name, clobber=clobber, split=split,
+            remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
         )  # fmt: skip
         if split > 1:
             from .segmented import run_segmented

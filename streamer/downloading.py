@@ -53,6 +53,7 @@ class DownloadRequest:
     durable: bool = True  # fsync before the rename (bulk runs sync in batches instead)
     throttle: Throttle | None = None  # awaited per chunk with its size (a rate limit)
     split: int = 1  # connections for one file (segmented download when > 1)
+    wait_lock: float | None = None  # seconds to wait for another process's download of it
 
     def __post_init__(self) -> None:
         if isinstance(self.checksum, str):
@@ -89,7 +90,7 @@ async def run_download(
     safe_url = redact_url(req.url)
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
     job = _Job(client, req, Partial(req.path, url=safe_url), progress, time.monotonic())
-    job.partial.open()
+    await job.partial.open_waiting(req.wait_lock)
     try:
         return await _with_retries(job)
     except BaseException as exc:

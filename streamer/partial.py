@@ -28,10 +28,12 @@ from .core.resume import (
     load_state,
     plan_request,
 )
+from .errors import TargetBusyError
 from .files import PartFile, read_sidecar, remove_quietly, sidecar_path, write_sidecar
 
 # How much may be written between two checkpoints: what a crash can cost us to re-download.
 CHECKPOINT_BYTES = 64 << 20
+LOCK_POLL_SECONDS = 0.2
 # Bodies up to this size get no sidecar when they start from byte 0 (one fsync saved per file).
 SIDECAR_MIN = 2 << 20
 
@@ -49,6 +51,23 @@ class Partial:
         self._pending: asyncio.Future[None] | None = None
         # Whether a sidecar may exist: skips two unlink calls per small file in bulk runs.
         self._sidecar_on_disk = False
+
+    async def open_waiting(self, seconds: float | None) -> None:
+        """`open`, waiting up to `seconds` for another process's download of the same target.
+
+        It polls rather than blocking in flock: each try opens the path afresh, so a partial
+        file that the other process has meanwhile renamed to the target is never written.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + (seconds or 0.0)
+        while True:
+            try:
+                self.open()
+                return
+            except TargetBusyError:
+                if seconds is None or loop.time() >= give_up:
+                    raise
+            await asyncio.sleep(LOCK_POLL_SECONDS)
 
     def open(self) -> None:
         """Lock the partial file and read the sidecar (an untrusted one only costs a restart)."""

@@ -128,7 +128,7 @@ async def run_segmented(client: Client, req: DownloadRequest, parts: int) -> Dow
     started = time.monotonic()
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
     partial = Partial(req.path, url=safe_url)
-    partial.open()
+    await partial.open_waiting(req.wait_lock)
     try:
         state = partial.state if _resumable(partial, req) else await _probe(client, req, parts)
         if state is None:

@@ -183,6 +183,33 @@ async def test_second_writer_of_same_target_fails_fast_with_82(
     assert not part_of(target).exists() and not sidecar_of(target).exists()
 
 
+async def test_second_writer_with_wait_lock_waits_then_completes(
+    slow: SlowServer, tmp_path: Path
+) -> None:
+    """`--wait-lock S`: the second writer waits for the first, then ends with the whole file."""
+    size = 6 * MIB
+    slow.resources["w"] = Resource(size=size, stall_at=2 * MIB)
+    target = tmp_path / "w.bin"
+    first = await spawn("get", slow.url("w"), "-o", str(target), "-q")
+    try:
+        await asyncio.wait_for(slow.stalled.wait(), 20)
+        second_task = asyncio.ensure_future(
+            streamer("get", slow.url("w"), "-o", str(target), "--wait-lock", "20", timeout=30)
+        )
+        await asyncio.sleep(1.0)  # the second one is waiting on the lock by now
+        assert not second_task.done()
+        assert len(slow.requests_for("w")) == 1  # and has sent nothing
+        slow.release.set()
+        done = await finish(first)
+        second = await second_task
+    finally:
+        kill(first)
+    assert done.rc == 0, done
+    assert second.rc == 0, second
+    assert file_digest(target) == body_digest(size)
+    assert not part_of(target).exists() and not sidecar_of(target).exists()
+
+
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 
