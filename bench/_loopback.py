@@ -1,7 +1,7 @@
-"""Helpers shared by bench_bulk.py and bench_split.py (bench_download.py stays untouched).
+"""Helpers shared by bench_bulk.py and bench_split.py (see also _common.py).
 
 nginx with keep-alive for many requests (and optionally a per-connection rate limit), a wait for
-other benchmarks to finish, and a summary table keyed by tool.
+other benchmarks to finish.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import http.client
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -113,17 +112,3 @@ def wait_quiet(poll: float = 10.0, limit: float = 1200.0) -> None:
             print(f"waiting for {', '.join(busy)} to finish...", file=sys.stderr)
             announced = True
         time.sleep(poll)
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def print_rows(
-    rows: dict[str, dict[str, float]], columns: tuple[tuple[str, str, str], ...]
-) -> None:
-    width = max([len(n) for n in rows] + [6])
-    print(f"{'tool':{width}}" + "".join(f" {title:>10}" for _, title, _ in columns))
-    for name, row in rows.items():
-        cells = [format(row[key], fmt) if key in row else "-" for key, _, fmt in columns]
-        print(f"{name:{width}}" + "".join(f" {c:>10}" for c in cells))

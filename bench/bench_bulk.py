@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -24,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _loopback import med, print_rows, running_nginx, wait_quiet
-from bench_download import GNU_TIME, MiB, measure, parse_size
+from _common import Run, med, print_rows, write_report
+from _loopback import running_nginx, wait_quiet
+from bench_download import MiB, measure, parse_size
 
 JOURNAL = ".streamer-journal.jsonl"  # streamer's default journal in -d DIR
 STREAMER = (
@@ -46,17 +45,6 @@ TOOLS = {  # name: (command template, extra environment)
     "wget": ("wget -i {list} -P {out} -q", {}),
 }
 DEFAULT_TOOLS = "streamer,streamer+uvloop,curl,aria2c,wget"
-
-
-@dataclass
-class Run:
-    tool: str
-    round: int
-    ok: bool
-    wall_s: float
-    cpu_s: float
-    rss_mib: float
-    error: str = ""
 
 
 @dataclass
@@ -314,11 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in rel.items():
         print(f"files/s {key}: {value:.2f}x")
     if args.json:
-        env = {"args": vars(args), "python": platform.python_version(), "cpus": os.cpu_count(),
-               "rss_from": "GNU time %M" if GNU_TIME else "wait4 ru_maxrss (floored by ours)",
-               "machine": platform.platform(), "when": time.strftime("%FT%T%z")}  # fmt: skip
-        report = {"env": env, "summary": summary, "ratios": rel, "runs": [asdict(r) for r in runs]}
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        runs_ = [asdict(r) for r in runs]
+        write_report(args.json, args, {"summary": summary, "ratios": rel, "runs": runs_})
     return 0 if runs and all(r.ok for r in runs) else 1
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -20,13 +18,16 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import GNU_TIME, Run, print_rows, work_dir, write_report
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -39,7 +40,6 @@ TOOLS = {
     "aria2c": "aria2c -q -x1 -s1 --file-allocation=none -d {dir} -o {name} {url}",
 }
 BUILTIN = "{python} -m streamer serve {www} --host 127.0.0.1 --port {port}"
-GNU_TIME = shutil.which("time", path="/usr/bin:/bin")  # for peak RSS, see measure()
 NGINX = "{nginx} -p {prefix} -e {prefix}/error.log -c {prefix}/nginx.conf"
 
 
@@ -49,17 +49,6 @@ class Bench:
     url: str
     out_dir: Path
     digest: str
-
-
-@dataclass
-class Run:
-    tool: str
-    round: int
-    ok: bool
-    wall_s: float
-    cpu_s: float
-    rss_mib: float
-    error: str = ""
 
 
 def parse_size(text: str) -> int:
@@ -338,26 +327,13 @@ COLUMNS = (  # summary key, column title, number format
 
 
 def print_table(summary: dict[str, dict[str, float]]) -> None:
-    print(f"{'tool':9}" + "".join(f" {title:>10}" for _, title, _ in COLUMNS))
-    for name, row in summary.items():
-        cells = [format(row[key], fmt) if key in row else "-" for key, _, fmt in COLUMNS]
-        print(f"{name:9}" + "".join(f" {c:>10}" for c in cells))
-
-
-@contextmanager
-def work_dir(keep: Path | None) -> Iterator[Path]:
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        yield keep.resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-dl-", dir=os.environ.get("BENCH_TMP")) as d:
-        yield Path(d)
+    print_rows(summary, COLUMNS, width=9)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tools = select_tools(args)
-    with work_dir(args.keep_dir) as work:
+    with work_dir(args.keep_dir, "bench-dl-") as work:
         www, out_dir = work / "www", work / "out"
         www.mkdir(exist_ok=True)
         out_dir.mkdir(exist_ok=True)
@@ -369,11 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.size / MiB:.0f} MiB from {args.server} on 127.0.0.1, {args.runs} runs/tool")
     print_table(summary)
     if args.json:
-        env = {"args": vars(args), "python": platform.python_version(), "cpus": os.cpu_count(),
-               "rss_from": "GNU time %M" if GNU_TIME else "wait4 ru_maxrss (floored by ours)",
-               "machine": platform.platform(), "when": time.strftime("%FT%T%z")}  # fmt: skip
-        report = {"env": env, "summary": summary, "runs": [asdict(r) for r in runs]}
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        write_report(args.json, args, {"summary": summary, "runs": [asdict(r) for r in runs]})
     return 0 if all(r.ok for r in runs) else 1
 
 

@@ -10,9 +10,7 @@ from bench_download.py. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,12 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _loopback import med, print_rows, running_nginx, wait_quiet
+from _common import Run, med, print_rows, write_report
+from _loopback import running_nginx, wait_quiet
 from bench_download import (
-    GNU_TIME,
     PAYLOAD,
     MiB,
-    Run,
     check_output,
     clear,
     ensure_payload,
@@ -153,11 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in rel.items():
         print(f"{key}: {value:.2f}x")
     if args.json:
-        env = {"args": vars(args), "python": platform.python_version(), "cpus": os.cpu_count(),
-               "rss_from": "GNU time %M" if GNU_TIME else "wait4 ru_maxrss (floored by ours)",
-               "machine": platform.platform(), "when": time.strftime("%FT%T%z")}  # fmt: skip
-        report = {"env": env, "summary": summary, "ratios": rel, "runs": [asdict(r) for r in runs]}
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        runs_ = [asdict(r) for r in runs]
+        write_report(args.json, args, {"summary": summary, "ratios": rel, "runs": runs_})
     return 0 if runs and all(r.ok for r in runs) else 1
 
 

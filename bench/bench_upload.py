@@ -11,14 +11,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,12 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import Run, work_dir, write_report
 from bench_download import (  # after the sys.path insert
     BUILTIN,
-    GNU_TIME,
     GiB,
     MiB,
-    Run,
     clear,
     ensure_payload,
     fill,
@@ -282,20 +278,10 @@ def check_tools(python: str) -> None:
             sys.exit(f"`{python} -m streamer {sub}` does not work")
 
 
-@contextmanager
-def work_dir(keep: Path | None) -> Iterator[Path]:
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        yield keep.resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-ul-", dir=os.environ.get("BENCH_TMP")) as d:
-        yield Path(d)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_tools(args.python)
-    with work_dir(args.keep_dir) as work:
+    with work_dir(args.keep_dir, "bench-ul-") as work:
         src_dir, www = work / "src", work / "www"
         for d in (src_dir, www / UPLOAD_DIR):
             d.mkdir(parents=True, exist_ok=True)
@@ -310,11 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{op.upper()}")
         print_table(summary[op])
     if args.json:
-        env = {"args": vars(args), "python": platform.python_version(), "cpus": os.cpu_count(),
-               "rss_from": "GNU time %M" if GNU_TIME else "wait4 ru_maxrss (floored by ours)",
-               "machine": platform.platform(), "when": time.strftime("%FT%T%z")}  # fmt: skip
-        report = {"env": env, "summary": summary, "runs": [asdict(r) for r in runs]}
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        write_report(args.json, args, {"summary": summary, "runs": [asdict(r) for r in runs]})
     return 0 if runs and all(r.ok for r in runs) else 1
 
 

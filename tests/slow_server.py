@@ -9,7 +9,7 @@ body back after the head (``head_delay``), be chunked, carry a Content-Dispositi
 a plain status or redirect elsewhere. Every request is recorded in ``requests`` with its
 headers and the body bytes handed to the transport (``Req.sent``).
 
-It also holds the helpers to run ``python -m streamer`` as a real child process.
+The helpers that run ``python -m streamer`` as a real child process are in tests/helpers.py.
 """
 
 from __future__ import annotations
@@ -18,14 +18,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
-import signal
-import socket
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -34,12 +28,6 @@ from tests.faults import data
 MIB = 1 << 20
 PIECE = 256 * 1024  # body write size
 MAX_STALL = 20.0  # seconds a stalled handler waits for the client to leave, at most
-RUN_TIMEOUT = 30.0  # seconds one command may take before the test kills it
-
-# The child must reach 127.0.0.1 directly, whatever proxy the machine running the tests has.
-_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ssl_cert_file"}
-ENV = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
-ENV["COLUMNS"] = "80"
 
 
 @dataclass
@@ -204,14 +192,6 @@ def body_digest(size: int, offset: int = 0) -> str:
     return h.hexdigest()
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(MIB):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def sidecar_committed(path: Path) -> int | None:
     """The ``committed`` count of a sidecar, or None while it is missing or being replaced."""
     try:
@@ -220,88 +200,3 @@ def sidecar_committed(path: Path) -> int | None:
         return None
     value = doc.get("committed")
     return value if isinstance(value, int) else None
-
-
-# --- the CLI as a child process ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Run:
-    """What one command did."""
-
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def err_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.strip()]
-
-    def json(self) -> dict[str, Any]:
-        doc = json.loads(self.out)
-        assert isinstance(doc, dict)
-        return doc
-
-
-@contextlib.contextmanager
-def _sigint_inherited_as_default() -> Iterator[None]:
-    """A child started from a context that ignores SIGINT would inherit SIG_IGN; undo that."""
-    old = signal.getsignal(signal.SIGINT)
-    if old is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        if old is signal.SIG_IGN:
-            signal.signal(signal.SIGINT, old)
-
-
-async def spawn(*args: str, cwd: Path | None = None) -> asyncio.subprocess.Process:
-    """Start ``python -m streamer ARGS`` with piped output; the caller must reap it."""
-    with _sigint_inherited_as_default():
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streamer", *args, cwd=cwd, env=ENV,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-
-
-async def finish(proc: asyncio.subprocess.Process, timeout: float = RUN_TIMEOUT) -> Run:
-    """Collect a child's exit code and output; kill it if it outlives `timeout`."""
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        kill(proc)
-        await proc.communicate()
-        raise
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
-
-
-async def streamer(*args: str, cwd: Path | None = None, timeout: float = RUN_TIMEOUT) -> Run:
-    """Run ``python -m streamer ARGS`` to completion."""
-    return await finish(await spawn(*args, cwd=cwd), timeout)
-
-
-def kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-
-
-async def wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
-    """Poll `predicate()` every 10 ms until true; fail the test after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def closed_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import pickle
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -19,7 +16,7 @@ import streamer
 from streamer import Client, ClientConfig, HTTPStatusError, Result, StreamerError, UsageError
 from streamer import errors as errors_mod
 from streamer.errors import EXIT_CODES, exit_code
-from streamer.server import running_server
+from tests.helpers import ThreadedServer
 
 PACKAGE_DIR = Path(streamer.__file__).resolve().parent
 CORE_MODULES = sorted(
@@ -75,50 +72,6 @@ EXPECTED_ALL = [
     "fetch",
     "upload",
 ]
-
-
-class ThreadedServer:
-    """`running_server(root)` on its own event loop in a background thread (for sync tests)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.base = ""
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="test-server", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            async with running_server(self.root) as base:
-                self.base = base
-                self._ready.set()
-                await self._stop.wait()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    def __enter__(self) -> str:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("server thread did not start in 10 s")
-        if self._error is not None:
-            raise self._error
-        return self.base
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        assert not self._thread.is_alive(), "server thread did not stop"
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from streamer.core.manifest import Job
 from streamer.errors import exit_code
 from streamer.journal import JOURNAL_NAME, Journal
 from streamer.server import running_server
-from tests.slow_server import ENV, Run, finish, kill, spawn, streamer, wait_for
+from tests.helpers import ENV, Run, finish, kill, spawn, streamer, wait_for
 
 MIB = 1 << 20
 SUMMARY = re.compile(r"(\d+) ok \((\d+) already done\); (\d+) failed")

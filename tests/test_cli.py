@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -24,24 +23,17 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from streamer.server import running_server
+from tests import helpers
+from tests.helpers import ENV, RUN_TIMEOUT, closed_port
+from tests.helpers import one_error_line as assert_one_error_line
 
-RUN_TIMEOUT = 30.0  # seconds one command may take before the test kills it
 DATA = bytes(range(256)) * 400 + b"tail"  # 102404 bytes: several reads, odd length
 KIB = b"k" * 1024  # exactly 1 KiB, for the --max-filesize boundaries
 
-# The child must reach 127.0.0.1 directly, whatever proxy the machine running the tests has.
-_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ssl_cert_file"}
-ENV = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
-ENV["COLUMNS"] = "80"
-
 
 @dataclass(frozen=True)
-class Run:
-    """What one command did."""
-
-    rc: int
-    out: str
-    err: str
+class Run(helpers.Run):
+    """What one command did; here every line of stderr counts in `err_lines`, blank ones too."""
 
     @property
     def err_lines(self) -> list[str]:
@@ -50,45 +42,8 @@ class Run:
 
 async def streamer(*args: str, cwd: Path | None = None) -> Run:
     """Run ``python -m streamer ARGS`` to completion (killed after RUN_TIMEOUT seconds)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamer",
-        *args,
-        cwd=cwd,
-        env=ENV,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
-
-
-def assert_one_error_line(run: Run, rc: int, *fragments: str) -> str:
-    """The run failed with `rc`, printed exactly one line on stderr containing each fragment."""
-    assert "Traceback" not in run.err, run.err
-    assert run.rc == rc, run
-    assert len(run.err_lines) == 1, run.err
-    line = run.err_lines[0]
-    assert line.startswith("streamer: "), line
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    return line
-
-
-def closed_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+    run = await helpers.streamer(*args, cwd=cwd)
+    return Run(run.rc, run.out, run.err)
 
 
 @dataclass(frozen=True)

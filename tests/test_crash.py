@@ -22,28 +22,22 @@ import pytest
 
 from streamer.cli import main as cli_main
 from streamer.partial import CHECKPOINT_BYTES
-from tests.slow_server import (
-    MIB,
-    Resource,
-    SlowServer,
-    body_digest,
+from tests.helpers import (
     file_digest,
     finish,
     kill,
-    sidecar_committed,
+    running_slow_server,
     spawn,
     streamer,
     wait_for,
 )
+from tests.slow_server import MIB, Resource, SlowServer, body_digest, sidecar_committed
 
 
 @pytest.fixture
 async def slow() -> AsyncIterator[SlowServer]:
-    server = await SlowServer().start()
-    try:
+    async with running_slow_server() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 def part_of(target: Path) -> Path:

@@ -24,19 +24,10 @@ from tests.faults import (
     data,
     head,
 )
+from tests.helpers import assert_nothing_left as _assert_nothing_left
+from tests.helpers import url_of as _url
 
 OLD = b"the previous, complete version of the file\n"
-
-
-def _url(server: TestServer, path: str) -> str:
-    return str(server.make_url(path))
-
-
-def _assert_nothing_left(target: Path) -> None:
-    """No target and no partial: the fault app sends no ETag or Last-Modified, so a failed
-    download has nothing resumable to keep (a resumable partial is the resume tests' matter)."""
-    assert not target.exists()
-    assert not part_path(target).exists()
 
 
 async def _fails(

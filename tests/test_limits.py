@@ -12,7 +12,6 @@ from aiohttp.test_utils import TestServer
 
 import streamer
 from streamer import Client, Phase, Progress, Result
-from streamer.files import part_path
 from tests.faults import (
     SEEN,
     WRITTEN,
@@ -24,16 +23,8 @@ from tests.faults import (
     gzip_bytes,
     head,
 )
-
-
-def _url(server: TestServer, path: str) -> str:
-    return str(server.make_url(path))
-
-
-def _assert_nothing_left(target: Path) -> None:
-    assert not target.exists()
-    assert not part_path(target).exists()
-
+from tests.helpers import assert_nothing_left as _assert_nothing_left
+from tests.helpers import url_of as _url
 
 # --- max_bytes --------------------------------------------------------------------------------
 

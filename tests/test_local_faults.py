@@ -19,37 +19,14 @@ import pytest
 from streamer import Client, Result, StreamerError
 from streamer.core.names import name_from_url
 from tests.faults import End, RawFactory, data, head
-from tests.slow_server import (
-    MIB,
-    Resource,
-    Run,
-    SlowServer,
-    body_digest,
-    file_digest,
-    sidecar_committed,
-    streamer,
-)
+from tests.helpers import file_digest, one_error_line, running_slow_server, streamer
+from tests.slow_server import MIB, Resource, SlowServer, body_digest, sidecar_committed
 
 
 @pytest.fixture
 async def slow() -> AsyncIterator[SlowServer]:
-    server = await SlowServer().start()
-    try:
+    async with running_slow_server() as server:
         yield server
-    finally:
-        await server.stop()
-
-
-def one_error_line(run: Run, rc: int, *fragments: str) -> str:
-    """The run failed with `rc` and printed exactly one line containing each fragment."""
-    assert "Traceback" not in run.err, run.err
-    assert run.rc == rc, run
-    assert len(run.err_lines) == 1, run.err
-    line = run.err_lines[0]
-    assert line.startswith("streamer: "), line
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    return line
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestServer
 from streamer import Client, StreamerError
 from streamer.core.retry import RetryPolicy
 from tests.faults import SEEN
-from tests.slow_server import MIB, Resource, Run, SlowServer, closed_port, streamer
+from tests.helpers import Run, closed_port, running_slow_server, streamer
+from tests.slow_server import MIB, Resource, SlowServer
 
 USER = "alice"
 PASSWORD = "s3cr%24t-CANARY-pw"  # as written in the URL: percent-encoded "$"
@@ -51,20 +52,14 @@ def assert_clean(where: str, text: str | bytes) -> None:
 
 @pytest.fixture
 async def origin_a() -> AsyncIterator[SlowServer]:
-    server = await SlowServer().start()
-    try:
+    async with running_slow_server() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
 async def origin_b() -> AsyncIterator[SlowServer]:
-    server = await SlowServer().start()
-    try:
+    async with running_slow_server() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @dataclass(frozen=True)

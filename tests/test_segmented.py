@@ -27,8 +27,8 @@ from streamer.core.segments import split
 from streamer.files import part_path, sidecar_path
 from streamer.server import make_app
 from tests.faults import data
+from tests.helpers import file_digest, finish, kill, spawn, streamer, wait_for
 from tests.resource_server import Act, Kind, Resource, Validators, make_resource_app
-from tests.slow_server import file_digest, finish, kill, spawn, streamer, wait_for
 
 MIB = 1 << 20
 SIZE = 5 * MIB + 12_345  # at least 4 x MIN_SEGMENT, and not a multiple of 4

@@ -2,83 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import json
 import os
-import queue
 import select
 import subprocess
 import sys
-import threading
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from streamer.server import running_server
+from tests.helpers import ENV, RUN_TIMEOUT, ThreadedServer, peak_rss
+from tests.helpers import file_digest as _sha
+from tests.helpers import run_streamer as streamer
 
 MIB = 1 << 20
-RUN_TIMEOUT = 30.0
 MEMORY_LIMIT_KIB = 64 * 1024  # ru_maxrss is in KiB on Linux
-
-
-def _env() -> dict[str, str]:
-    """The environment without proxy settings, so children talk to 127.0.0.1 directly."""
-    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-
-
-def streamer(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m streamer ARGS`` and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "streamer", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        env=_env(),
-        check=False,
-    )
-
-
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(MIB):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def threaded_server(root: Path, max_upload: int | None = None) -> Iterator[str]:
-    """The built-in server on its own event loop in a thread; yields its base URL."""
-    started: queue.Queue[str | BaseException] = queue.Queue()
-    control: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        control["stop"] = (asyncio.get_running_loop(), stop)
-        async with running_server(root, max_upload=max_upload) as base:
-            started.put(base)
-            await stop.wait()
-
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported to the test thread
-            started.put(exc)
-
-    thread = threading.Thread(target=run, name="upload-server", daemon=True)
-    thread.start()
-    base = started.get(timeout=10)
-    if isinstance(base, BaseException):
-        raise base
-    try:
-        yield base
-    finally:
-        loop, stop = control["stop"]
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
 
 
 @pytest.fixture
@@ -92,7 +32,7 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def base(root: Path) -> Iterator[str]:
     """The built-in server (no upload limit) serving ``root``."""
-    with threaded_server(root) as url:
+    with ThreadedServer(root, name="upload-server") as url:
         yield url
 
 
@@ -240,7 +180,7 @@ def limited_server(root: Path) -> Iterator[str]:
         [sys.executable, "-m", "streamer", "serve", str(root), "--port", "0", "--max-upload", "1M"],
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=ENV,
     )
     try:
         assert proc.stderr is not None
@@ -293,54 +233,15 @@ def test_under_limit_accepted(limited_server: str, root: Path, tmp_path: Path) -
 # --- memory ---------------------------------------------------------------------------------------
 
 
-# Why a launcher: Popen forks (or vforks) this pytest process, and Linux keeps the high-water RSS
-# of the memory a process leaves at exec() in its ru_maxrss: a child started from here would
-# report at least pytest's own RSS. A bare interpreter (-I -S, a few MiB) forks and execs the
-# command instead, reaps it with os.wait4 and prints that rusage (and its own VmHWM).
-LAUNCHER = r"""
-import json, os, signal, sys, time
-argv, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
-pid = os.fork()
-if pid == 0:
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.execv(argv[0], argv)
-    finally:
-        os._exit(127)
-deadline = time.monotonic() + timeout
-while True:
-    got, status, usage = os.wait4(pid, os.WNOHANG)
-    if got == pid:
-        break
-    if time.monotonic() > deadline:
-        os.kill(pid, signal.SIGKILL)
-        got, status, usage = os.wait4(pid, 0)
-        break
-    time.sleep(0.02)
-with open("/proc/self/status") as f:
-    hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-print(json.dumps({"rc": os.waitstatus_to_exitcode(status), "maxrss_kib": usage.ru_maxrss,
-                  "launcher_kib": hwm}))
-"""
-
-
 def _peak_rss_kib(*args: str | Path) -> int:
     """Run ``python -m streamer ARGS`` (it must succeed); its own peak RSS in KiB."""
     cmd = [sys.executable, "-m", "streamer", *map(str, args)]
-    proc = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", LAUNCHER, json.dumps(cmd), str(RUN_TIMEOUT)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=RUN_TIMEOUT + 10,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    assert report["rc"] == 0, proc.stderr
-    peak = int(report["maxrss_kib"])
-    assert report["launcher_kib"] < peak / 2, "the launcher could dominate the measurement"
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "child.log"
+        report = peak_rss(cmd, RUN_TIMEOUT, log)
+        assert report.rc == 0, log.read_text(errors="replace")
+    peak = report.maxrss_kib
+    assert report.launcher_kib < peak / 2, "the launcher could dominate the measurement"
     return peak
 
 
@@ -351,7 +252,7 @@ def test_upload_memory_is_flat(root: Path, tmp_path: Path) -> None:
     big = tmp_path / "huge.bin"
     with big.open("wb") as f:
         f.truncate(512 * MIB)  # sparse: quick to make, read like any file
-    with threaded_server(root) as url:
+    with ThreadedServer(root, name="upload-server") as url:
         put_kib = _peak_rss_kib("put", big, url + "huge.bin", "-q")
         assert (root / "huge.bin").stat().st_size == 512 * MIB
         (root / "huge.bin").unlink()

@@ -1,0 +1,73 @@
+"""Pieces shared by the benchmark scripts: one timed run, the work directory, the summary table
+and the JSON report (its ``env`` block)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")  # for peak RSS, see measure()
+
+
+@dataclass
+class Run:
+    """One timed run of one tool."""
+
+    tool: str
+    round: int
+    ok: bool
+    wall_s: float
+    cpu_s: float
+    rss_mib: float
+    error: str = ""
+
+
+def med(values: list[float]) -> float:
+    """The median, NaN for no values."""
+    return statistics.median(values) if values else float("nan")
+
+
+def print_rows(
+    rows: dict[str, dict[str, float]],
+    columns: tuple[tuple[str, str, str], ...],
+    width: int | None = None,
+) -> None:
+    """The summary table: one row per tool, `columns` as (summary key, title, number format);
+    the tool column is `width` wide (default: the longest name, at least 6)."""
+    if width is None:
+        width = max([len(n) for n in rows] + [6])
+    print(f"{'tool':{width}}" + "".join(f" {title:>10}" for _, title, _ in columns))
+    for name, row in rows.items():
+        cells = [format(row[key], fmt) if key in row else "-" for key, _, fmt in columns]
+        print(f"{name:{width}}" + "".join(f" {c:>10}" for c in cells))
+
+
+@contextmanager
+def work_dir(keep: Path | None, prefix: str) -> Iterator[Path]:
+    """`keep` (created, kept afterwards), else a temporary directory under $BENCH_TMP."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=os.environ.get("BENCH_TMP")) as d:
+        yield Path(d)
+
+
+def write_report(path: Path, args: argparse.Namespace, sections: Mapping[str, Any]) -> None:
+    """Write ``{"env": ..., **sections}`` as indented JSON to `path`."""
+    env = {"args": vars(args), "python": platform.python_version(), "cpus": os.cpu_count(),
+           "rss_from": "GNU time %M" if GNU_TIME else "wait4 ru_maxrss (floored by ours)",
+           "machine": platform.platform(), "when": time.strftime("%FT%T%z")}  # fmt: skip
+    report = {"env": env, **sections}
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
