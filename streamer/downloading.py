@@ -142,9 +142,10 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         progress=progress,
     ) as stream:  # fmt: skip
         offset = _judge(partial, plan, stream)
-        verifier = await _prepare(req, partial, stream, offset)
-        if offset is None:  # 416 to a resume: we already hold every byte
+        if offset is None:  # 416 to a resume: we hold every byte (and maybe unrecorded junk)
             partial.part.truncate(plan.offset)
+        verifier = await _prepare(req, partial, stream, offset)
+        if offset is None:
             offset = plan.offset
         else:
             stream.progress_base = offset

@@ -277,6 +277,21 @@ async def test_416_on_complete_partial_succeeds_without_body(
     assert not part_path(target).exists() and not sidecar_path(target).exists()
 
 
+async def test_416_complete_with_crash_leftovers_and_checksum(
+    dl: Client, resource: Resource, target: Path
+) -> None:
+    """A complete partial followed by unrecorded bytes (a crash after the last checkpoint):
+    the 416 path cuts them off before the checksum is computed, so it verifies and succeeds."""
+    part_path(target).write_bytes(BODY + b"junk written after the last checkpoint")
+    state = ResumeState(redact_url(resource.url), resource.url, '"v1"', None, SIZE, SIZE)
+    sidecar_path(target).write_text(dump_state(state))
+    checksum = "sha256:" + hashlib.sha256(BODY).hexdigest()
+    result = await dl.download(resource.url, target, checksum=checksum)
+    assert [s.status for s in resource.seen] == [416]
+    assert target.read_bytes() == BODY
+    assert result.checksum == checksum
+
+
 @pytest.mark.parametrize(
     "header", [f"bytes */{SIZE}", f"bytes */{SIZE + 1}", "bytes */30000", None]
 )
