@@ -42,6 +42,7 @@ class BulkOptions:
     retry_budget: int | None = None  # retries allowed over the whole run (default: 4 x jobs)
     resume: bool = True
     skip_duplicates: frozenset[int] = frozenset()  # target keys known to be claimed twice
+    dry_run: bool = False  # plan every job (targets, duplicates, journal) and fetch nothing
 
     def __post_init__(self) -> None:
         if self.jobs < 1 or self.max_per_host < 1:
@@ -63,6 +64,7 @@ class JobResult:
     status: int | None = None
     attempts: int = 0
     skipped: bool = False  # complete per the journal: no request was made
+    planned: bool = False  # a dry run: would be downloaded, no request was made
     error: StreamerError | None = None
     elapsed: float = 0.0
 
@@ -74,7 +76,7 @@ class JobResult:
         return {
             "line": self.job.line, "url": redact_url(self.job.url), "path": str(self.path),
             "result": self.result.value, "ok": self.ok, "size": self.size, "status": self.status,
-            "attempts": self.attempts, "skipped": self.skipped,
+            "attempts": self.attempts, "skipped": self.skipped, "planned": self.planned,
             "error": None if self.error is None else str(self.error),
             "elapsed": round(self.elapsed, 6),
         }  # fmt: skip
@@ -157,6 +159,8 @@ class _Run:
             return JobResult(job, path, err.result, error=err)
         if self.journal is not None and self.journal.is_done(rel, path):
             return JobResult(job, path, Result.SUCCESS, size=path.stat().st_size, skipped=True)
+        if self.opts.dry_run:
+            return JobResult(job, path, Result.SUCCESS, planned=True)
         host = await self.hosts.acquire(job.url)
         if self.host_rate is not None:
             wait = self.host_rate.take(host, time.monotonic())

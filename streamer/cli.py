@@ -164,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="total download rate limit in bytes/s (K, M, G suffixes)",
     )
     bulk.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan every job (targets, duplicates, journal) without fetching",
+    )
+    bulk.add_argument(
         "--host-request-rate",
         type=_seconds,
         metavar="N",

@@ -51,7 +51,7 @@ class _Tally:
     def __init__(self, total: int | None, bar: bool) -> None:
         self.failures: Counter[Result] = Counter()
         self.first_seen: list[Result] = []
-        self.ok = self.skipped = self.bad_lines = self.bytes = 0
+        self.ok = self.skipped = self.planned = self.bad_lines = self.bytes = 0
         self.started = time.monotonic()
         self.bar: Any = None
         if bar:
@@ -63,6 +63,7 @@ class _Tally:
         if res.ok:
             self.ok += 1
             self.skipped += res.skipped
+            self.planned += res.planned
             self.bytes += res.size
         else:
             if res.result not in self.failures:
@@ -86,6 +87,8 @@ class _Tally:
         done = self.ok + failed
         rate = done / elapsed if elapsed > 0 else 0.0
         parts = [f"{self.ok} ok ({self.skipped} already done)", f"{failed} failed"]
+        if self.planned:
+            parts[0] = f"{self.planned} to download (dry run), {self.skipped} already done"
         if self.bad_lines:
             parts.append(f"{self.bad_lines} bad manifest lines")
         why = ", ".join(f"{n} {r.value}" for r, n in self.failures.most_common())
@@ -111,7 +114,7 @@ def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     return BulkOptions(
         jobs=args.jobs, max_per_host=args.max_per_host, limit_rate=args.limit_rate,
-        host_request_rate=args.host_request_rate,
+        host_request_rate=args.host_request_rate, dry_run=args.dry_run,
         memory_budget=args.memory_budget, retry=retry, resume=not args.no_resume,
         skip_duplicates=dupes,
     )  # fmt: skip
@@ -145,7 +148,8 @@ async def _go(
     args: argparse.Namespace, out_dir: Path, opts: BulkOptions, journal: Journal, tally: _Tally
 ) -> None:
     stop_on_sigterm()
-    journal.open()
+    if not args.dry_run:  # a dry run creates no file, not even the journal
+        journal.open()
     try:
         with _lines(args.input_file) as f:
             jobs = _jobs(parse_manifest(f), args, tally)

@@ -46,3 +46,19 @@ async def test_host_request_rate_spaces_requests(tmp_path: Path) -> None:
     assert all(r.ok for r in results)
     # A burst of 1 then 10/s: the 8th request waits about 0.7 s (lower bound only).
     assert time.monotonic() - started >= 0.6
+
+
+async def test_dry_run_plans_every_job_without_a_request(tmp_path: Path) -> None:
+    """dry_run: every job is planned (targets, duplicates, journal) and no request is made."""
+    out = tmp_path / "out"
+    out.mkdir()
+    # Port 9 on loopback: nothing listens, so any request would fail with CANT_CONNECT.
+    urls: list[str | Job] = [f"http://127.0.0.1:9/d/f{i}.bin" for i in range(500)]
+    urls.append(Job(url="http://127.0.0.1:9/other/f7.bin", path="f7.bin"))  # same target
+    opts = BulkOptions(dry_run=True)
+    async with Client(trust_env=False) as client:
+        results = [r async for r in client.download_many(urls, out, opts)]
+    planned = [r for r in results if r.planned]
+    assert len(planned) == 500 and all(r.ok for r in planned)
+    assert [r.result for r in results if not r.ok] == [Result.INVALID_INPUT]
+    assert list(out.iterdir()) == []  # nothing was written
