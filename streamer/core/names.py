@@ -39,6 +39,8 @@ _EDGE_JUNK = re.compile(r"^[\s.]+|[\s.]+$")
 
 
 def _clean_chars(name: str) -> str:
+    if name.isascii() and name.isprintable():
+        return name  # nothing to drop (the common case: one call per job of a big manifest)
     # Lone surrogates (from surrogateescape'd header bytes) cannot be encoded; mark them.
     chars = ("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in name)
     return "".join(
