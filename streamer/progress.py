@@ -27,12 +27,15 @@ class TqdmProgress:
         self._bar: tqdm[Any] | None = None
         self._last = 0.0
         self._shown = 0
+        self._latest = 0  # the newest count reported, drawn on close even if throttled
 
     def __call__(self, p: Progress) -> None:
-        if p.phase is not Phase.BODY:
+        if p.phase not in (Phase.BODY, Phase.UPLOADING):
             if p.phase in (Phase.FINALIZING, Phase.DONE) and self._bar is not None:
+                self._latest = p.done
                 self._advance(p.done, force=True)
             return
+        self._latest = p.done
         if self._bar is None:
             self._bar = tqdm(
                 total=p.total,
@@ -59,6 +62,8 @@ class TqdmProgress:
         self._shown = done
 
     def close(self) -> None:
+        """Draw the last count (a failed transfer shows where it stopped), then end the bar."""
         if self._bar is not None:
+            self._advance(self._latest, force=True)
             self._bar.close()
             self._bar = None
