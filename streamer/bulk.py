@@ -246,16 +246,18 @@ async def download_many(
             await done.put(await run.one(job))
         await done.put(None)
 
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(feed())
-        for _ in range(width):
-            tg.create_task(work())
-        finished = 0
-        while finished < width:
-            item = await done.get()
-            if item is None:
-                finished += 1
-            else:
-                yield item
-    if journal is not None:
-        await journal.flush()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(feed())
+            for _ in range(width):
+                tg.create_task(work())
+            finished = 0
+            while finished < width:
+                item = await done.get()
+                if item is None:
+                    finished += 1
+                else:
+                    yield item
+    finally:
+        if journal is not None:
+            await journal.close()  # flushes the last batch; closing twice is harmless

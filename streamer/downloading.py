@@ -272,5 +272,4 @@ def _check_length(partial: Partial, stream: Stream) -> None:
 
 def _report(progress: ProgressCallback | None, stream: Stream, phase: Phase, done: int) -> None:
     if progress is not None:
-        total = stream.progress_base + (stream.content_length or 0) or None
-        progress(Progress(stream.url, phase, done, total))
+        progress(Progress(stream.url, phase, done, stream.progress_total))

@@ -259,12 +259,7 @@ class PartFile:
     def discard(self) -> None:
         """Close and remove the partial file; never touches the target."""
         self.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass  # Nothing more to do: the failure being reported matters more.
+        remove_quietly(self.path)  # the failure being reported matters more than this one
 
 
 async def fsync_dir(directory: Path) -> None:

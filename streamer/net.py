@@ -26,7 +26,6 @@ from .errors import (
     CertificateError,
     ConnectError,
     ConnectionLostError,
-    FileError,
     ProtocolError,
     ResolveError,
     Result,
@@ -288,8 +287,6 @@ def mapped_errors(url: str, received: Callable[[], int] = lambda: 0) -> Iterator
     try:
         yield
     except (StreamerError, asyncio.CancelledError, KeyboardInterrupt):
-        raise
-    except FileError:
         raise
     except Exception as exc:
         raise translate(exc, url, received=received()) from exc

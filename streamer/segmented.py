@@ -142,13 +142,8 @@ async def run_segmented(client: Client, req: DownloadRequest, parts: int) -> Dow
         note = f"segmented download restarted with one stream: {why}"
         return replace(result, notes=(note, *result.notes))
     except BaseException:
-        await _keep(partial)
+        partial.part.close()  # the partial and its sidecar (already current) stay for a re-run
         raise
-
-
-async def _keep(partial: Partial) -> None:
-    """Leave the partial file and its sidecar (already current) for a later run."""
-    partial.part.close()
 
 
 def _resumable(partial: Partial, req: DownloadRequest) -> bool:

@@ -131,13 +131,17 @@ class Stream:
         self._report(Phase.BODY)
         return piece
 
+    @property
+    def progress_total(self) -> int | None:
+        """The size the file will have, when it is known (bytes held before plus this body)."""
+        if self.decoding or self.content_length is None:
+            return None
+        return self.progress_base + self.content_length
+
     def _report(self, phase: Phase) -> None:
         if self._progress is not None:
-            base = self.progress_base
-            total = (
-                None if self.decoding or self.content_length is None else base + self.content_length
-            )
-            self._progress(Progress(self.url, phase, base + self.delivered, total))
+            done = self.progress_base + self.delivered
+            self._progress(Progress(self.url, phase, done, self.progress_total))
 
     async def _raw_chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()

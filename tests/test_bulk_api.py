@@ -62,3 +62,29 @@ async def test_dry_run_plans_every_job_without_a_request(tmp_path: Path) -> None
     assert len(planned) == 500 and all(r.ok for r in planned)
     assert [r.result for r in results if not r.ok] == [Result.INVALID_INPUT]
     assert list(out.iterdir()) == []  # nothing was written
+
+
+async def test_download_many_closes_its_journal(tmp_path: Path) -> None:
+    """The journal that Client.download_many opens is closed when the run ends (no fd leak)."""
+    names = _files(tmp_path / "srv", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    journal = tmp_path / "journal.jsonl"
+
+    def journal_fds() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if _target(fd) == str(journal))
+
+    async with running_server(tmp_path / "srv") as base, Client(trust_env=False) as client:
+        urls: list[str | Job] = [base + n for n in names]
+        results = [r async for r in client.download_many(urls, out, journal=journal)]
+    assert all(r.ok for r in results)
+    assert journal_fds() == 0
+    assert len(journal.read_text().splitlines()) == 3  # flushed before closing
+
+
+def _target(fd: Path) -> str:
+    try:
+        return str(fd.readlink())
+    except OSError:
+        return ""
