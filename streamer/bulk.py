@@ -9,6 +9,7 @@ One failing job never stops the others: its error is data in its `JobResult`.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .core.retry import RetryPolicy
 from .downloading import DownloadRequest, run_download
 from .errors import Result, StreamerError, UsageError
 from .journal import Done, Journal
+from .quick import QuickDone, QuickPath
 
 if TYPE_CHECKING:
     from .client import Client
@@ -43,6 +45,7 @@ class BulkOptions:
     resume: bool = True
     skip_duplicates: frozenset[int] = frozenset()  # target keys known to be claimed twice
     dry_run: bool = False  # plan every job (targets, duplicates, journal) and fetch nothing
+    quick: bool = True  # small bodies on the lane (quick.py); False: every job on the full engine
 
     def __post_init__(self) -> None:
         if self.jobs < 1 or self.max_per_host < 1:
@@ -122,6 +125,11 @@ class _Run:
         self.host_rate: HostLimiter | None = None
         if opts.host_request_rate is not None:
             self.host_rate = HostLimiter(opts.host_request_rate, 1.0)  # spaced, no burst
+        self.quick: QuickPath | None = None
+        if opts.quick and QuickPath.usable(client.config):
+            self.quick = QuickPath(
+                client.config, client.plain_route, client.tls_context, durable=journal is None
+            )
         self.bucket: TokenBucket | None = None
         if opts.limit_rate is not None:
             now = time.monotonic()
@@ -173,31 +181,72 @@ class _Run:
 
     async def _download(self, job: Job, rel: str, path: Path) -> JobResult:
         started = time.monotonic()
-        req = DownloadRequest(
-            job.url, path, max_bytes=job.max_bytes, checksum=job.checksum,
-            headers=dict(job.headers), resume=self.opts.resume, retry=self._policy(),
-            durable=self.journal is None, throttle=self.throttle if self.bucket else None,
-        )  # fmt: skip
+        policy = self._policy()
         try:
             self._ensure_dir(path.parent)
-            res = await run_download(self.client, req, None)
-        except StreamerError as exc:
-            self.retries_left -= max(exc.attempts - 1, 0)
-            return JobResult(
-                job, path, exc.result, attempts=exc.attempts, error=exc,
-                status=getattr(exc, "status", None), elapsed=time.monotonic() - started,
-            )  # fmt: skip
         except OSError as exc:  # mkdir of a subdirectory
             err = StreamerError(f"cannot create {path.parent}: {exc.strerror}", path=str(path))
             err.result = Result.DOWNLOAD_FILE_CANT_OPEN
             return JobResult(job, path, err.result, error=err)
-        self.retries_left -= res.attempts - 1
-        if self.journal is not None:
-            await self.journal.record(Done(rel, res.size, res.checksum, redact_url(job.url)))
+        if self.quick is not None:
+            try:
+                quick = await self.quick.fetch(job, path, self.throttle if self.bucket else None)
+            except StreamerError as exc:
+                # The lane's answer was attempt 1; a retry goes to the full engine.
+                delay = policy.next_delay(
+                    exc, elapsed=time.monotonic() - started, rand=random.random(),
+                    retry_after=getattr(exc, "retry_after", None),
+                )  # fmt: skip
+                if delay is None:
+                    return self._failed(job, path, exc, started)
+                self.retries_left -= 1
+                policy = policy.increment(exc)
+                await asyncio.sleep(delay)
+            else:
+                if quick is not None:
+                    return await self._succeeded(job, rel, path, quick, started=started)
+        return await self._full(job, rel, path, policy, started)
+
+    async def _full(
+        self, job: Job, rel: str, path: Path, policy: RetryPolicy, started: float
+    ) -> JobResult:
+        """The full engine: resume, redirects, any framing, retries with `policy`."""
+        req = DownloadRequest(
+            job.url, path, max_bytes=job.max_bytes, checksum=job.checksum,
+            headers=dict(job.headers), resume=self.opts.resume, retry=policy,
+            durable=self.journal is None, throttle=self.throttle if self.bucket else None,
+        )  # fmt: skip
+        try:
+            res = await run_download(self.client, req, None)
+        except StreamerError as exc:
+            self.retries_left -= max(exc.attempts - policy.attempts, 0)
+            return self._failed(job, path, exc, started)
+        self.retries_left -= res.attempts - policy.attempts
+        done = QuickDone(res.size, str(res.checksum) if res.checksum else None)
+        return await self._succeeded(
+            job, rel, path, done, started=started, status=res.status, attempts=res.attempts
+        )
+
+    def _failed(self, job: Job, path: Path, exc: StreamerError, started: float) -> JobResult:
         return JobResult(
-            job, path, Result.SUCCESS, size=res.size, status=res.status, attempts=res.attempts,
+            job, path, exc.result, attempts=exc.attempts, error=exc,
+            status=getattr(exc, "status", None), elapsed=time.monotonic() - started,
+        )  # fmt: skip
+
+    async def _succeeded(
+        self, job: Job, rel: str, path: Path, done: QuickDone, *, started: float,
+        status: int | None = 200, attempts: int = 1,
+    ) -> JobResult:  # fmt: skip
+        if self.journal is not None:
+            await self.journal.record(Done(rel, done.size, done.checksum, redact_url(job.url)))
+        return JobResult(
+            job, path, Result.SUCCESS, size=done.size, status=status, attempts=attempts,
             elapsed=time.monotonic() - started,
         )  # fmt: skip
+
+    def close(self) -> None:
+        if self.quick is not None:
+            self.quick.close()
 
 
 async def as_jobs(jobs: Iterable[Job | str] | AsyncIterable[Job | str]) -> AsyncIterator[Job]:
@@ -259,5 +308,6 @@ async def download_many(
                 else:
                     yield item
     finally:
+        run.close()
         if journal is not None:
             await journal.close()  # flushes the last batch; closing twice is harmless

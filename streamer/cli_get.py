@@ -16,7 +16,6 @@ from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .core.sizes import format_size
 from .errors import StreamerError, UsageError, exit_code
-from .progress import TqdmProgress
 from .results import DownloadResult
 from .sync import run
 
@@ -63,7 +62,11 @@ def run_get(args: argparse.Namespace) -> int:
 
     url = args.url
     path = default_output(url, args.output, args.output_dir)
-    bar = TqdmProgress(path.name) if wants_bar(args) else None
+    bar = None
+    if wants_bar(args):
+        from .progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
+
+        bar = TqdmProgress(path.name)
     config = client_config(args, accept_gzip=args.compressed)
     headers = parse_headers(args.header, url)
 

@@ -14,7 +14,6 @@ from .core.formspec import parse_form_arg
 from .core.retry import RetryPolicy
 from .core.sizes import format_size
 from .errors import StreamerError
-from .progress import TqdmProgress
 from .results import UploadResult
 from .sync import run
 
@@ -57,7 +56,11 @@ def run_upload_command(args: argparse.Namespace) -> int:
     headers = parse_headers(args.header, args.url)
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     label = args.file if args.command == "put" else "form"
-    bar = TqdmProgress(str(label)) if wants_bar(args) else None
+    bar = None
+    if wants_bar(args):
+        from .progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
+
+        bar = TqdmProgress(str(label))
 
     async def go() -> UploadResult:
         stop_on_sigterm()

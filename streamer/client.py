@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
+import ssl
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -20,38 +21,26 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
-
-import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
+from typing import TYPE_CHECKING, Any
 
 from .bodies import Body, FilePart, MultipartBody, Source, make_body
 from .bulk import BulkOptions, JobResult
 from .config import ClientConfig
 from .core.checksum import Checksum
 from .core.decode import ACCEPT_ENCODING
-from .core.events import Phase, ProgressCallback
+from .core.events import ProgressCallback
 from .core.manifest import Job
 from .core.redact import redact_url
-from .core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
 from .core.retry import RetryPolicy
 from .downloading import DownloadRequest, run_download
 from .errors import StreamerError, UsageError
-from .net import EnvRoutes, make_session, mapped_errors
-from .outgoing import (
-    body_for_hop,
-    body_headers,
-    close_bodies,
-    counted,
-    error_for_status,
-    phase_reporter,
-    split_userinfo,
-)
 from .results import DownloadResult, FetchResult, UploadResult
-from .stream import Stream, StreamOptions
+from .tls import TLSOptions, make_ssl_context
 from .uploading import UploadRequest, expect_headers, run_upload
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .stream import Stream
 
 DEFAULT_FETCH_LIMIT = 64 << 20
 
@@ -67,33 +56,51 @@ class Client:
         if config is not None and options:
             raise UsageError("pass either a ClientConfig or keyword options, not both")
         self.config = config if config is not None else ClientConfig.from_options(options)
-        self._session: aiohttp.ClientSession | None = None
-        # Proxy and ~/.netrc from the environment, looked up once per origin (see EnvRoutes).
-        self._routes = EnvRoutes() if self.config.trust_env else None
+        self._open = False
+        self._engine_: Engine | None = None
+        self._plain_env: bool | None = None
+        self._context: ssl.SSLContext | None = None
 
     async def __aenter__(self) -> Client:
-        cfg = self.config
-        self._session = make_session(
-            tls=cfg.tls,
-            connect_timeout=cfg.connect_timeout,
-            read_timeout=cfg.read_timeout,
-            read_bufsize=cfg.chunk_size,
-            headers={},
-            trust_env=False,  # the environment is consulted by self._routes instead
-            limit=cfg.max_connections,
-            limit_per_host=cfg.max_per_host,
-            expect_timeout=cfg.expect_timeout,
-            phases=cfg.report_phases,
-        )
+        if self.config.tls != TLSOptions():  # a bad CA or certificate file fails here, at once
+            self._context = make_ssl_context(self.config.tls)
+        self._open = True
         return self
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The context for https connections (the system's CAs unless configured otherwise)."""
+        if self._context is None:
+            self._context = make_ssl_context(self.config.tls)
+        return self._context
+
+    def _engine(self) -> Engine:
+        """The aiohttp session and routes, made on first use (see engine.py for why)."""
+        if not self._open:
+            raise UsageError("the client is not open: use `async with Client() as client`")
+        if self._engine_ is None:
+            from .engine import Engine
+
+            self._engine_ = Engine(self.config, self._context)
+        return self._engine_
+
+    def plain_route(self, url: str) -> bool:
+        """Whether requests to `url`'s origin go direct and without netrc credentials."""
+        if self.config.proxy is not None:
+            return False
+        if not self.config.trust_env:
+            return True
+        if self._plain_env is None:
+            self._plain_env = _plain_environment()
+        return self._plain_env or self._engine().plain_route(url)
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        self._open = False
+        if self._engine_ is not None:
+            engine, self._engine_ = self._engine_, None
+            await engine.aclose()
 
     def _headers(self, extra: Mapping[str, str] | None, accept_gzip: bool) -> dict[str, str]:
         merged = {"User-Agent": self.config.user_agent}
@@ -101,20 +108,6 @@ class Client:
         merged.update(self.config.headers)
         merged.update(extra or {})
         return merged
-
-    def _stream_options(self, max_bytes: int | None, decode: bool) -> StreamOptions:
-        cfg = self.config
-        deadline = None
-        if cfg.total_timeout is not None:
-            deadline = asyncio.get_running_loop().time() + cfg.total_timeout
-        return StreamOptions(
-            chunk_size=cfg.chunk_size,
-            max_bytes=max_bytes,
-            decode=decode,
-            speed_limit=cfg.speed_limit,
-            speed_time=cfg.speed_time,
-            deadline=deadline,
-        )
 
     @asynccontextmanager
     async def stream(
@@ -130,8 +123,9 @@ class Client:
     ) -> AsyncIterator[Stream]:
         """Open `url` and yield a `Stream` (status, headers, declared length, chunk iterator)."""
         decode = self.config.accept_gzip if accept_gzip is None else accept_gzip
-        opts = self._stream_options(max_bytes, decode)
-        stream = await self._open(
+        engine = self._engine()
+        opts = engine.stream_options(max_bytes, decode)
+        stream = await engine.open(
             method,
             url,
             headers=self._headers(headers, decode),
@@ -162,10 +156,13 @@ class Client:
         Redirects to another origin are not followed unless ``cross_origin``: a body meant for
         one server is not handed to another by a Location header.
         """
-        opts = self._stream_options(max_bytes, decode=True)
+        from .outgoing import close_bodies
+
+        engine = self._engine()
+        opts = engine.stream_options(max_bytes, decode=True)
         sending: list[AsyncGenerator[bytes, None]] = []
         try:
-            stream = await self._open(
+            stream = await engine.open(
                 method, url, headers=self._headers(headers, True), opts=opts, progress=progress,
                 raise_for_status=False, body=body, cross_origin=cross_origin, on_sent=on_sent,
                 sending=sending,
@@ -176,128 +173,6 @@ class Client:
                 stream.close()
         finally:
             await close_bodies(sending)
-
-    async def _open(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str],
-        opts: StreamOptions,
-        progress: ProgressCallback | None,
-        raise_for_status: bool,
-        body: Body | None = None,
-        cross_origin: bool = True,
-        on_sent: Any = None,
-        sending: list[AsyncGenerator[bytes, None]] | None = None,
-    ) -> Stream:
-        """Send the request, following redirects under `plan_redirect`'s rules (RFC 9110 15.4).
-
-        The chunk generator of every body sent is added to ``sending``, for the caller to close.
-        """
-        safe_url = redact_url(url)
-        request_url, auth = split_userinfo(url)
-        headers = {**auth, **headers}
-        policy = RedirectPolicy(
-            max_redirects=self.config.max_redirects,
-            allow_downgrade=self.config.allow_downgrade,
-            allow_cross_origin=cross_origin,
-        )
-        ctx = SimpleNamespace(
-            on_phase=phase_reporter(safe_url, progress),
-            on_sent=on_sent,
-            sending=[] if sending is None else sending,
-        )
-        hops = 0
-        while True:
-            resp = await self._request(
-                method, request_url, headers=headers, ctx=ctx, opts=opts, body=body
-            )
-            if resp.status not in REDIRECT_STATUSES:
-                break
-            location = resp.headers.get("Location")
-            resp.release()
-            try:
-                hop = plan_redirect(
-                    url=request_url, status=resp.status, location=location, method=method,
-                    headers=headers, hops=hops, policy=policy,
-                )  # fmt: skip
-            except StreamerError as exc:
-                exc.url = safe_url  # name the URL that was asked for, not the last hop
-                raise
-            body = body_for_hop(body, hop.drop_body, safe_url)
-            ctx.on_phase(Phase.REDIRECTING)
-            request_url, hop_auth = split_userinfo(hop.url)
-            headers = hop.headers
-            if hop_auth:  # credentials in the Location replace the ones we had
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-                headers.update(hop_auth)
-            hops, method = hops + 1, hop.method
-        stream = Stream(resp, url=safe_url, redirects=hops, options=opts, progress=progress)
-        if raise_for_status and stream.status >= 400:
-            stream.close()
-            raise error_for_status(stream)
-        return stream
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str],
-        ctx: SimpleNamespace,
-        opts: StreamOptions,
-        body: Body | None = None,
-    ) -> aiohttp.ClientResponse:
-        if self._session is None:
-            raise UsageError("the client is not open: use `async with Client() as client`")
-        timeout = self._session.timeout
-        if opts.deadline is not None:
-            remaining = opts.deadline - asyncio.get_running_loop().time()
-            timeout = aiohttp.ClientTimeout(
-                total=max(remaining, 0.001),
-                sock_connect=self.config.connect_timeout,
-                sock_read=self.config.read_timeout,
-            )
-        data = None
-        if body is not None:
-            headers = body_headers(headers, body)
-            data = counted(body, ctx)
-            ctx.sending.append(data)
-        with mapped_errors(url, lambda: 0):
-            proxy, proxy_headers, headers = self._route(url, headers)
-            return await self._session.request(
-                method,
-                url,
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                proxy=proxy,
-                proxy_headers=proxy_headers,
-                trace_request_ctx=ctx,
-                timeout=timeout,
-            )
-
-    def _route(
-        self, url: str, headers: dict[str, str]
-    ) -> tuple[str | URL | None, dict[str, str] | None, dict[str, str]]:
-        """The proxy, the headers for the proxy's CONNECT, and the request's headers, given
-        what the environment says (http_proxy/no_proxy, ~/.netrc) when ``trust_env``."""
-        if self._routes is None:
-            return self.config.proxy, None, headers
-        route = self._routes.lookup(url)
-        if route.authorization and not any(k.lower() == "authorization" for k in headers):
-            # netrc credentials only for a request without its own (aiohttp would refuse both)
-            headers = {**headers, "Authorization": route.authorization}
-        if self.config.proxy is not None or route.proxy is None:  # an explicit proxy wins
-            return self.config.proxy, None, headers
-        if route.proxy_authorization is None:
-            return route.proxy, None, headers
-        # What aiohttp does with proxy_auth: on the request itself for http (it goes to the
-        # proxy whole), on the CONNECT for https.
-        if url[:6].lower() == "https:":
-            return route.proxy, {"Proxy-Authorization": route.proxy_authorization}, headers
-        return route.proxy, None, {**headers, "Proxy-Authorization": route.proxy_authorization}
 
     async def fetch(
         self,
@@ -311,6 +186,8 @@ class Client:
         progress: ProgressCallback | None = None,
     ) -> FetchResult:
         """Read the body into memory, refusing one larger than `max_bytes` before reading it."""
+        from multidict import CIMultiDict, CIMultiDictProxy
+
         started = time.monotonic()
         async with self.stream(
             url,
@@ -466,3 +343,17 @@ class Client:
 
 
 __all__ = ["Client", "StreamerError"]
+
+
+def _plain_environment() -> bool:
+    """True when the environment can add nothing to a request: no proxy variable is set
+    (urllib's rule: any ``*_proxy`` variable, in any case) and no netrc file can be found.
+    Then no per-origin lookup is needed (and aiohttp, which does it, need not be loaded)."""
+    for name, value in os.environ.items():
+        if value and name.lower().endswith("_proxy") and name.lower() != "no_proxy":
+            return False
+    if os.environ.get("NETRC"):
+        return False
+    return not any(
+        os.path.exists(os.path.join(os.path.expanduser("~"), name)) for name in (".netrc", "_netrc")
+    )

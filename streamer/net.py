@@ -34,32 +34,7 @@ from .errors import (
     TransferTimeout,
     UsageError,
 )
-
-
-@dataclass(frozen=True)
-class TLSOptions:
-    """How the server's certificate is checked and which client certificate is shown."""
-
-    verify: bool = True
-    cafile: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
-
-
-def make_ssl_context(tls: TLSOptions) -> ssl.SSLContext:
-    """An SSLContext for `tls`; a bad CA or certificate file is a UsageError naming it."""
-    try:
-        ctx = ssl.create_default_context(cafile=tls.cafile)
-        if tls.certfile:
-            ctx.load_cert_chain(tls.certfile, tls.keyfile)
-    except (OSError, ssl.SSLError) as exc:
-        bad = tls.cafile if tls.cafile and not tls.certfile else (tls.certfile or tls.cafile)
-        raise UsageError(f"cannot load TLS file {bad}: {exc}", path=bad) from exc
-    if not tls.verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
+from .tls import TLSOptions, make_ssl_context
 
 PhaseCallback = Callable[[Phase], None]
 
@@ -181,6 +156,7 @@ def make_session(
     limit_per_host: int = 0,
     expect_timeout: float = 1.0,
     phases: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> aiohttp.ClientSession:
     """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off.
 
@@ -189,7 +165,11 @@ def make_session(
     """
     # The default options need no context of our own: aiohttp's (built once, at import) verifies
     # against the system CAs, and loading them again would cost every command ~20 ms.
-    context: ssl.SSLContext | bool = True if tls == TLSOptions() else make_ssl_context(tls)
+    context: ssl.SSLContext | bool = True
+    if ssl_context is not None:
+        context = ssl_context
+    elif tls != TLSOptions():
+        context = make_ssl_context(tls)
     connector = aiohttp.TCPConnector(ssl=context, limit=limit, limit_per_host=limit_per_host)
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=connect_timeout, connect=None, sock_read=read_timeout

@@ -1,0 +1,162 @@
+"""HTTP/1.1 framing for the small-file lane (RFC 9112): request heads out, response heads in.
+
+Pure functions over strings and bytes. The lane (`streamer.lane`) takes only what these
+functions call simple; anything else (a URL that needs encoding or normalising, a response
+head it cannot judge with certainty) is left to the full engine, which asks again through
+aiohttp. So the rules here are deliberately narrow: they accept a subset of HTTP/1.1 and say
+"not simple" (None, or `Head.simple` False) for the rest, never guess.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# A response head larger than this is not simple (aiohttp allows 8190 bytes per line).
+MAX_HEAD = 32 << 10
+
+# RFC 3986 3.3/3.4: a path and query made of these characters, with "%" only as the start of
+# a pct-encoded octet, is sent exactly as written (yarl may normalise the case of an escape or
+# decode one of an unreserved character, which names the same resource: RFC 3986 6.2.2).
+_TARGET = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
+# RFC 3986 5.2.4: a path with dot segments is normalised by yarl; not simple.
+_DOT_SEGMENT = re.compile(r"/(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)  # %2E is "." (2.3)
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9.\-]*[a-z0-9])?|\[[0-9a-f:.]+\]")
+# RFC 9112 4: status-line = HTTP-version SP status-code SP [ reason-phrase ].
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([\t -~\x80-\xff]*))?")
+# RFC 9110 5.1/5.5: field-name is a token; the value has no CR, LF or NUL. One match checks
+# every field line of a head at once (a match per line cost most of the parse).
+_FIELD_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00\r\n]*\r\n)*")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+# Request fields the lane writes itself or that change the meaning of the answer.
+RESERVED_FIELDS = frozenset(
+    {"host", "connection", "content-length", "transfer-encoding", "te", "upgrade", "expect",
+     "range", "if-range", "accept-encoding", "authorization", "proxy-authorization"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where to connect, and the ``Host`` field value (RFC 9112 3.2)."""
+
+    scheme: str
+    host: str  # for connect(): no brackets around an IPv6 literal
+    port: int
+    authority: str  # the Host field: host[:port], port only when not the default
+
+
+def simple_request(url: str) -> tuple[Origin, str] | None:
+    """(origin, request-target) when `url` can be sent as written, else None.
+
+    Not simple: userinfo (credentials go through the full engine's rules), a non-ASCII or
+    upper-case host (IDNA and case folding), a path or query needing percent-encoding, dot
+    segments, or a port out of range.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or "@" in parts.netloc:
+        return None
+    host = parts.netloc.rpartition(":")[0] if port is not None else parts.netloc
+    if not host or not _HOST.fullmatch(host):
+        return None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if (parts.query == "" and url.split("#", 1)[0].endswith("?")) or not _TARGET.fullmatch(target):
+        return None  # a bare "?" is dropped by some clients and kept by others
+    if _DOT_SEGMENT.search(parts.path):
+        return None
+    default = 443 if parts.scheme == "https" else 80
+    port = default if port is None else port
+    authority = host if port == default else f"{host}:{port}"
+    return Origin(parts.scheme, host.strip("[]"), port, authority), target
+
+
+def request_head(target: str, authority: str, fields: list[tuple[str, str]]) -> bytes:
+    """A GET request head (RFC 9112 3): the caller has checked `fields` (no CR/LF/NUL)."""
+    lines = [f"GET {target} HTTP/1.1", f"Host: {authority}"]
+    lines.extend(f"{name}: {value}" for name, value in fields)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@dataclass(frozen=True)
+class Head:
+    """A parsed response head. ``simple`` is False when framing needs the full engine."""
+
+    status: int
+    reason: str
+    fields: dict[str, str]  # lower-case names; repeated fields joined with ", "
+    length: int | None  # Content-Length, when present and unambiguous
+    keep_alive: bool
+    simple: bool
+    size: int  # bytes of the head, final CRLF CRLF included
+
+
+def head_end(buf: bytes | bytearray) -> int:
+    """The size of the head at the start of `buf` (through CRLF CRLF), or -1 if incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    return -1 if end < 0 else end + 4
+
+
+def parse_head(buf: bytes | bytearray, size: int) -> Head | None:
+    """Parse the first `size` bytes of `buf` as a response head; None if it is malformed.
+
+    RFC 9112 2.2: lines end in CRLF, and obsolete line folding (a line starting with white
+    space) is not accepted here. A malformed head is not judged here: the full engine asks
+    again and reports it in its own words.
+    """
+    data = bytes(buf[: size - 2])  # every line with its CRLF
+    first = data.find(b"\r\n")
+    status_line = _STATUS_LINE.fullmatch(data, 0, first)
+    if status_line is None or not _FIELD_LINES.fullmatch(data, first + 2):
+        return None
+    fields: dict[str, str] = {}
+    for line in data[first + 2 : -2].split(b"\r\n") if len(data) > first + 2 else ():
+        raw_name, _, raw_value = line.partition(b":")
+        name = raw_name.decode("ascii").lower()
+        value = raw_value.strip(b" \t").decode("latin-1")  # OWS is SP / HTAB (RFC 9110 5.6.3)
+        fields[name] = f"{fields[name]}, {value}" if name in fields else value
+    minor, status = status_line.group(1), int(status_line.group(2))
+    length, simple = _framing(fields)
+    tokens = {t.strip().lower() for t in fields.get("connection", "").split(",")}
+    keep_alive = "close" not in tokens and (minor == b"1" or "keep-alive" in tokens)
+    reason = (status_line.group(3) or b"").decode("latin-1")
+    return Head(status, reason, fields, length, keep_alive, simple, size)
+
+
+def _framing(fields: dict[str, str]) -> tuple[int | None, bool]:
+    """(Content-Length, simple). RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and
+    a list of differing lengths is an error; both, like a missing length, are not simple."""
+    if "transfer-encoding" in fields:
+        return None, False
+    raw = fields.get("content-length")
+    if raw is None:
+        return None, False
+    values = {v.strip() for v in raw.split(",")}
+    if len(values) != 1:
+        return None, False
+    value = values.pop()
+    if not _DIGITS.fullmatch(value):
+        return None, False
+    return int(value), True
+
+
+def reusable(head: Head, extra: int) -> bool:
+    """Whether the connection can carry the next request: kept alive, body framed by its
+    length and read exactly (`extra` bytes past it mean the server is out of step)."""
+    return head.keep_alive and head.simple and extra == 0
+
+
+__all__ = [
+    "MAX_HEAD",
+    "RESERVED_FIELDS",
+    "Head",
+    "Origin",
+    "head_end",
+    "parse_head",
+    "request_head",
+    "reusable",
+    "simple_request",
+]

@@ -1,0 +1,205 @@
+"""The aiohttp side of a `Client`: the session, requests, redirects under our own rules.
+
+Loaded on the first request that needs it (`Client._engine`): a bulk run whose files all go
+through the small-file lane never imports aiohttp, which is most of a command's start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncGenerator
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from .bodies import Body
+from .config import ClientConfig
+from .core.events import Phase, ProgressCallback
+from .core.redact import redact_url
+from .core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
+from .errors import StreamerError, UsageError
+from .net import NO_ROUTE, EnvRoutes, make_session, mapped_errors
+from .outgoing import (
+    body_for_hop,
+    body_headers,
+    counted,
+    error_for_status,
+    phase_reporter,
+    split_userinfo,
+)
+from .stream import Stream, StreamOptions
+
+
+class Engine:
+    """One aiohttp session and the environment's routes, for the life of one `Client`."""
+
+    def __init__(self, config: ClientConfig, context: ssl.SSLContext | None) -> None:
+        self.config = cfg = config
+        self._session: aiohttp.ClientSession | None = make_session(
+            tls=cfg.tls,
+            connect_timeout=cfg.connect_timeout,
+            read_timeout=cfg.read_timeout,
+            read_bufsize=cfg.chunk_size,
+            headers={},
+            trust_env=False,  # the environment is consulted by self._routes instead
+            limit=cfg.max_connections,
+            limit_per_host=cfg.max_per_host,
+            expect_timeout=cfg.expect_timeout,
+            phases=cfg.report_phases,
+            ssl_context=context,
+        )
+        # Proxy and ~/.netrc from the environment, looked up once per origin (see EnvRoutes).
+        self._routes = EnvRoutes() if cfg.trust_env else None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def stream_options(self, max_bytes: int | None, decode: bool) -> StreamOptions:
+        cfg = self.config
+        deadline = None
+        if cfg.total_timeout is not None:
+            deadline = asyncio.get_running_loop().time() + cfg.total_timeout
+        return StreamOptions(
+            chunk_size=cfg.chunk_size,
+            max_bytes=max_bytes,
+            decode=decode,
+            speed_limit=cfg.speed_limit,
+            speed_time=cfg.speed_time,
+            deadline=deadline,
+        )
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        opts: StreamOptions,
+        progress: ProgressCallback | None,
+        raise_for_status: bool,
+        body: Body | None = None,
+        cross_origin: bool = True,
+        on_sent: Any = None,
+        sending: list[AsyncGenerator[bytes, None]] | None = None,
+    ) -> Stream:
+        """Send the request, following redirects under `plan_redirect`'s rules (RFC 9110 15.4).
+
+        The chunk generator of every body sent is added to ``sending``, for the caller to close.
+        """
+        safe_url = redact_url(url)
+        request_url, auth = split_userinfo(url)
+        headers = {**auth, **headers}
+        policy = RedirectPolicy(
+            max_redirects=self.config.max_redirects,
+            allow_downgrade=self.config.allow_downgrade,
+            allow_cross_origin=cross_origin,
+        )
+        ctx = SimpleNamespace(
+            on_phase=phase_reporter(safe_url, progress),
+            on_sent=on_sent,
+            sending=[] if sending is None else sending,
+        )
+        hops = 0
+        while True:
+            resp = await self._request(
+                method, request_url, headers=headers, ctx=ctx, opts=opts, body=body
+            )
+            if resp.status not in REDIRECT_STATUSES:
+                break
+            location = resp.headers.get("Location")
+            resp.release()
+            try:
+                hop = plan_redirect(
+                    url=request_url, status=resp.status, location=location, method=method,
+                    headers=headers, hops=hops, policy=policy,
+                )  # fmt: skip
+            except StreamerError as exc:
+                exc.url = safe_url  # name the URL that was asked for, not the last hop
+                raise
+            body = body_for_hop(body, hop.drop_body, safe_url)
+            ctx.on_phase(Phase.REDIRECTING)
+            request_url, hop_auth = split_userinfo(hop.url)
+            headers = hop.headers
+            if hop_auth:  # credentials in the Location replace the ones we had
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                headers.update(hop_auth)
+            hops, method = hops + 1, hop.method
+        stream = Stream(resp, url=safe_url, redirects=hops, options=opts, progress=progress)
+        if raise_for_status and stream.status >= 400:
+            stream.close()
+            raise error_for_status(stream)
+        return stream
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        ctx: SimpleNamespace,
+        opts: StreamOptions,
+        body: Body | None = None,
+    ) -> aiohttp.ClientResponse:
+        if self._session is None:
+            raise UsageError("the client is not open: use `async with Client() as client`")
+        timeout = self._session.timeout
+        if opts.deadline is not None:
+            remaining = opts.deadline - asyncio.get_running_loop().time()
+            timeout = aiohttp.ClientTimeout(
+                total=max(remaining, 0.001),
+                sock_connect=self.config.connect_timeout,
+                sock_read=self.config.read_timeout,
+            )
+        data = None
+        if body is not None:
+            headers = body_headers(headers, body)
+            data = counted(body, ctx)
+            ctx.sending.append(data)
+        with mapped_errors(url, lambda: 0):
+            proxy, proxy_headers, headers = self._route(url, headers)
+            return await self._session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+                trace_request_ctx=ctx,
+                timeout=timeout,
+            )
+
+    def plain_route(self, url: str) -> bool:
+        """Whether requests to `url`'s origin go direct and without netrc credentials."""
+        if self.config.proxy is not None:
+            return False
+        return self._routes is None or self._routes.lookup(url) == NO_ROUTE
+
+    def _route(
+        self, url: str, headers: dict[str, str]
+    ) -> tuple[str | URL | None, dict[str, str] | None, dict[str, str]]:
+        """The proxy, the headers for the proxy's CONNECT, and the request's headers, given
+        what the environment says (http_proxy/no_proxy, ~/.netrc) when ``trust_env``."""
+        if self._routes is None:
+            return self.config.proxy, None, headers
+        route = self._routes.lookup(url)
+        if route.authorization and not any(k.lower() == "authorization" for k in headers):
+            # netrc credentials only for a request without its own (aiohttp would refuse both)
+            headers = {**headers, "Authorization": route.authorization}
+        if self.config.proxy is not None or route.proxy is None:  # an explicit proxy wins
+            return self.config.proxy, None, headers
+        if route.proxy_authorization is None:
+            return route.proxy, None, headers
+        # What aiohttp does with proxy_auth: on the request itself for http (it goes to the
+        # proxy whole), on the CONNECT for https.
+        if url[:6].lower() == "https:":
+            return route.proxy, {"Proxy-Authorization": route.proxy_authorization}, headers
+        return route.proxy, None, {**headers, "Proxy-Authorization": route.proxy_authorization}
+
+
+__all__ = ["Engine"]

@@ -1,0 +1,284 @@
+"""The small-file lane: keep-alive HTTP/1.1 GETs on plain asyncio sockets, for bulk runs.
+
+aiohttp's request path costs about a third of a millisecond of Python per request, more than
+a 16 KiB transfer itself. For the common bulk case (a GET answered 200 with a small body framed
+by Content-Length, or with an error status) this lane does the exchange with one protocol
+object per connection and hands each body piece straight to a sink (the partial file). It
+reads a body only when the caller's size cap allows it; for any other answer it stops and says
+so (`Reply.read` False, or `Handoff`), and the full engine asks again.
+
+This module is the error boundary for its own sockets: connection-level failures of an
+exchange become `StreamerError`s here; failures to connect at all become `Handoff`, so that
+the full engine (and `net.translate`) reports them with its usual precision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .core.http1 import MAX_HEAD, Head, Origin, head_end, parse_head, request_head, reusable
+from .errors import BodyTruncatedError, ConnectionLostError, Result, TransferTimeout
+
+# An error status's body is read (and thrown away) to keep the connection when at most this.
+DRAIN_MAX = 64 << 10
+
+Sink = Callable[[memoryview], None]
+
+
+class Handoff(Exception):
+    """This exchange is not for the lane; the full engine should ask again."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    head: Head
+    read: bool  # the body went to the sink, whole (False: not read; status and head only)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float | None
+    idle: float | None  # between two reads
+    total: float | None  # for one exchange
+
+
+class _Conn(asyncio.Protocol):
+    """One connection; at most one exchange at a time, driven by data_received."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reusable = False
+        self._waiter: asyncio.Future[Reply] | None = None
+        self._buf = bytearray()
+        self._head: Head | None = None
+        self._sink: Sink | None = None
+        self._max_body = 0
+        self._left = 0
+        self._received = 0
+        self._any = False  # a byte of the answer has arrived
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timeouts = Timeouts(None, None, None)
+        self._deadline: float | None = None
+        self._url = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def exchange(
+        self, request: bytes, sink: Sink, max_body: int, timeouts: Timeouts, url: str
+    ) -> asyncio.Future[Reply]:
+        self._waiter = self.loop.create_future()
+        self._head, self._sink, self._max_body = None, sink, max_body
+        self._left = self._received = 0
+        self._any, self.reusable, self._url = False, False, url
+        self._timeouts, self._last = timeouts, self.loop.time()
+        self._deadline = None if timeouts.total is None else self._last + timeouts.total
+        self._arm()
+        assert self.transport is not None
+        self.transport.write(request)
+        return self._waiter
+
+    def data_received(self, data: bytes) -> None:
+        self._last = self.loop.time()
+        if self._waiter is None or self._waiter.done():
+            self.close()  # bytes nobody asked for: the connection is out of step
+            return
+        self._any = True
+        if self._head is not None:
+            self._body(memoryview(data))
+            return
+        self._buf += data
+        self._read_head()
+
+    def _read_head(self) -> None:
+        while True:
+            size = head_end(self._buf)
+            if size < 0:
+                if len(self._buf) > MAX_HEAD:
+                    self._fail(Handoff("response head too large"))
+                return
+            head = parse_head(self._buf, size)
+            if head is None or head.status == 101:
+                self._fail(Handoff("response head not simple"))
+                return
+            if head.status >= 200:
+                break
+            del self._buf[:size]  # RFC 9110 15.2: interim 1xx answers precede the final one
+        rest, self._buf = bytes(self._buf[size:]), bytearray()
+        self._head = head
+        if head.status == 200 and head.simple and head.length is not None:
+            if head.length > self._max_body:
+                self._finish(read=False)
+                return
+            self._left = head.length
+        elif head.status >= 400 and head.simple and head.length is not None:
+            if head.length > DRAIN_MAX:
+                self._finish(read=False)
+                return
+            self._left, self._sink = head.length, None
+        else:
+            self._finish(read=False)
+            return
+        self._body(memoryview(rest))
+
+    def _body(self, data: memoryview) -> None:
+        if len(data) > self._left:
+            self._finish(read=False)  # more than the declared length: never reuse
+            return
+        if data:
+            self._left -= len(data)
+            self._received += len(data)
+            if self._sink is not None:
+                try:
+                    self._sink(data)
+                except OSError as exc:
+                    self._fail(exc)
+                    return
+        if self._left == 0:
+            head = self._head
+            assert head is not None
+            self.reusable = reusable(head, 0)
+            self._finish(read=self._sink is not None)
+
+    def _finish(self, *, read: bool) -> None:
+        self._stop_timer()
+        if not self.reusable:
+            self.close()
+        waiter, head = self._waiter, self._head
+        if waiter is not None and not waiter.done() and head is not None:
+            waiter.set_result(Reply(head, read))
+
+    def _fail(self, exc: BaseException) -> None:
+        self._stop_timer()
+        self.close()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        if self._waiter is None or self._waiter.done():
+            return
+        self._fail(self._lost_error())
+
+    def _lost_error(self) -> Exception:
+        head = self._head
+        if head is not None:
+            return BodyTruncatedError(
+                f"body cut short after {self._received} bytes of {head.length}",
+                url=self._url, received=self._received, expected=head.length,
+            )  # fmt: skip
+        result = Result.CONNECTION_ERROR if self._any else Result.NO_RESPONSE
+        return ConnectionLostError("server closed the connection", url=self._url, result=result)
+
+    def _arm(self) -> None:
+        idle, deadline = self._timeouts.idle, self._deadline
+        when = None if idle is None else self._last + idle
+        if deadline is not None:
+            when = deadline if when is None else min(when, deadline)
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        # Re-armed from the last read rather than on every read: one timer per exchange.
+        self._timer = None
+        now, idle = self.loop.time(), self._timeouts.idle
+        if self._deadline is not None and now >= self._deadline:
+            self._fail(TransferTimeout("timed out: the transfer took too long", url=self._url))
+        elif idle is not None and now - self._last >= idle:
+            self._fail(TransferTimeout(f"timed out: no data for {idle:g} s", url=self._url))
+        else:
+            self._arm()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    @property
+    def stale(self) -> bool:
+        """No byte of the answer came: on a reused connection, the server had closed it."""
+        return not self._any
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+
+class Lane:
+    """Idle keep-alive connections per origin, and one exchange at a time on each."""
+
+    def __init__(self, timeouts: Timeouts, tls: Callable[[], ssl.SSLContext]) -> None:
+        self.timeouts = timeouts
+        self._tls = tls
+        self._context: ssl.SSLContext | None = None
+        self._idle: dict[Origin, list[_Conn]] = {}
+
+    async def get(
+        self, origin: Origin, target: str, fields: list[tuple[str, str]], *, sink: Sink,
+        max_body: int, url: str,
+    ) -> Reply:  # fmt: skip
+        """GET `target`; a connection the server closed while idle is replaced once (RFC 9112
+        9.3.1: a GET that got no answer may be retried on a new connection)."""
+        request = request_head(target, origin.authority, fields)
+        for _ in range(2):
+            conn = self._take(origin)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(origin)
+            try:
+                reply = await conn.exchange(request, sink, max_body, self.timeouts, url)
+            except ConnectionLostError:
+                if reused and conn.stale:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            if conn.reusable:
+                self._idle.setdefault(origin, []).append(conn)
+            return reply
+        raise ConnectionLostError("server closed the connection", url=url)
+
+    def _take(self, origin: Origin) -> _Conn | None:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def _connect(self, origin: Origin) -> _Conn:
+        loop = asyncio.get_running_loop()
+        context = None
+        if origin.scheme == "https":
+            if self._context is None:
+                self._context = self._tls()
+            context = self._context
+        try:
+            async with asyncio.timeout(self.timeouts.connect):
+                _, conn = await loop.create_connection(
+                    lambda: _Conn(loop), origin.host, origin.port, ssl=context,
+                    server_hostname=origin.host if context is not None else None,
+                )  # fmt: skip
+        except (OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
+            raise Handoff(f"cannot connect: {type(exc).__name__}") from None
+        return conn
+
+    def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+
+__all__ = ["DRAIN_MAX", "Handoff", "Lane", "Reply", "Timeouts"]
