@@ -164,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="total download rate limit in bytes/s (K, M, G suffixes)",
     )
     bulk.add_argument(
+        "--processes",
+        type=_count,
+        metavar="N",
+        help="worker processes sharing the jobs (default: one per CPU, up to 4, for manifest"
+        " files of 1000 jobs or more; else 1)",
+    )
+    bulk.add_argument(
         "--dry-run",
         action="store_true",
         help="plan every job (targets, duplicates, journal) without fetching",

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from .bulk import BulkOptions, JobResult, download_many
 from .cli_get import client_config, stop_on_sigterm, wants_bar
+from .cli_shards import Counts, Throttled, run_sharded, shard_count
 from .client import Client
 from .core.manifest import (
     BadLine,
@@ -53,6 +54,7 @@ class _Tally:
         self.first_seen: list[Result] = []
         self.ok = self.skipped = self.planned = self.bad_lines = self.bytes = 0
         self.started = time.monotonic()
+        self.progress: Throttled | None = None  # a worker's reports to its parent's bar
         self.bar: Any = None
         if bar:
             from tqdm import tqdm
@@ -69,10 +71,41 @@ class _Tally:
             if res.result not in self.failures:
                 self.first_seen.append(res.result)
             self.failures[res.result] += 1
+        if self.progress is not None:
+            self.progress.add(res.ok, res.size if res.ok else 0)
+        self._draw(1)
+
+    def _draw(self, files: int) -> None:
         if self.bar is not None:
-            self.bar.update(1)
-            failed = sum(self.failures.values())
-            self.bar.set_postfix_str(f"{format_size(self.bytes)}, {failed} failed", refresh=False)
+            self.bar.update(files)
+            failed = sum(self.failures.values()) + self._worker_failed
+            text = f"{format_size(self.bytes + self._worker_bytes)}, {failed} failed"
+            self.bar.set_postfix_str(text, refresh=False)
+
+    _worker_bytes = _worker_failed = 0  # progress reported by workers, before their totals
+
+    def counts(self) -> Counts:
+        """What a worker process reports at its end (see cli_shards)."""
+        return {
+            "ok": self.ok, "skipped": self.skipped, "planned": self.planned,
+            "bad_lines": self.bad_lines, "bytes": self.bytes,
+            "failures": [[r.value, self.failures[r]] for r in self.first_seen],
+        }  # fmt: skip
+
+    def merge(self, message: Counts) -> None:
+        """A worker's message: progress for the bar, or its final counts."""
+        if message.get("t") == "progress":
+            self._worker_bytes += int(message["bytes"])  # type: ignore[call-overload]
+            self._worker_failed += int(message["failed"])  # type: ignore[call-overload]
+            self._draw(int(message["files"]))  # type: ignore[call-overload]
+            return
+        for name in ("ok", "skipped", "planned", "bad_lines", "bytes"):
+            setattr(self, name, getattr(self, name) + int(message[name]))  # type: ignore[call-overload]
+        for value, count in message["failures"]:  # type: ignore[attr-defined]
+            result = Result(value)
+            if result not in self.failures:
+                self.first_seen.append(result)
+            self.failures[result] += count
 
     def exit_status(self) -> int:
         if self.failures:
@@ -133,26 +166,62 @@ def run_bulk(args: argparse.Namespace) -> int:
         dupes = frozenset(found)
     journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME)
     journal.load()
+    opts = _options(args, dupes)
+    processes = shard_count(args, total)
     tally = _Tally(total, wants_bar(args))
+    status = 0
     try:
-        run(_go(args, out_dir, _options(args, dupes), journal, tally))
+        if processes == 1:
+            run(_go(args, out_dir, opts, journal, tally))
+        else:
+
+            def child(part: BulkOptions, shard: tuple[int, int], fd: int) -> Counts:
+                return _child(args, out_dir, part, journal, (shard, fd, tally.bar is not None))
+
+            status = run_sharded(opts, processes, child, tally.merge)
     finally:
         if tally.bar is not None:
             tally.bar.close()
+    if status:
+        return status
     if not args.quiet and not args.json:
         print(tally.summary(), file=sys.stderr)
     return tally.exit_status()
 
 
+def _child(
+    args: argparse.Namespace,
+    out_dir: Path,
+    opts: BulkOptions,
+    journal: Journal,
+    worker: tuple[tuple[int, int], int, bool],
+) -> Counts:
+    """One worker process's share of the run (cli_shards); returns its counts."""
+    shard, fd, bar = worker
+    tally = _Tally(None, bar=False)
+    if bar:
+        tally.progress = Throttled(fd)
+    run(_go(args, out_dir, opts, journal, tally, shard=shard))
+    if tally.progress is not None:
+        tally.progress.flush()
+    return tally.counts()
+
+
 async def _go(
-    args: argparse.Namespace, out_dir: Path, opts: BulkOptions, journal: Journal, tally: _Tally
+    args: argparse.Namespace,
+    out_dir: Path,
+    opts: BulkOptions,
+    journal: Journal,
+    tally: _Tally,
+    *,
+    shard: tuple[int, int] = (0, 1),
 ) -> None:
     stop_on_sigterm()
     if not args.dry_run:  # a dry run creates no file, not even the journal
         journal.open()
     try:
         with _lines(args.input_file) as f:
-            jobs = _jobs(parse_manifest(f), args, tally)
+            jobs = _jobs(parse_manifest(f, shard), args, tally)
             config = replace(client_config(args), report_phases=False)
             async with Client(config) as client:
                 async for res in download_many(client, jobs, out_dir, opts, journal):

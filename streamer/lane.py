@@ -230,8 +230,8 @@ class Lane:
         """GET `target`; a connection the server closed while idle is replaced once (RFC 9112
         9.3.1: a GET that got no answer may be retried on a new connection)."""
         request = request_head(target, origin.authority, fields)
-        for _ in range(2):
-            conn = self._take(origin)
+        for fresh in (False, True):
+            conn = None if fresh else self._take(origin)  # the retry: a new connection
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(origin)

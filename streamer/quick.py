@@ -35,7 +35,7 @@ from .core.limits import BodyLimit
 from .core.manifest import Job
 from .core.redact import redact_url
 from .core.retry import parse_retry_after
-from .errors import HTTPStatusError, Result
+from .errors import HTTPStatusError, Result, StreamerError
 from .files import file_error, fsync_dir
 from .lane import Handoff, Lane, Reply, Timeouts
 from .partial import SIDECAR_MIN
@@ -153,7 +153,9 @@ class QuickPath:
             # Cannot connect: the full engine says why, and takes the host's other jobs.
             self._handoffs[ask.origin] = HANDOFFS_PER_HOST
             return None
-        except OSError as exc:
+        except StreamerError:
+            raise  # a TransferTimeout is an OSError too, but not a file's
+        except OSError as exc:  # from the sink: the write of a body piece
             raise file_error(exc, Path(ask.part), "write", _WRITE, url) from exc
         if not reply.read:
             self._not_read(reply, job, ask.origin, url)

@@ -336,15 +336,21 @@ def _parse_line(table: _Table | None, text: str, number: int) -> Job | BadLine:
         return _bad(number, text, err.message)
 
 
-def parse_manifest(lines: Iterable[str]) -> Iterator[Job | BadLine]:
+def parse_manifest(
+    lines: Iterable[str], shard: tuple[int, int] = (0, 1)
+) -> Iterator[Job | BadLine]:
     """Yield one `Job` or `BadLine` per non-blank, non-comment line, pulling lines lazily.
 
     Lines may keep their "\\n" or "\\r\\n"; a UTF-8 BOM on line 1 is dropped. `line` numbers
-    count every line given, blank and comment lines included.
+    count every line given, blank and comment lines included. With ``shard=(k, n)`` only lines
+    whose number is k modulo n are parsed (a CSV header line is read whatever its number).
     """
     table: _Table | None = None
     first = True
+    k, n = shard
     for number, raw in enumerate(lines, start=1):
+        if number % n != k and not first:
+            continue
         text = raw.rstrip("\r\n")
         if number == 1 and text.startswith("\ufeff"):
             text = text[1:]
@@ -359,6 +365,8 @@ def parse_manifest(lines: Iterable[str]) -> Iterator[Job | BadLine]:
                     _check_header(table)
                 except UsageError as err:
                     yield _bad(number, text, err.message)
+                continue
+            if number % n != k:
                 continue
         yield _parse_line(table, text, number)
 

@@ -1,0 +1,193 @@
+"""`streamer get -i` over several worker processes: one event loop per CPU for large manifests.
+
+Small files make a bulk run CPU-bound in the interpreter (a few tens of microseconds of Python
+per file), so one process cannot keep up with the link on loopback or a LAN. The parent reads
+the manifest once (duplicates, count, journal), then forks N workers before any event loop or
+thread exists. Worker k takes the jobs whose manifest line number is k modulo N, with 1/N of
+every shared limit (jobs, per-host cap, byte rate, memory budget), and appends to the same
+journal (O_APPEND, whole batches per write). Workers print their own --json lines and errors;
+they report counts to the parent through a pipe, which draws the one bar and the summary.
+
+Signals: Ctrl-C reaches the whole process group, so every worker saves its partials itself;
+SIGTERM sent to the parent is passed on to the workers. A worker whose parent dies is sent
+SIGTERM by the kernel (PR_SET_PDEATHSIG), so none is left running alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from types import FrameType
+
+from .bulk import BulkOptions
+from .errors import Result, exit_code
+
+# Below this many jobs one process is enough (a worker costs a fork and a few ms).
+AUTO_MIN_JOBS = 1000
+AUTO_MAX_PROCESSES = 4
+PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages (only with a bar)
+_PR_SET_PDEATHSIG = 1
+
+Counts = dict[str, object]
+Child = Callable[[BulkOptions, tuple[int, int], int], Counts]
+
+
+def shard_count(args: argparse.Namespace, total: int | None) -> int:
+    """How many worker processes: --processes, or automatic for a large manifest file."""
+    if args.dry_run or args.input_file == "-" or args.host_request_rate is not None:
+        return 1  # nothing to spread, no second reading, or a per-host spacing to keep exact
+    wanted: int | None = args.processes
+    if wanted is None:
+        enough = total is not None and total >= AUTO_MIN_JOBS
+        wanted = min(os.cpu_count() or 1, AUTO_MAX_PROCESSES) if enough else 1
+    caps: list[int] = [wanted, args.jobs, args.max_per_host, total or 1]
+    return max(1, min(caps))
+
+
+def share(opts: BulkOptions, k: int, n: int) -> BulkOptions:
+    """Worker k's part of the run's limits: together the workers keep every limit."""
+
+    def part(value: int, least: int = 1) -> int:
+        return max(least, value // n + (k < value % n))
+
+    return replace(
+        opts,
+        jobs=part(opts.jobs),
+        max_per_host=part(opts.max_per_host),
+        limit_rate=None if opts.limit_rate is None else opts.limit_rate / n,
+        memory_budget=max(1, opts.memory_budget // n),
+        retry_budget=None if opts.retry_budget is None else part(opts.retry_budget, 0),
+    )
+
+
+def run_sharded(
+    opts: BulkOptions, n: int, child: Child, on_counts: Callable[[Counts], None]
+) -> int:
+    """Fork `n` workers running `child`; feed their messages to `on_counts`; 0 or the exit
+    code for workers that died without reporting."""
+    workers: dict[int, int] = {}  # read fd -> pid
+    for k in range(n):
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os.close(read_fd)
+            for other in workers:
+                os.close(other)
+            _worker(child, (share(opts, k, n), (k, n), write_fd))
+        os.close(write_fd)
+        workers[read_fd] = pid
+    pids = list(workers.values())
+    previous = signal.signal(signal.SIGTERM, _forward(pids))
+    try:
+        reported = _collect(workers, on_counts)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        statuses = [os.waitpid(pid, 0)[1] for pid in pids]
+    return _outcome(statuses, reported, n)
+
+
+def _worker(child: Child, argv: tuple[BulkOptions, tuple[int, int], int]) -> None:
+    """Run one worker and leave with os._exit (never return into the parent's code)."""
+    code, write_fd = 0, argv[2]
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    try:
+        counts = child(*argv)
+        send(write_fd, {"t": "done", **counts})
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException as exc:  # a worker must never unwind into the parent's stack
+        code = 143 if type(exc).__name__ == "CancelledError" else 1
+        if code == 1:
+            print(f"streamer: worker failed: {exc!r}", file=sys.stderr)
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def send(write_fd: int, message: Counts) -> None:
+    """One message to the parent: a JSON line (pipe writes under PIPE_BUF are atomic)."""
+    os.write(write_fd, (json.dumps(message) + "\n").encode())
+
+
+def _collect(workers: dict[int, int], on_counts: Callable[[Counts], None]) -> int:
+    """Read every worker's messages until all pipes close; returns how many sent "done"."""
+    done = 0
+    buffers = {fd: b"" for fd in workers}
+    with selectors.DefaultSelector() as sel:
+        for fd in workers:
+            sel.register(fd, selectors.EVENT_READ)
+        while buffers:
+            for key, _ in sel.select():
+                fd = int(key.fd)
+                data = os.read(fd, 65536)
+                if not data:
+                    sel.unregister(fd)
+                    os.close(fd)
+                    del buffers[fd]
+                    continue
+                *lines, buffers[fd] = (buffers[fd] + data).split(b"\n")
+                for line in lines:
+                    message = json.loads(line)
+                    done += message.get("t") == "done"
+                    on_counts(message)
+    return done
+
+
+def _forward(pids: list[int]) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    return handler
+
+
+def _outcome(statuses: list[int], reported: int, n: int) -> int:
+    """0 when every worker reported; else how the first unreported one ended (130, 143...)."""
+    if reported == n:
+        return 0
+    codes = [os.waitstatus_to_exitcode(s) for s in statuses]
+    for code in codes:
+        if code in (130, 143, -signal.SIGINT, -signal.SIGTERM):
+            return 130 if code in (130, -signal.SIGINT) else 143
+    print(f"streamer: {n - reported} worker(s) ended without a report: {codes}", file=sys.stderr)
+    return exit_code(Result.REQUEST_FAILED)
+
+
+class Throttled:
+    """Call `send` with progress counts at most every PROGRESS_EVERY seconds."""
+
+    def __init__(self, write_fd: int) -> None:
+        self.write_fd = write_fd
+        self.files = self.bytes = self.failed = 0
+        self._last = time.monotonic()
+
+    def add(self, ok: bool, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        self.failed += not ok
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY:
+            self.flush()
+            self._last = now
+
+    def flush(self) -> None:
+        if self.files:
+            send(self.write_fd, {"t": "progress", "files": self.files, "bytes": self.bytes,
+                                 "failed": self.failed})  # fmt: skip
+            self.files = self.bytes = self.failed = 0
+
+
+__all__ = ["AUTO_MIN_JOBS", "Throttled", "run_sharded", "send", "shard_count", "share"]
