@@ -113,14 +113,17 @@ class _Hosts:
 
 
 class _Run:
-    def __init__(self, client: Client, out_dir: Path, opts: BulkOptions, journal: Journal | None):
+    def __init__(
+        self, client: Client, out_dir: Path, opts: BulkOptions, journal: Journal | None, width: int
+    ) -> None:
         self.client = client
         self.out_dir = out_dir
         self.opts = opts
         self.journal = journal
-        self.hosts = _Hosts(opts.max_per_host)
+        limited = opts.max_per_host < width or opts.host_request_rate is not None
+        self.hosts = _Hosts(opts.max_per_host) if limited else None
         self.claimed = DuplicateFinder()
-        self._made: set[Path] = set()
+        self._made: set[str] = set()  # parents (relative to out_dir) known to exist
         self.retries_left = opts.retry_budget if opts.retry_budget is not None else 4 * opts.jobs
         self.host_rate: HostLimiter | None = None
         if opts.host_request_rate is not None:
@@ -135,14 +138,16 @@ class _Run:
             now = time.monotonic()
             self.bucket = TokenBucket(opts.limit_rate, max(opts.limit_rate / 4, 1 << 16), now)
 
-    def _ensure_dir(self, directory: Path) -> None:
-        """mkdir -p, once per directory (most jobs share a few; the memo is bounded)."""
-        if directory in self._made:
+    def _ensure_dir(self, rel: str) -> None:
+        """mkdir -p of `rel`'s parent, once per directory (most jobs share a few; the memo is
+        bounded, and keyed by text: hashing a Path costs more than the rest of this)."""
+        parent = rel.rpartition("/")[0]
+        if parent in self._made:
             return
-        directory.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / parent).mkdir(parents=True, exist_ok=True)
         if len(self._made) >= 4096:
             self._made.clear()
-        self._made.add(directory)
+        self._made.add(parent)
 
     async def throttle(self, n: int) -> None:
         if self.bucket is not None:
@@ -152,6 +157,8 @@ class _Run:
 
     def _policy(self) -> RetryPolicy:
         """The per-job retry policy, cut to what is left of the run's retry budget."""
+        if self.retries_left >= self.opts.retry.retries:
+            return self.opts.retry  # the budget does not cut this job's retries
         retries = min(self.opts.retry.retries, max(self.retries_left, 0))
         return RetryPolicy(
             retries=retries, delay=self.opts.retry.delay, backoff=self.opts.retry.backoff,
@@ -165,25 +172,27 @@ class _Run:
         if key in self.opts.skip_duplicates or self.claimed.add(key):
             err = UsageError(f"two jobs write {rel}; not started", url=redact_url(job.url))
             return JobResult(job, path, err.result, error=err)
-        if self.journal is not None and self.journal.is_done(rel, path):
+        if self.journal is not None and self.journal.is_done(rel, path, key):
             return JobResult(job, path, Result.SUCCESS, size=path.stat().st_size, skipped=True)
         if self.opts.dry_run:
             return JobResult(job, path, Result.SUCCESS, planned=True)
+        if self.hosts is None:  # the per-host cap cannot bind: no more workers than it allows
+            return await self._download(job, rel, path, key)
         host = await self.hosts.acquire(job.url)
         if self.host_rate is not None:
             wait = self.host_rate.take(host, time.monotonic())
             if wait > 0:
                 await asyncio.sleep(wait)
         try:
-            return await self._download(job, rel, path)
+            return await self._download(job, rel, path, key)
         finally:
             self.hosts.release(host)
 
-    async def _download(self, job: Job, rel: str, path: Path) -> JobResult:
+    async def _download(self, job: Job, rel: str, path: Path, key: int) -> JobResult:
         started = time.monotonic()
         policy = self._policy()
         try:
-            self._ensure_dir(path.parent)
+            self._ensure_dir(rel)
         except OSError as exc:  # mkdir of a subdirectory
             err = StreamerError(f"cannot create {path.parent}: {exc.strerror}", path=str(path))
             err.result = Result.DOWNLOAD_FILE_CANT_OPEN
@@ -204,11 +213,11 @@ class _Run:
                 await asyncio.sleep(delay)
             else:
                 if quick is not None:
-                    return await self._succeeded(job, rel, path, quick, started=started)
-        return await self._full(job, rel, path, policy, started)
+                    return await self._succeeded(job, (rel, key), path, quick, started=started)
+        return await self._full(job, (rel, key), path, policy, started)
 
     async def _full(
-        self, job: Job, rel: str, path: Path, policy: RetryPolicy, started: float
+        self, job: Job, target: tuple[str, int], path: Path, policy: RetryPolicy, started: float
     ) -> JobResult:
         """The full engine: resume, redirects, any framing, retries with `policy`."""
         req = DownloadRequest(
@@ -224,7 +233,7 @@ class _Run:
         self.retries_left -= res.attempts - policy.attempts
         done = QuickDone(res.size, str(res.checksum) if res.checksum else None)
         return await self._succeeded(
-            job, rel, path, done, started=started, status=res.status, attempts=res.attempts
+            job, target, path, done, started=started, status=res.status, attempts=res.attempts
         )
 
     def _failed(self, job: Job, path: Path, exc: StreamerError, started: float) -> JobResult:
@@ -234,11 +243,14 @@ class _Run:
         )  # fmt: skip
 
     async def _succeeded(
-        self, job: Job, rel: str, path: Path, done: QuickDone, *, started: float,
-        status: int | None = 200, attempts: int = 1,
+        self, job: Job, target: tuple[str, int], path: Path, done: QuickDone, *,
+        started: float, status: int | None = 200, attempts: int = 1,
     ) -> JobResult:  # fmt: skip
+        """Journal the target (its relative path and key) and report success."""
         if self.journal is not None:
-            await self.journal.record(Done(rel, done.size, done.checksum, redact_url(job.url)))
+            rel, key = target
+            entry = Done(rel, done.size, done.checksum, redact_url(job.url), key)
+            await self.journal.record(entry)
         return JobResult(
             job, path, Result.SUCCESS, size=done.size, status=status, attempts=attempts,
             elapsed=time.monotonic() - started,
@@ -279,8 +291,8 @@ async def download_many(
     journal: Journal | None = None,
 ) -> AsyncIterator[JobResult]:
     """Run `jobs` with bounded concurrency; yield each result as it finishes (any order)."""
-    run = _Run(client, out_dir, opts, journal)
     width = effective_jobs(opts, client.config.chunk_size)
+    run = _Run(client, out_dir, opts, journal, width)
     todo: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * width)
     done: asyncio.Queue[JobResult | None] = asyncio.Queue(maxsize=2 * width)
 

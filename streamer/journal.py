@@ -91,6 +91,7 @@ class Done:
     size: int
     checksum: str | None
     url: str
+    key: int | None = None  # target_key(target), when known
 
 
 class Journal:
@@ -130,9 +131,10 @@ class Journal:
             if isinstance(target, str) and isinstance(size, int) and 0 <= size <= _MAX_SIZE:
                 self.done[target_key(target)] = size
 
-    def is_done(self, target: str, path: Path) -> bool:
-        """Journaled as complete, and the file is still there with that size."""
-        size = self.done.get(target_key(target))
+    def is_done(self, target: str, path: Path, key: int | None = None) -> bool:
+        """Journaled as complete, and the file is still there with that size. `key` is
+        ``target_key(target)``, when the caller has it already."""
+        size = self.done.get(target_key(target) if key is None else key)
         if size is None:
             return False
         try:
@@ -174,7 +176,7 @@ class Journal:
             )  # fmt: skip
             await asyncio.to_thread(_sync_and_append, fd, lines.encode("utf-8"))
             for d in batch:
-                self.done[target_key(d.target)] = d.size
+                self.done[target_key(d.target) if d.key is None else d.key] = d.size
 
     async def close(self) -> None:
         await self.flush()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 # A response head larger than this is not simple (aiohttp allows 8190 bytes per line).
@@ -22,13 +23,22 @@ MAX_HEAD = 32 << 10
 _TARGET = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
 # RFC 3986 5.2.4: a path with dot segments is normalised by yarl; not simple.
 _DOT_SEGMENT = re.compile(r"/(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)  # %2E is "." (2.3)
+_MAX_PORT = 65535
+# scheme "://" lower-case host [":" port] path-abempty ["?" query] ["#" fragment], all of it
+# characters that are sent as written (the common URL of a manifest).
+_PCHARS = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})"
+_FAST_URL = re.compile(
+    rf"(https?)://([a-z0-9](?:[a-z0-9.\-]*[a-z0-9])?)(?::([0-9]{{1,5}}))?"
+    rf"(/{_PCHARS}*)(\?(?:{_PCHARS}|\?)+)?(?:#[!-~]*)?"
+)
+_ORIGINS: dict[tuple[str, str, str | None], Origin] = {}  # a bounded memo (Origin is a value)
 _HOST = re.compile(r"[a-z0-9](?:[a-z0-9.\-]*[a-z0-9])?|\[[0-9a-f:.]+\]")
 # RFC 9112 4: status-line = HTTP-version SP status-code SP [ reason-phrase ].
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([\t -~\x80-\xff]*))?")
 # RFC 9110 5.1/5.5: field-name is a token; the value has no CR, LF or NUL. One match checks
 # every field line of a head at once (a match per line cost most of the parse).
 _FIELD_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00\r\n]*\r\n)*")
-_DIGITS = re.compile(r"[0-9]{1,18}")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
 # Request fields the lane writes itself or that change the meaning of the answer.
 RESERVED_FIELDS = frozenset(
     {"host", "connection", "content-length", "transfer-encoding", "te", "upgrade", "expect",
@@ -53,6 +63,28 @@ def simple_request(url: str) -> tuple[Origin, str] | None:
     upper-case host (IDNA and case folding), a path or query needing percent-encoding, dot
     segments, or a port out of range.
     """
+    fast = _FAST_URL.fullmatch(url)
+    if fast is not None:  # the common shape, in one match; the rest takes urlsplit
+        scheme, host, port_text, path, query = fast.groups()
+        if (port_text is None or int(port_text) <= _MAX_PORT) and not _DOT_SEGMENT.search(path):
+            return _origin(scheme, host, port_text), path + (query or "")
+    return _simple_request_slow(url)
+
+
+def _origin(scheme: str, host: str, port_text: str | None) -> Origin:
+    key = (scheme, host, port_text)
+    origin = _ORIGINS.get(key)
+    if origin is None:
+        default = 443 if scheme == "https" else 80
+        port = default if port_text is None else int(port_text)
+        authority = host if port == default else f"{host}:{port}"
+        if len(_ORIGINS) >= 1024:
+            _ORIGINS.clear()
+        origin = _ORIGINS[key] = Origin(scheme, host, port, authority)
+    return origin
+
+
+def _simple_request_slow(url: str) -> tuple[Origin, str] | None:
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -87,11 +119,23 @@ class Head:
 
     status: int
     reason: str
-    fields: dict[str, str]  # lower-case names; repeated fields joined with ", "
+    block: bytes  # the field lines, each ending in CRLF (checked well-formed)
     length: int | None  # Content-Length, when present and unambiguous
     keep_alive: bool
     simple: bool
     size: int  # bytes of the head, final CRLF CRLF included
+
+    @cached_property
+    def fields(self) -> dict[str, str]:
+        """Lower-case names; repeated fields joined with ", " (RFC 9110 5.3). Built on first
+        use: a successful small download never needs more than `_framing` found."""
+        fields: dict[str, str] = {}
+        for line in self.block.split(b"\r\n")[:-1]:
+            raw_name, _, raw_value = line.partition(b":")
+            name = raw_name.decode("ascii").lower()
+            value = raw_value.strip(b" \t").decode("latin-1")  # OWS: SP / HTAB (RFC 9110 5.6.3)
+            fields[name] = f"{fields[name]}, {value}" if name in fields else value
+        return fields
 
 
 def head_end(buf: bytes | bytearray) -> int:
@@ -112,29 +156,38 @@ def parse_head(buf: bytes | bytearray, size: int) -> Head | None:
     status_line = _STATUS_LINE.fullmatch(data, 0, first)
     if status_line is None or not _FIELD_LINES.fullmatch(data, first + 2):
         return None
-    fields: dict[str, str] = {}
-    for line in data[first + 2 : -2].split(b"\r\n") if len(data) > first + 2 else ():
-        raw_name, _, raw_value = line.partition(b":")
-        name = raw_name.decode("ascii").lower()
-        value = raw_value.strip(b" \t").decode("latin-1")  # OWS is SP / HTAB (RFC 9110 5.6.3)
-        fields[name] = f"{fields[name]}, {value}" if name in fields else value
-    minor, status = status_line.group(1), int(status_line.group(2))
-    length, simple = _framing(fields)
-    tokens = {t.strip().lower() for t in fields.get("connection", "").split(",")}
-    keep_alive = "close" not in tokens and (minor == b"1" or "keep-alive" in tokens)
+    block = data[first + 2 :]
+    lowered = b"\r\n" + block.lower()  # names are case-insensitive (RFC 9110 5.1)
+    length, simple = _framing(lowered)
+    connection = _values(lowered, b"connection")
+    tokens = {t.strip(b" \t") for t in connection.split(b",")}
+    keep_alive = b"close" not in tokens and (
+        status_line.group(1) == b"1" or b"keep-alive" in tokens
+    )
     reason = (status_line.group(3) or b"").decode("latin-1")
-    return Head(status, reason, fields, length, keep_alive, simple, size)
+    return Head(int(status_line.group(2)), reason, block, length, keep_alive, simple, size)
 
 
-def _framing(fields: dict[str, str]) -> tuple[int | None, bool]:
+def _values(lowered: bytes, name: bytes) -> bytes:
+    """Every value of field `name` in the lower-cased lines (each preceded by CRLF), joined
+    with "," as a list (RFC 9110 5.3); b"" when absent. Lines were checked: no stray CR/LF."""
+    key = b"\r\n" + name + b":"
+    values = []
+    at = lowered.find(key)
+    while at >= 0:
+        start = at + len(key)
+        end = lowered.find(b"\r\n", start)
+        values.append(lowered[start:end].strip(b" \t"))
+        at = lowered.find(key, end)
+    return b",".join(values)
+
+
+def _framing(lowered: bytes) -> tuple[int | None, bool]:
     """(Content-Length, simple). RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and
     a list of differing lengths is an error; both, like a missing length, are not simple."""
-    if "transfer-encoding" in fields:
+    if b"\r\ntransfer-encoding:" in lowered or b"\r\ncontent-length:" not in lowered:
         return None, False
-    raw = fields.get("content-length")
-    if raw is None:
-        return None, False
-    values = {v.strip() for v in raw.split(",")}
+    values = {v.strip(b" \t") for v in _values(lowered, b"content-length").split(b",")}
     if len(values) != 1:
         return None, False
     value = values.pop()

@@ -53,6 +53,13 @@ MAX_TEXT = 200  # characters of an offending line kept in a BadLine
 # BOM), separators and lone surrogates. RFC 3986 2 allows none of them unencoded.
 _URL_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
 
+# An http(s) URL with a plain host name, an optional port and printable ASCII after it: the
+# common case, accepted without urlsplit (anything else takes the full checks).
+_SIMPLE_URL = re.compile(
+    r"https?://[A-Za-z0-9](?:[A-Za-z0-9.\-]*)(?::([0-9]{1,5}))?(?:[/?#][!-~]*)?"
+)
+_MAX_PORT = 65535
+
 # RFC 9110 5.6.2: a field name is a token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -73,6 +80,14 @@ def check_url(url: str) -> str:
     """`url` if it is an absolute http(s) URL with a host; raise `UsageError` otherwise."""
     if not isinstance(url, str):
         raise UsageError("url must be a string")
+    simple = _SIMPLE_URL.fullmatch(url)
+    if simple is not None and int(simple.group(1) or 0) <= _MAX_PORT:
+        return url  # what every check of check_url_full would accept, found in one match
+    return check_url_full(url)
+
+
+def check_url_full(url: str) -> str:
+    """`check_url` without its fast path (tests check that both agree)."""
     # Fast path: printable ASCII without a space is clean; only other URLs need the table.
     clean = url.isascii() and url.isprintable() and " " not in url
     if not clean and any(unicodedata.category(ch) in _URL_BAD_CATEGORIES for ch in url):
@@ -379,6 +394,11 @@ def target_for(job: Job) -> str:
     return job.path if job.path is not None else name_from_url(job.url)
 
 
+def normal_path(relpath: str) -> str:
+    """The spelling `target_key` hashes: components joined by "/", NFC (see target_key)."""
+    return unicodedata.normalize("NFC", "/".join(_components(relpath)))
+
+
 def target_key(relpath: str) -> int:
     """A 64-bit hash of the normalised relative path, for cheap duplicate checks.
 
@@ -386,7 +406,15 @@ def target_key(relpath: str) -> int:
     a name (macOS file systems treat those as the same file). Collisions between distinct
     paths are a 2**-64 matter per pair.
     """
-    normal = unicodedata.normalize("NFC", "/".join(_components(relpath)))
+    if relpath.isascii() and "/" not in relpath and relpath != ".":
+        normal = relpath  # already normal: one component, and NFC leaves ASCII alone
+    else:
+        normal = normal_path(relpath)
+    return key_of_normal(normal)
+
+
+def key_of_normal(normal: str) -> int:
+    """The 64-bit key of a path already in `normal_path` form."""
     digest = hashlib.blake2b(normal.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 

@@ -36,6 +36,8 @@ _RESERVED = frozenset(
 # Leading/trailing dots and white space: no hidden files, no "." or "..", and Windows silently
 # strips trailing dots and spaces (so "a.exe." would become "a.exe" there).
 _EDGE_JUNK = re.compile(r"^[\s.]+|[\s.]+$")
+# A name that every step of safe_name would leave as it is: short, plain ASCII, no edge dot.
+_PLAIN = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_\-.]{0,199}(?<!\.)")
 
 
 def _clean_chars(name: str) -> str:
@@ -73,6 +75,13 @@ def safe_name(name: str, default: str = "download") -> str:
 
     `default` is returned as given; callers pass a safe constant.
     """
+    if _PLAIN.fullmatch(name) and not _is_reserved(name):
+        return name  # the common case in big manifests: ~1 us instead of ~8
+    return safe_name_full(name, default)
+
+
+def safe_name_full(name: str, default: str = "download") -> str:
+    """`safe_name` without its fast path (tests check that both agree)."""
     name = unicodedata.normalize("NFC", _clean_chars(name))
     # Both separators, whatever the OS we run on: a name made on one system is used on another.
     name = re.split(r"[/\\]", name)[-1]
