@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,6 +284,39 @@ def effective_jobs(opts: BulkOptions, chunk_size: int) -> int:
     return max(1, min(opts.jobs, opts.memory_budget // per_transfer))
 
 
+class _Outbox:
+    """Results from the workers to the consumer: a bounded list drained in batches (one wake-up
+    of the consumer per batch, not one hand-over per result as with a Queue)."""
+
+    def __init__(self, limit: int, workers: int) -> None:
+        self.items: deque[JobResult] = deque()
+        self.limit = limit
+        self.working = workers
+        self.ready = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
+
+    async def put(self, item: JobResult) -> None:
+        self.items.append(item)
+        self.ready.set()
+        if len(self.items) >= self.limit:  # the consumer is behind: wait for it
+            self.room.clear()
+            await self.room.wait()
+
+    def worker_done(self) -> None:
+        self.working -= 1
+        self.ready.set()
+
+    async def batches(self) -> AsyncIterator[list[JobResult]]:
+        while self.working or self.items:
+            await self.ready.wait()
+            self.ready.clear()
+            batch = list(self.items)
+            self.items.clear()
+            self.room.set()
+            yield batch
+
+
 async def download_many(
     client: Client,
     jobs: Iterable[Job] | AsyncIterable[Job],
@@ -293,31 +327,34 @@ async def download_many(
     """Run `jobs` with bounded concurrency; yield each result as it finishes (any order)."""
     width = effective_jobs(opts, client.config.chunk_size)
     run = _Run(client, out_dir, opts, journal, width)
+    outbox = _Outbox(2 * width, width)
     todo: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * width)
-    done: asyncio.Queue[JobResult | None] = asyncio.Queue(maxsize=2 * width)
+    shared = iter(jobs) if isinstance(jobs, Iterable) else None  # workers pull it in turn
 
-    async def feed() -> None:
+    async def feed() -> None:  # an async source goes through a queue
         async for job in _aiter(jobs):
             await todo.put(job)
         for _ in range(width):
             await todo.put(None)
 
     async def work() -> None:
-        while (job := await todo.get()) is not None:
-            await done.put(await run.one(job))
-        await done.put(None)
+        try:
+            while True:
+                job = next(shared, None) if shared is not None else await todo.get()
+                if job is None:
+                    return
+                await outbox.put(await run.one(job))
+        finally:
+            outbox.worker_done()
 
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(feed())
+            if shared is None:
+                tg.create_task(feed())
             for _ in range(width):
                 tg.create_task(work())
-            finished = 0
-            while finished < width:
-                item = await done.get()
-                if item is None:
-                    finished += 1
-                else:
+            async for batch in outbox.batches():
+                for item in batch:
                     yield item
     finally:
         run.close()

@@ -55,6 +55,7 @@ class _Tally:
         self.ok = self.skipped = self.planned = self.bad_lines = self.bytes = 0
         self.started = time.monotonic()
         self.progress: Throttled | None = None  # a worker's reports to its parent's bar
+        self._shown: dict[int, list[int]] = {}  # worker -> [bytes, failed] drawn, not yet final
         self.bar: Any = None
         if bar:
             from tqdm import tqdm
@@ -78,11 +79,10 @@ class _Tally:
     def _draw(self, files: int) -> None:
         if self.bar is not None:
             self.bar.update(files)
-            failed = sum(self.failures.values()) + self._worker_failed
-            text = f"{format_size(self.bytes + self._worker_bytes)}, {failed} failed"
+            shown = sum(self._shown.values(), start=[0, 0])
+            failed = sum(self.failures.values()) + shown[1]
+            text = f"{format_size(self.bytes + shown[0])}, {failed} failed"
             self.bar.set_postfix_str(text, refresh=False)
-
-    _worker_bytes = _worker_failed = 0  # progress reported by workers, before their totals
 
     def counts(self) -> Counts:
         """What a worker process reports at its end (see cli_shards)."""
@@ -93,19 +93,24 @@ class _Tally:
         }  # fmt: skip
 
     def merge(self, message: Counts) -> None:
-        """A worker's message: progress for the bar, or its final counts."""
-        if message.get("t") == "progress":
-            self._worker_bytes += int(message["bytes"])  # type: ignore[call-overload]
-            self._worker_failed += int(message["failed"])  # type: ignore[call-overload]
-            self._draw(int(message["files"]))  # type: ignore[call-overload]
+        """A worker's message: progress for the bar, or its final counts (which replace the
+        progress it reported, so nothing is counted twice)."""
+        worker = int(message["k"])
+        if message["t"] == "progress":
+            seen = self._shown.setdefault(worker, [0, 0])
+            seen[0] += int(message["bytes"])
+            seen[1] += int(message["failed"])
+            self._draw(int(message["files"]))
             return
+        self._shown.pop(worker, None)
         for name in ("ok", "skipped", "planned", "bad_lines", "bytes"):
-            setattr(self, name, getattr(self, name) + int(message[name]))  # type: ignore[call-overload]
-        for value, count in message["failures"]:  # type: ignore[attr-defined]
+            setattr(self, name, getattr(self, name) + int(message[name]))
+        for value, count in message["failures"]:
             result = Result(value)
             if result not in self.failures:
                 self.first_seen.append(result)
             self.failures[result] += count
+        self._draw(0)  # the bar's text now shows the final counts
 
     def exit_status(self) -> int:
         if self.failures:
@@ -164,7 +169,7 @@ def run_bulk(args: argparse.Namespace) -> int:
         with _lines(args.input_file) as f:
             found, total = _prescan(f)
         dupes = frozenset(found)
-    journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME)
+    journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME, out_dir)
     journal.load()
     opts = _options(args, dupes)
     processes = shard_count(args, total)
@@ -183,6 +188,8 @@ def run_bulk(args: argparse.Namespace) -> int:
         if tally.bar is not None:
             tally.bar.close()
     if status:
+        if status == 143:
+            print("streamer: terminated; partial downloads are kept for resuming", file=sys.stderr)
         return status
     if not args.quiet and not args.json:
         print(tally.summary(), file=sys.stderr)
@@ -200,7 +207,7 @@ def _child(
     shard, fd, bar = worker
     tally = _Tally(None, bar=False)
     if bar:
-        tally.progress = Throttled(fd)
+        tally.progress = Throttled(fd, shard[0])
     run(_go(args, out_dir, opts, journal, tally, shard=shard))
     if tally.progress is not None:
         tally.progress.flush()

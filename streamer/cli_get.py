@@ -97,9 +97,16 @@ def run_get(args: argparse.Namespace) -> int:
 def stop_on_sigterm() -> None:
     """SIGTERM cancels the transfer like Ctrl-C does: writes settle, the sidecar is saved."""
     task = asyncio.current_task()
-    if task is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    if task is None:
+        return
+
+    def stop() -> None:
+        # Once: a second cancel would interrupt the cleanup the first one started.
+        if not task.cancelling():
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
 
 
 def report_success(args: argparse.Namespace, result: DownloadResult) -> None:

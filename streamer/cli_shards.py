@@ -8,9 +8,9 @@ every shared limit (jobs, per-host cap, byte rate, memory budget), and appends t
 journal (O_APPEND, whole batches per write). Workers print their own --json lines and errors;
 they report counts to the parent through a pipe, which draws the one bar and the summary.
 
-Signals: Ctrl-C reaches the whole process group, so every worker saves its partials itself;
-SIGTERM sent to the parent is passed on to the workers. A worker whose parent dies is sent
-SIGTERM by the kernel (PR_SET_PDEATHSIG), so none is left running alone.
+Signals: workers ignore SIGINT; Ctrl-C or SIGTERM to the parent makes it send each worker one
+SIGTERM, on which the worker cancels its run and saves its partials. A worker whose parent
+dies is sent SIGTERM by the kernel (PR_SET_PDEATHSIG), so none is left running alone.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
+from typing import Any
 
 from .bulk import BulkOptions
 from .errors import Result, exit_code
@@ -37,7 +38,7 @@ AUTO_MAX_PROCESSES = 4
 PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages (only with a bar)
 _PR_SET_PDEATHSIG = 1
 
-Counts = dict[str, object]
+Counts = dict[str, Any]
 Child = Callable[[BulkOptions, tuple[int, int], int], Counts]
 
 
@@ -85,24 +86,31 @@ def run_sharded(
             _worker(child, (share(opts, k, n), (k, n), write_fd))
         os.close(write_fd)
         workers[read_fd] = pid
-    pids = list(workers.values())
-    previous = signal.signal(signal.SIGTERM, _forward(pids))
+    stop = _Stop(list(workers.values()))
+    previous = signal.signal(signal.SIGTERM, stop.on_signal)
     try:
         reported = _collect(workers, on_counts)
+    except KeyboardInterrupt:
+        stop.now()  # Ctrl-C: the workers ignore SIGINT and stop on the SIGTERM sent here
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        statuses = [os.waitpid(pid, 0)[1] for pid in pids]
+        statuses = [os.waitpid(pid, 0)[1] for pid in stop.pids]
     return _outcome(statuses, reported, n)
 
 
 def _worker(child: Child, argv: tuple[BulkOptions, tuple[int, int], int]) -> None:
     """Run one worker and leave with os._exit (never return into the parent's code)."""
     code, write_fd = 0, argv[2]
+    # Ctrl-C reaches the whole process group; a worker leaves it to the parent, which sends
+    # one SIGTERM (so a worker is never stopped twice), and the kernel sends it if the parent
+    # dies (PR_SET_PDEATHSIG).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     try:
         counts = child(*argv)
-        send(write_fd, {"t": "done", **counts})
+        send(write_fd, {"t": "done", "k": argv[1][0], **counts})
     except KeyboardInterrupt:
         code = 130
     except BaseException as exc:  # a worker must never unwind into the parent's stack
@@ -145,13 +153,24 @@ def _collect(workers: dict[int, int], on_counts: Callable[[Counts], None]) -> in
     return done
 
 
-def _forward(pids: list[int]) -> Callable[[int, FrameType | None], None]:
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
+class _Stop:
+    """Stops the workers exactly once, with SIGTERM (each then cancels its run and saves its
+    partials; a second signal during that cleanup could cut it short, so none is sent)."""
 
-    return handler
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.sent = False
+
+    def on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self.now()
+
+    def now(self) -> None:
+        if self.sent:
+            return
+        self.sent = True
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
 
 def _outcome(statuses: list[int], reported: int, n: int) -> int:
@@ -169,8 +188,9 @@ def _outcome(statuses: list[int], reported: int, n: int) -> int:
 class Throttled:
     """Call `send` with progress counts at most every PROGRESS_EVERY seconds."""
 
-    def __init__(self, write_fd: int) -> None:
+    def __init__(self, write_fd: int, worker: int) -> None:
         self.write_fd = write_fd
+        self.worker = worker
         self.files = self.bytes = self.failed = 0
         self._last = time.monotonic()
 
@@ -185,8 +205,8 @@ class Throttled:
 
     def flush(self) -> None:
         if self.files:
-            send(self.write_fd, {"t": "progress", "files": self.files, "bytes": self.bytes,
-                                 "failed": self.failed})  # fmt: skip
+            send(self.write_fd, {"t": "progress", "k": self.worker, "files": self.files,
+                                 "bytes": self.bytes, "failed": self.failed})  # fmt: skip
             self.files = self.bytes = self.failed = 0
 
 

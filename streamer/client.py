@@ -270,7 +270,7 @@ class Client:
 
         log = None
         if journal is not None:
-            log = Journal(Path(journal))
+            log = Journal(Path(journal), Path(out_dir))
             log.load()
             log.open()
         return download_many(self, as_jobs(jobs), Path(out_dir), options or BulkOptions(), log)

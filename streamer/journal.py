@@ -9,6 +9,7 @@ each done target are kept in memory (a million jobs cost tens of MiB, not the pa
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import time
@@ -97,12 +98,16 @@ class Done:
 class Journal:
     """Reads the done set at start; appends done records in synced batches."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, data_dir: Path | None = None) -> None:
         self.path = path
         self.done = SizeMap()  # target key -> size
         self._pending: list[Done] = []
         self._oldest = 0.0
         self._fd: int | None = None
+        # The downloads' directory, when --journal puts the journal on another file system:
+        # that one is synced too before each batch is journaled.
+        self._data_dir = data_dir
+        self._data_fd: int | None = None
         self._lock = asyncio.Lock()
 
     def load(self) -> int:
@@ -134,6 +139,8 @@ class Journal:
     def is_done(self, target: str, path: Path, key: int | None = None) -> bool:
         """Journaled as complete, and the file is still there with that size. `key` is
         ``target_key(target)``, when the caller has it already."""
+        if not len(self.done):
+            return False  # a first run: nothing to look up
         size = self.done.get(target_key(target) if key is None else key)
         if size is None:
             return False
@@ -153,6 +160,12 @@ class Journal:
                 path=str(self.path),
                 result=Result.DOWNLOAD_FILE_CANT_OPEN,
             ) from exc
+        if self._data_dir is not None:
+            try:
+                if os.stat(self._data_dir).st_dev != os.fstat(self._fd).st_dev:
+                    self._data_fd = os.open(self._data_dir, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self._data_fd = None  # then _syncfs falls back on syncing everything
 
     async def record(self, done: Done) -> None:
         """Queue a done record; flush the batch when it is big or old enough."""
@@ -168,24 +181,50 @@ class Journal:
             batch, self._pending = self._pending, []
             if not batch or self._fd is None:
                 return
-            fd = self._fd
+            fd, data_fd = self._fd, self._data_fd
             lines = "".join(
                 json.dumps({"t": "done", "target": d.target, "size": d.size,
                             "checksum": d.checksum, "url": d.url}) + "\n"
                 for d in batch
             )  # fmt: skip
-            await asyncio.to_thread(_sync_and_append, fd, lines.encode("utf-8"))
+            await asyncio.to_thread(_sync_and_append, fd, data_fd, lines.encode("utf-8"))
             for d in batch:
                 self.done[target_key(d.target) if d.key is None else d.key] = d.size
 
     async def close(self) -> None:
         await self.flush()
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
+        for name in ("_fd", "_data_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                os.close(fd)
 
 
-def _sync_and_append(fd: int, data: bytes) -> None:
-    os.sync()  # the batch's files and renames reach the disk before the journal says so
+def _sync_and_append(fd: int, data_fd: int | None, data: bytes) -> None:
+    # The batch's files and renames reach the disk before the journal says so.
+    if data_fd is not None:
+        _syncfs(data_fd)
+    _syncfs(fd)
     os.write(fd, data)
     os.fsync(fd)
+
+
+def _syncfs(fd: int) -> None:
+    """Sync the file system holding `fd` (Linux syncfs(2)); else every file system (sync(2)).
+
+    syncfs waits only for our file system's dirty data, where sync would also wait for any
+    other disk's, however busy."""
+    if _LIBC is None or _LIBC.syncfs(fd) != 0:
+        os.sync()
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syncfs  # noqa: B018 -- raises AttributeError where there is no syncfs
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _load_libc()
