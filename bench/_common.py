@@ -10,6 +10,7 @@ import platform
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -71,3 +72,46 @@ def write_report(path: Path, args: argparse.Namespace, sections: Mapping[str, An
            "machine": platform.platform(), "when": time.strftime("%FT%T%z")}  # fmt: skip
     report = {"env": env, **sections}
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def tree_memory(marker: str, every: float = 0.01) -> Iterator[dict[str, float]]:
+    """Peak summed RSS and PSS (MiB) of every process whose command line holds `marker`
+    (the run's own output directory), sampled every `every` s while the block runs.
+
+    For tools that fork workers (streamer get -i --processes) the largest single process,
+    which GNU time reports, understates the memory used; RSS summed over the processes
+    overstates it (pages shared after fork count once per process); PSS shares them out.
+    Sampling costs CPU, so it is used on untimed runs only.
+    """
+    peak = {"tree_rss_mib": 0.0, "tree_pss_mib": 0.0}
+    done = threading.Event()
+    needle = marker.encode()
+
+    def sample() -> None:
+        while not done.wait(every):
+            rss = pss = 0
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if needle not in f.read():
+                            continue
+                    with open(f"/proc/{pid}/smaps_rollup") as f:
+                        for line in f:
+                            if line.startswith(("Rss:", "Pss:")):
+                                kib = int(line.split()[1])
+                                rss, pss = (
+                                    (rss + kib, pss) if line[0:3] == "Rss" else (rss, pss + kib)
+                                )
+                except OSError:
+                    continue  # gone meanwhile
+            peak["tree_rss_mib"] = max(peak["tree_rss_mib"], rss / 1024)
+            peak["tree_pss_mib"] = max(peak["tree_pss_mib"], pss / 1024)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        thread.join()

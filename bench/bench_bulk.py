@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Run, med, print_rows, write_report
+from _common import Run, med, print_rows, tree_memory, write_report
 from _loopback import running_nginx, wait_quiet
 from bench_download import MiB, measure, parse_size
 
@@ -72,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
                    help="one more streamer row run with these environment variables, e.g."
                    " orig:PYTHONPATH=/tmp/streamer_orig (repeatable)")  # fmt: skip
+    p.add_argument("--tree-memory", action="store_true",
+                   help="one more, untimed run per tool sampling the summed RSS and PSS of all"
+                   " its processes (streamer's workers included)")  # fmt: skip
     p.add_argument("--reuse-out", action="store_true",
                    help="empty one output directory between runs instead of a fresh one per run"
                    " (slows every tool's file creation on ext4; see README)")  # fmt: skip
@@ -228,6 +231,20 @@ def run_all(tools: list[str], b: Bench) -> list[Run]:
     return runs
 
 
+def memory_runs(tools: list[str], b: Bench) -> dict[str, dict[str, float]]:
+    """One untimed run per tool with its processes' memory summed (see tree_memory)."""
+    peaks = {}
+    for name in tools:
+        marker = str(b.out / f"{b.args.runs}-{name}")  # the directory one_run will use
+        with tree_memory(marker) as peak:
+            run = one_run(name, b.args.runs, b)
+        if run.ok:
+            peaks[name] = dict(peak)
+            print(f"memory {name:16} summed RSS {peak['tree_rss_mib']:6.1f} MiB, "
+                  f"PSS {peak['tree_pss_mib']:6.1f} MiB", file=sys.stderr)  # fmt: skip
+    return peaks
+
+
 def summarize(runs: list[Run], files: int, size: int) -> dict[str, dict[str, float]]:
     summary: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(r.tool for r in runs):
@@ -265,6 +282,7 @@ COLUMNS = (
     ("wall_min_s", "min", ".2f"), ("wall_max_s", "max", ".2f"), ("files_per_s", "files/s", ".0f"),
     ("mib_per_s", "MiB/s", ".1f"), ("cpu_median_s", "cpu med s", ".2f"),
     ("cpu_ms_per_file", "cpu ms/f", ".3f"), ("peak_rss_mib", "RSS MiB", ".1f"),
+    ("tree_rss_mib", "sum RSS", ".1f"), ("tree_pss_mib", "sum PSS", ".1f"),
 )
 # fmt: on
 
@@ -291,10 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         names = sorted(digests)
         with running_nginx(work, www, f"/{names[0]}") as base:
             write_lists(work, base, names)
-            runs = run_all(tools, Bench(args, work, out, digests, set()))
+            bench = Bench(args, work, out, digests, set())
+            runs = run_all(tools, bench)
+            peaks = memory_runs(tools, bench) if args.tree_memory else {}
         os.chdir(home)
     os.sync()  # deleted inodes stay "recent" to ext4 for 60 s after this, 360 s while unsynced
     summary = summarize(runs, args.files, args.size)
+    for name, peak in peaks.items():
+        summary[name] |= peak
     rel = ratios(summary)
     print(f"\n{args.files} files x {args.size} B from nginx on 127.0.0.1, -j {args.jobs}, "
           f"{args.runs} runs/tool")  # fmt: skip
