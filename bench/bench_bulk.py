@@ -33,6 +33,7 @@ STREAMER = (
 TOOLS = {  # name: (command template, extra environment)
     "streamer": (STREAMER, {}),
     "streamer+uvloop": (STREAMER, {"STREAMER_LOOP": "uvloop"}),
+    "streamer-1proc": (STREAMER + " --processes 1", {}),
     "curl": (
         "curl --parallel --parallel-max {jobs} --output-dir {out} --remote-name-all -K {config} -s",
         {},

@@ -45,6 +45,7 @@ class BulkOptions:
     retry_budget: int | None = None  # retries allowed over the whole run (default: 4 x jobs)
     resume: bool = True
     skip_duplicates: frozenset[int] = frozenset()  # target keys known to be claimed twice
+    duplicates_known: bool = False  # skip_duplicates holds all of them (the jobs were prescanned)
     dry_run: bool = False  # plan every job (targets, duplicates, journal) and fetch nothing
     quick: bool = True  # small bodies on the lane (quick.py); False: every job on the full engine
 
@@ -170,7 +171,9 @@ class _Run:
         rel = target_for(job)
         path = self.out_dir / rel
         key = target_key(rel)
-        if key in self.opts.skip_duplicates or self.claimed.add(key):
+        if key in self.opts.skip_duplicates or (
+            not self.opts.duplicates_known and self.claimed.add(key)
+        ):
             err = UsageError(f"two jobs write {rel}; not started", url=redact_url(job.url))
             return JobResult(job, path, err.result, error=err)
         if self.journal is not None and self.journal.is_done(rel, path, key):
@@ -249,8 +252,7 @@ class _Run:
     ) -> JobResult:  # fmt: skip
         """Journal the target (its relative path and key) and report success."""
         if self.journal is not None:
-            rel, key = target
-            entry = Done(rel, done.size, done.checksum, redact_url(job.url), key)
+            entry = Done(target[0], done.size, done.checksum, redact_url(job.url))
             await self.journal.record(entry)
         return JobResult(
             job, path, Result.SUCCESS, size=done.size, status=status, attempts=attempts,

@@ -154,7 +154,7 @@ def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
         jobs=args.jobs, max_per_host=args.max_per_host, limit_rate=args.limit_rate,
         host_request_rate=args.host_request_rate, dry_run=args.dry_run,
         memory_budget=args.memory_budget, retry=retry, resume=not args.no_resume,
-        skip_duplicates=dupes,
+        skip_duplicates=dupes, duplicates_known=args.input_file != "-",
     )  # fmt: skip
 
 

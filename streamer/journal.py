@@ -92,7 +92,6 @@ class Done:
     size: int
     checksum: str | None
     url: str
-    key: int | None = None  # target_key(target), when known
 
 
 class Journal:
@@ -187,9 +186,9 @@ class Journal:
                             "checksum": d.checksum, "url": d.url}) + "\n"
                 for d in batch
             )  # fmt: skip
+            # `done` keeps what earlier runs recorded: a run never asks about a target twice
+            # (duplicates are refused), so its own records need not be looked up again.
             await asyncio.to_thread(_sync_and_append, fd, data_fd, lines.encode("utf-8"))
-            for d in batch:
-                self.done[target_key(d.target) if d.key is None else d.key] = d.size
 
     async def close(self) -> None:
         await self.flush()
