@@ -265,3 +265,49 @@ async def test_builtin_server_serves_files_over_tls(
     async with site as base, Client(cafile=cafile, **NO_ENV) as client:
         fetched = await client.fetch(base + "f.bin")
     assert fetched.body == DATA
+
+
+# --- bulk runs: the small-file lane over TLS ----------------------------------------------------
+
+
+def _counting_app(seen: list[str]) -> web.Application:
+    async def data(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("Accept", "-"))  # aiohttp sends Accept, the lane not
+        return web.Response(body=DATA, content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_get("/{name}", data)
+    return app
+
+
+async def test_bulk_lane_over_tls_verifies_with_the_configured_ca(
+    ca: trustme.CA, cafile: str, tmp_path: Path
+) -> None:
+    """Small files over https take the lane, with the client's CA: every file arrives whole and
+    no request came from the full engine (the lane sends no Accept field)."""
+    seen: list[str] = []
+    site = tls_site(server_context(ca), _counting_app(seen))
+    async with site as base, Client(cafile=cafile, **NO_ENV) as client:
+        urls = [f"{base}f{i}.bin" for i in range(20)]
+        results = [r async for r in client.download_many(urls, tmp_path / "out")]
+    assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"f{i}.bin" for i in range(20)
+    )
+    assert all((tmp_path / "out" / f"f{i}.bin").read_bytes() == DATA for i in range(20))
+    assert seen == ["-"] * 20
+
+
+async def test_bulk_lane_over_tls_refuses_an_untrusted_certificate(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    """Without the CA the lane cannot connect, and the full engine reports the certificate
+    error for each job (CERTIFICATE_ERROR), writing nothing."""
+    seen: list[str] = []
+    site = tls_site(server_context(ca), _counting_app(seen))
+    async with site as base, Client(**NO_ENV) as client:
+        urls = [f"{base}f{i}.bin" for i in range(3)]
+        results = [r async for r in client.download_many(urls, tmp_path / "out")]
+    assert [r.result for r in results] == [Result.CERTIFICATE_ERROR] * 3
+    assert list((tmp_path / "out").iterdir()) == []
+    assert seen == []
