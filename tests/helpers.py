@@ -77,7 +77,7 @@ class Run:
 
 
 @contextlib.contextmanager
-def _sigint_inherited_as_default() -> Iterator[None]:
+def sigint_inherited_as_default() -> Iterator[None]:
     """A child started from a context that ignores SIGINT would inherit SIG_IGN; undo that."""
     old = signal.getsignal(signal.SIGINT)
     if old is signal.SIG_IGN:
@@ -91,7 +91,7 @@ def _sigint_inherited_as_default() -> Iterator[None]:
 
 async def spawn(*args: str, cwd: Path | None = None) -> asyncio.subprocess.Process:
     """Start ``python -m streamer ARGS`` with piped output; the caller must reap it."""
-    with _sigint_inherited_as_default():
+    with sigint_inherited_as_default():
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "streamer", *args, cwd=cwd, env=ENV,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

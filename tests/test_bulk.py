@@ -55,6 +55,19 @@ def body_for(name: str, size: int = 2048) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
+async def serve_cut(request: web.Request) -> web.StreamResponse:
+    """``/cut/NAME?size=N``: declares N bytes of `body_for`, sends half, then closes."""
+    size = int(request.query.get("size", "2048"))
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    resp.content_length = size
+    await resp.prepare(request)
+    await resp.write(body_for(request.match_info["name"], size)[: size // 2])
+    await asyncio.sleep(0.02)  # let the half body reach the client before the cut
+    assert request.transport is not None
+    request.transport.close()
+    return resp
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -104,7 +117,7 @@ class Farm:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/f/{name}", self._file)
-        app.router.add_get("/cut/{name}", self._cut)
+        app.router.add_get("/cut/{name}", serve_cut)
         return app
 
     @web.middleware
@@ -130,17 +143,6 @@ class Farm:
             body=body_for(request.match_info["name"], size),
             content_type="application/octet-stream",
         )
-
-    async def _cut(self, request: web.Request) -> web.StreamResponse:
-        size = int(request.query.get("size", "2048"))
-        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        resp.content_length = size
-        await resp.prepare(request)
-        await resp.write(body_for(request.match_info["name"], size)[: size // 2])
-        await asyncio.sleep(0.02)  # let the half body reach the client before the cut
-        assert request.transport is not None
-        request.transport.close()
-        return resp
 
 
 FarmFactory = Callable[..., Awaitable[Farm]]

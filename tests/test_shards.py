@@ -42,9 +42,26 @@ from streamer.cli_shards import AUTO_MAX_PROCESSES, AUTO_MIN_JOBS
 from streamer.errors import exit_code
 from streamer.files import part_path, sidecar_path
 from streamer.journal import JOURNAL_NAME
-from tests.helpers import ENV, Run, file_digest, finish, kill, running_slow_server, wait_for
+from tests.helpers import (
+    ENV,
+    Run,
+    file_digest,
+    finish,
+    kill,
+    running_slow_server,
+    sigint_inherited_as_default,
+    wait_for,
+)
 from tests.slow_server import MIB, Resource, SlowServer, body_digest, sidecar_committed
-from tests.test_bulk import SUMMARY, body_for, check_dir, records, summary, write_manifest
+from tests.test_bulk import (
+    SUMMARY,
+    body_for,
+    check_dir,
+    records,
+    serve_cut,
+    summary,
+    write_manifest,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="workers are found in Linux's /proc"
@@ -113,24 +130,11 @@ class Cli:
         return [w for w in self.workers if running(w)]
 
 
-@contextlib.contextmanager
-def _sigint_default() -> Any:
-    """A child started while SIGINT is ignored would inherit SIG_IGN; undo that meanwhile."""
-    old = signal.getsignal(signal.SIGINT)
-    if old is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        if old is signal.SIG_IGN:
-            signal.signal(signal.SIGINT, old)
-
-
 @contextlib.asynccontextmanager
 async def cli(*args: str, stdin: Any = None, new_session: bool = False) -> AsyncIterator[Cli]:
     """Start ``python -m streamer ARGS`` (stdin: a file object, else /dev/null); at the end
     kill whatever is left of it and of the workers found under it."""
-    with _sigint_default():
+    with sigint_inherited_as_default():
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "streamer", *args, env=ENV,
             stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -187,7 +191,7 @@ class Origin:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/f/{name}", self._file)
-        app.router.add_get("/cut/{name}", self._cut)
+        app.router.add_get("/cut/{name}", serve_cut)
         return app
 
     @web.middleware
@@ -208,17 +212,6 @@ class Origin:
         size = int(request.query.get("size", "2048"))
         body = body_for(request.match_info["name"], size)
         return web.Response(body=body, content_type="application/octet-stream")
-
-    async def _cut(self, request: web.Request) -> web.StreamResponse:
-        size = int(request.query.get("size", "2048"))
-        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        resp.content_length = size
-        await resp.prepare(request)
-        await resp.write(body_for(request.match_info["name"], size)[: size // 2])
-        await asyncio.sleep(0.02)  # let the half body reach the client before the cut
-        assert request.transport is not None
-        request.transport.close()
-        return resp
 
 
 OriginFactory = Callable[..., Awaitable[Origin]]
@@ -536,7 +529,9 @@ async def test_progress_bar_counts_each_byte_and_failure_once(
         "--max-per-host", "2", origin=slow,
     )  # fmt: skip
     assert run.rc == exit_code(Result.HTTP_ERROR), run.err
-    assert slow.most_workers() == 2, slow.workers_seen
+    # Both workers were seen by one of the origins (the fast one's may end before the slow
+    # origin's first answer, on a loaded machine).
+    assert max(slow.most_workers(), fast.most_workers()) == 2, (slow, fast)
     assert summary(run) == (9, 0, 1)
     size = BAR_SIZE.search(run.err)
     assert size is not None, run.err
