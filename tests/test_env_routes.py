@@ -95,3 +95,50 @@ def test_routes_are_looked_up_once_per_origin(monkeypatch: pytest.MonkeyPatch) -
     assert routes.lookup("http://a.invalid/other?q=1") is first  # cached for the client's life
     assert routes.lookup("http://b.invalid/").proxy is None
     assert routes.lookup("https://a.invalid/").proxy is None  # https has no proxy set
+
+
+# --- bulk runs: the small-file lane never goes around the environment ------------------------
+
+
+async def test_bulk_jobs_go_through_the_proxy_from_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With http_proxy set, every bulk job goes to the proxy and none to the (reachable)
+    origin: the lane, which speaks only to origins directly, is not used for it."""
+    async with recorder() as (proxy, seen), recorder() as (origin, direct):
+        monkeypatch.setenv("http_proxy", proxy)
+        async with Client(connect_timeout=5.0, read_timeout=5.0) as client:
+            urls = [f"{origin}/f{i}.bin" for i in range(3)]
+            results = [r async for r in client.download_many(urls, tmp_path / "out")]
+    assert all(r.ok for r in results), [str(r.error) for r in results]
+    assert sorted(r.raw_path for r in seen) == sorted(urls)  # absolute form: to the proxy
+    assert direct == []
+
+
+async def test_bulk_jobs_get_netrc_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With a netrc entry for the host, bulk jobs carry its credentials (the full engine adds
+    them; the lane, which would not, is not used for that origin)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login user password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    async with recorder() as (origin, seen), Client(connect_timeout=5.0) as client:
+        urls = [f"{origin}/f{i}.bin" for i in range(3)]
+        results = [r async for r in client.download_many(urls, tmp_path / "out")]
+    assert all(r.ok for r in results), [str(r.error) for r in results]
+    basic = "Basic " + base64.b64encode(b"user:s3cret").decode()
+    assert [r.headers.get("Authorization") for r in seen] == [basic] * 3
+
+
+async def test_bulk_jobs_take_the_lane_when_the_environment_adds_nothing(
+    tmp_path: Path,
+) -> None:
+    """No proxy variable and no netrc file: bulk jobs go straight to the origin on the lane
+    (which, unlike aiohttp, sends no Accept field)."""
+    async with recorder() as (origin, seen), Client(connect_timeout=5.0) as client:
+        urls = [f"{origin}/f{i}.bin" for i in range(3)]
+        results = [r async for r in client.download_many(urls, tmp_path / "out")]
+    assert all(r.ok for r in results), [str(r.error) for r in results]
+    assert [r.headers.get("Accept") for r in seen] == [None] * 3
