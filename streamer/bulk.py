@@ -12,13 +12,14 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .core.manifest import DuplicateFinder, Job, target_for, target_key
+from .core.manifest import DuplicateFinder, Job, owner_key, target_for, target_key
 from .core.ratelimit import HostLimiter, TokenBucket
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
@@ -157,23 +158,28 @@ class _Run:
             if wait > 0:
                 await asyncio.sleep(wait)
 
-    def _policy(self) -> RetryPolicy:
-        """The per-job retry policy, cut to what is left of the run's retry budget."""
-        if self.retries_left >= self.opts.retry.retries:
-            return self.opts.retry  # the budget does not cut this job's retries
-        retries = min(self.opts.retry.retries, max(self.retries_left, 0))
-        return RetryPolicy(
-            retries=retries, delay=self.opts.retry.delay, backoff=self.opts.retry.backoff,
-            max_backoff=self.opts.retry.max_backoff, max_time=self.opts.retry.max_time,
-        )  # fmt: skip
+    def take_retry(self, _exc: StreamerError) -> bool:
+        """Spend one retry of the run's budget, at the moment of retrying; False when none is
+        left (so a dead host cannot cause a retry storm, however many jobs are in flight)."""
+        if self.retries_left <= 0:
+            return False
+        self.retries_left -= 1
+        return True
+
+    def _clashes(self, key: int, rel: str) -> bool:
+        """Whether another job of the run writes `rel` (or the partial file ``rel`` names)."""
+        owner = owner_key(rel)  # a name like "a.part" also claims "a"
+        keys = (key,) if owner is None else (key, owner)
+        skip, known = self.opts.skip_duplicates, self.opts.duplicates_known
+        # Every key is claimed (no short cut), so a later job clashing with it is seen too.
+        clashes = [k in skip or (not known and self.claimed.add(k)) for k in keys]
+        return any(clashes)
 
     async def one(self, job: Job) -> JobResult:
         rel = target_for(job)
         path = self.out_dir / rel
         key = target_key(rel)
-        if key in self.opts.skip_duplicates or (
-            not self.opts.duplicates_known and self.claimed.add(key)
-        ):
+        if self._clashes(key, rel):
             err = UsageError(f"two jobs write {rel}; not started", url=redact_url(job.url))
             return JobResult(job, path, err.result, error=err)
         if self.journal is not None and self.journal.is_done(rel, path, key):
@@ -194,7 +200,7 @@ class _Run:
 
     async def _download(self, job: Job, rel: str, path: Path, key: int) -> JobResult:
         started = time.monotonic()
-        policy = self._policy()
+        policy = self.opts.retry
         try:
             self._ensure_dir(rel)
         except OSError as exc:  # mkdir of a subdirectory
@@ -210,9 +216,8 @@ class _Run:
                     exc, elapsed=time.monotonic() - started, rand=random.random(),
                     retry_after=getattr(exc, "retry_after", None),
                 )  # fmt: skip
-                if delay is None:
+                if delay is None or not self.take_retry(exc):
                     return self._failed(job, path, exc, started)
-                self.retries_left -= 1
                 policy = policy.increment(exc)
                 await asyncio.sleep(delay)
             else:
@@ -228,13 +233,12 @@ class _Run:
             job.url, path, max_bytes=job.max_bytes, checksum=job.checksum,
             headers=dict(job.headers), resume=self.opts.resume, retry=policy,
             durable=self.journal is None, throttle=self.throttle if self.bucket else None,
+            may_retry=self.take_retry,
         )  # fmt: skip
         try:
             res = await run_download(self.client, req, None)
         except StreamerError as exc:
-            self.retries_left -= max(exc.attempts - policy.attempts, 0)
             return self._failed(job, path, exc, started)
-        self.retries_left -= res.attempts - policy.attempts
         done = QuickDone(res.size, str(res.checksum) if res.checksum else None)
         return await self._succeeded(
             job, target, path, done, started=started, status=res.status, attempts=res.attempts
@@ -284,6 +288,36 @@ def effective_jobs(opts: BulkOptions, chunk_size: int) -> int:
     read size per connection, plus the chunk being written)."""
     per_transfer = 3 * chunk_size
     return max(1, min(opts.jobs, opts.memory_budget // per_transfer))
+
+
+@contextmanager
+def _ungrouped() -> Iterator[None]:
+    """A run-wide failure (the journal cannot be written) leaves the task group as itself,
+    typed, rather than wrapped in an ExceptionGroup the caller would not expect."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        first = _only_streamer_errors(group)
+        if first is None:
+            raise
+        raise first from None
+
+
+def _only_streamer_errors(group: BaseExceptionGroup[BaseException]) -> StreamerError | None:
+    """The first error of `group` when all of them are StreamerErrors, else None."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(reversed(exc.exceptions))
+        else:
+            leaves.append(exc)
+    if leaves and all(isinstance(exc, StreamerError) for exc in leaves):
+        first = leaves[0]
+        assert isinstance(first, StreamerError)
+        return first
+    return None
 
 
 class _Outbox:
@@ -350,14 +384,15 @@ async def download_many(
             outbox.worker_done()
 
     try:
-        async with asyncio.TaskGroup() as tg:
-            if shared is None:
-                tg.create_task(feed())
-            for _ in range(width):
-                tg.create_task(work())
-            async for batch in outbox.batches():
-                for item in batch:
-                    yield item
+        with _ungrouped():
+            async with asyncio.TaskGroup() as tg:
+                if shared is None:
+                    tg.create_task(feed())
+                for _ in range(width):
+                    tg.create_task(work())
+                async for batch in outbox.batches():
+                    for item in batch:
+                        yield item
     finally:
         run.close()
         if journal is not None:

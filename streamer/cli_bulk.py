@@ -20,16 +20,9 @@ from typing import IO, Any
 
 from .bulk import BulkOptions, JobResult, download_many
 from .cli_get import client_config, stop_on_sigterm, wants_bar
-from .cli_shards import Counts, Throttled, run_sharded, shard_count
+from .cli_shards import Counts, Throttled, emit, run_sharded, shard_count
 from .client import Client
-from .core.manifest import (
-    BadLine,
-    DuplicateFinder,
-    Job,
-    parse_manifest,
-    target_for,
-    target_key,
-)
+from .core.manifest import BadLine, Job, parse_manifest, prescan
 from .core.retry import RetryPolicy
 from .core.sizes import format_size
 from .errors import Result, exit_code
@@ -58,9 +51,12 @@ class _Tally:
         self._shown: dict[int, list[int]] = {}  # worker -> [bytes, failed] drawn, not yet final
         self.bar: Any = None
         if bar:
-            from tqdm import tqdm
+            self.open_bar(total)
 
-            self.bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+    def open_bar(self, total: int | None) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
 
     def add(self, res: JobResult) -> None:
         if res.ok:
@@ -79,9 +75,9 @@ class _Tally:
     def _draw(self, files: int) -> None:
         if self.bar is not None:
             self.bar.update(files)
-            shown = sum(self._shown.values(), start=[0, 0])
-            failed = sum(self.failures.values()) + shown[1]
-            text = f"{format_size(self.bytes + shown[0])}, {failed} failed"
+            shown_bytes = sum(seen[0] for seen in self._shown.values())
+            failed = sum(self.failures.values()) + sum(seen[1] for seen in self._shown.values())
+            text = f"{format_size(self.bytes + shown_bytes)}, {failed} failed"
             self.bar.set_postfix_str(text, refresh=False)
 
     def counts(self) -> Counts:
@@ -136,18 +132,6 @@ class _Tally:
         return text + (f"\nfailures: {why}" if why else "")
 
 
-def _prescan(lines: IO[str]) -> tuple[set[int], int]:
-    """Target keys claimed by more than one job, and the number of jobs (for the bar)."""
-    seen, dupes, count = DuplicateFinder(), set(), 0
-    for item in parse_manifest(lines):
-        if isinstance(item, Job):
-            count += 1
-            key = target_key(target_for(item))
-            if seen.add(key):
-                dupes.add(key)
-    return dupes, count
-
-
 def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     return BulkOptions(
@@ -167,13 +151,16 @@ def run_bulk(args: argparse.Namespace) -> int:
     total = None
     if args.input_file != "-":  # a file can be read twice: find duplicate targets first
         with _lines(args.input_file) as f:
-            found, total = _prescan(f)
+            found, total = prescan(f)
         dupes = frozenset(found)
     journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME, out_dir)
     journal.load()
     opts = _options(args, dupes)
     processes = shard_count(args, total)
-    tally = _Tally(total, wants_bar(args))
+    bar = wants_bar(args)
+    # With workers the bar is made after the fork: tqdm starts a monitor thread with it, and
+    # a process with threads should not fork.
+    tally = _Tally(total, bar and processes == 1)
     status = 0
     try:
         if processes == 1:
@@ -181,9 +168,13 @@ def run_bulk(args: argparse.Namespace) -> int:
         else:
 
             def child(part: BulkOptions, shard: tuple[int, int], fd: int) -> Counts:
-                return _child(args, out_dir, part, journal, (shard, fd, tally.bar is not None))
+                return _child(args, out_dir, part, journal, (shard, fd, bar))
 
-            status = run_sharded(opts, processes, child, tally.merge)
+            def forked() -> None:
+                if bar:
+                    tally.open_bar(total)
+
+            status = run_sharded(opts, processes, child, tally.merge, forked)
     finally:
         if tally.bar is not None:
             tally.bar.close()
@@ -243,16 +234,16 @@ def _jobs(items: Iterator[Job | BadLine], args: argparse.Namespace, tally: _Tall
         if isinstance(item, BadLine):
             tally.bad_lines += 1
             if args.json:
-                print(json.dumps({"line": item.line, "result": "bad_manifest_line",
-                                  "error": item.reason}), flush=True)  # fmt: skip
+                bad = {"line": item.line, "result": "bad_manifest_line", "error": item.reason}
+                emit(sys.stdout, json.dumps(bad))
             else:
-                print(f"streamer: manifest line {item.line}: {item.reason}", file=sys.stderr)
+                emit(sys.stderr, f"streamer: manifest line {item.line}: {item.reason}")
             continue
         yield item
 
 
 def _report(args: argparse.Namespace, res: JobResult) -> None:
     if args.json:
-        print(json.dumps(res.to_json()), flush=True)
+        emit(sys.stdout, json.dumps(res.to_json()))
     elif not res.ok and not args.quiet:
-        print(f"streamer: line {res.job.line}: {res.error}", file=sys.stderr)
+        emit(sys.stderr, f"streamer: line {res.job.line}: {res.error}")

@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from .bulk import BulkOptions
-from .errors import Result, exit_code
+from .errors import Result, StreamerError, exit_code
 
 # Below this many jobs one process is enough (a worker costs a fork and a few ms).
 AUTO_MIN_JOBS = 1000
@@ -71,10 +71,14 @@ def share(opts: BulkOptions, k: int, n: int) -> BulkOptions:
 
 
 def run_sharded(
-    opts: BulkOptions, n: int, child: Child, on_counts: Callable[[Counts], None]
+    opts: BulkOptions,
+    n: int,
+    child: Child,
+    on_counts: Callable[[Counts], None],
+    forked: Callable[[], None] = lambda: None,
 ) -> int:
-    """Fork `n` workers running `child`; feed their messages to `on_counts`; 0 or the exit
-    code for workers that died without reporting."""
+    """Fork `n` workers running `child`, then call `forked`; feed their messages to
+    `on_counts`; 0 or the exit code for workers that died without reporting."""
     workers: dict[int, int] = {}  # read fd -> pid
     for k in range(n):
         read_fd, write_fd = os.pipe()
@@ -89,6 +93,7 @@ def run_sharded(
     stop = _Stop(list(workers.values()))
     previous = signal.signal(signal.SIGTERM, stop.on_signal)
     try:
+        forked()
         reported = _collect(workers, on_counts)
     except KeyboardInterrupt:
         stop.now()  # Ctrl-C: the workers ignore SIGINT and stop on the SIGTERM sent here
@@ -113,15 +118,25 @@ def _worker(child: Child, argv: tuple[BulkOptions, tuple[int, int], int]) -> Non
         send(write_fd, {"t": "done", "k": argv[1][0], **counts})
     except KeyboardInterrupt:
         code = 130
+    except StreamerError as exc:  # a run-wide failure, e.g. the journal cannot be written
+        emit(sys.stderr, f"streamer: {exc}")
+        code = exc.exit_code
     except BaseException as exc:  # a worker must never unwind into the parent's stack
         code = 143 if type(exc).__name__ == "CancelledError" else 1
         if code == 1:
-            print(f"streamer: worker failed: {exc!r}", file=sys.stderr)
+            emit(sys.stderr, f"streamer: worker failed: {exc!r}")
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def emit(stream: TextIO, line: str) -> None:
+    """One line in one write, flushed: lines of several workers sharing a pipe or terminal
+    never interleave (print writes the end of line separately when output is unbuffered)."""
+    stream.write(line + "\n")
+    stream.flush()
 
 
 def send(write_fd: int, message: Counts) -> None:
@@ -181,6 +196,9 @@ def _outcome(statuses: list[int], reported: int, n: int) -> int:
     for code in codes:
         if code in (130, 143, -signal.SIGINT, -signal.SIGTERM):
             return 130 if code in (130, -signal.SIGINT) else 143
+    for code in codes:
+        if code > 1:  # a worker's own typed failure, which it has reported
+            return code
     print(f"streamer: {n - reported} worker(s) ended without a report: {codes}", file=sys.stderr)
     return exit_code(Result.REQUEST_FAILED)
 
@@ -210,4 +228,4 @@ class Throttled:
             self.files = self.bytes = self.failed = 0
 
 
-__all__ = ["AUTO_MIN_JOBS", "Throttled", "run_sharded", "send", "shard_count", "share"]
+__all__ = ["AUTO_MIN_JOBS", "Throttled", "emit", "run_sharded", "send", "shard_count", "share"]

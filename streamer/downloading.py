@@ -54,6 +54,8 @@ class DownloadRequest:
     throttle: Throttle | None = None  # awaited per chunk with its size (a rate limit)
     split: int = 1  # connections for one file (segmented download when > 1)
     wait_lock: float | None = None  # seconds to wait for another process's download of it
+    # Asked before each retry the policy allows (a bulk run's budget); False: no retry.
+    may_retry: Callable[[StreamerError], bool] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.checksum, str):
@@ -107,7 +109,10 @@ async def _with_retries(job: _Job) -> DownloadResult:
         job.partial.notes.append(f"attempt {n} failed ({exc}); retrying")
         await job.partial.commit_now()  # the retry continues from what is durable
 
-    return await with_retries(attempt, job.req.retry, before_retry=before_retry)
+    may_retry = job.req.may_retry or (lambda _exc: True)
+    return await with_retries(
+        attempt, job.req.retry, may_retry=may_retry, before_retry=before_retry
+    )
 
 
 async def _leave(partial: Partial, exc: BaseException) -> None:
@@ -142,6 +147,8 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         progress=progress,
     ) as stream:  # fmt: skip
         offset = _judge(partial, plan, stream)
+        if stream.status == 304 and req.path.is_file():
+            return _not_modified(job, stream)
         if offset is None:  # 416 to a resume: we hold every byte (and maybe unrecorded junk)
             partial.part.truncate(plan.offset)
         verifier = await _prepare(req, partial, stream, offset)
@@ -167,6 +174,19 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         checksum=str(req.checksum) if req.checksum else None, redirects=stream.redirects,
         resumed_from=offset if plan.action is Action.RESUME else 0, attempts=job.attempts,
         notes=tuple(partial.notes),
+    )  # fmt: skip
+
+
+def _not_modified(job: _Job, stream: Stream) -> DownloadResult:
+    """304 to a conditional request (the caller's If-None-Match or If-Modified-Since): the
+    file we have is current (RFC 9110 15.4.5), so it is kept as it is, not emptied."""
+    job.partial.discard()
+    return DownloadResult(
+        url=job.partial.url, final_url=redact_url(stream.final_url), path=job.req.path,
+        status=304, size=job.req.path.stat().st_size, elapsed=time.monotonic() - job.started,
+        length_verified=False, content_type=None, checksum=None, redirects=stream.redirects,
+        resumed_from=0, attempts=job.attempts,
+        notes=(*job.partial.notes, "304 Not Modified: kept the existing file"),
     )  # fmt: skip
 
 

@@ -127,6 +127,18 @@ def preflight(target: Path, *, no_clobber: bool, url: str = "") -> None:
         )
 
 
+_REOPEN_TRIES = 3
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd` (same device and inode)."""
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 class PartFile:
     """The `.part` file of one download, locked against a second writer, written with `os.write`.
 
@@ -147,6 +159,22 @@ class PartFile:
         The lock (flock, released by the kernel when the process dies) makes a second process
         writing the same target fail fast instead of interleaving bytes with the first.
         """
+        for _ in range(_REOPEN_TRIES):
+            fd = self._open_locked()
+            if _still_named(fd, self.path):
+                self._fd = fd
+                self.size = os.fstat(fd).st_size
+                return self.size
+            # The lock was had on a file its last holder had just renamed or removed (it
+            # lets go only after that): that file is not the partial any more; open anew.
+            os.close(fd)
+        raise TargetBusyError(
+            f"{self.path} keeps being replaced by another download of {self.target}",
+            path=str(self.target),
+            url=self.url,
+        )
+
+    def _open_locked(self) -> int:
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(self.path, flags, 0o644)
@@ -161,9 +189,7 @@ class PartFile:
                 path=str(self.target),
                 url=self.url,
             ) from exc
-        self._fd = fd
-        self.size = os.fstat(fd).st_size
-        return self.size
+        return fd
 
     def truncate(self, size: int) -> None:
         """Cut the file to `size` bytes and continue writing there.

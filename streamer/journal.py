@@ -188,7 +188,17 @@ class Journal:
             )  # fmt: skip
             # `done` keeps what earlier runs recorded: a run never asks about a target twice
             # (duplicates are refused), so its own records need not be looked up again.
-            await asyncio.to_thread(_sync_and_append, fd, data_fd, lines.encode("utf-8"))
+            try:
+                await asyncio.to_thread(_sync_and_append, fd, data_fd, lines.encode("utf-8"))
+            except OSError as exc:
+                self._fd = None  # nothing more is journaled; the files stay where they are
+                os.close(fd)
+                raise FileError(
+                    f"cannot write journal {self.path}: {exc.strerror}; the files of this run"
+                    " are complete but a re-run will fetch them again",
+                    path=str(self.path),
+                    result=Result.DOWNLOAD_FILE_WRITE_ERROR,
+                ) from exc
 
     async def close(self) -> None:
         await self.flush()
@@ -204,7 +214,9 @@ def _sync_and_append(fd: int, data_fd: int | None, data: bytes) -> None:
     if data_fd is not None:
         _syncfs(data_fd)
     _syncfs(fd)
-    os.write(fd, data)
+    view = memoryview(data)
+    while view:  # a short write would tear the last line
+        view = view[os.write(fd, view) :]
     os.fsync(fd)
 
 

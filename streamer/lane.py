@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .core.http1 import MAX_HEAD, Head, Origin, head_end, parse_head, request_head, reusable
 from .errors import BodyTruncatedError, ConnectionLostError, Result, TransferTimeout
 
+# Idle keep-alive connections kept at most, over all origins, and for how long (aiohttp's
+# default keep-alive is 15 s; servers often close sooner, which `_take` notices).
+MAX_IDLE = 100
+IDLE_SECONDS = 15.0
 # An error status's body is read (and thrown away) to keep the connection when at most this.
 DRAIN_MAX = 64 << 10
 
@@ -53,6 +58,7 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = False
+        self.idle_since = 0.0
         self._waiter: asyncio.Future[Reply] | None = None
         self._buf = bytearray()
         self._head: Head | None = None
@@ -166,7 +172,15 @@ class _Conn(asyncio.Protocol):
         self.reusable = False
         if self._waiter is None or self._waiter.done():
             return
+        if self._draining:
+            self._finish(read=False)  # the error status is the answer; its body is not
+            return
         self._fail(self._lost_error())
+
+    @property
+    def _draining(self) -> bool:
+        """Reading (to discard) the body of an error status, whose head is the answer."""
+        return self._head is not None and self._sink is None
 
     def _lost_error(self) -> Exception:
         head = self._head
@@ -190,7 +204,10 @@ class _Conn(asyncio.Protocol):
         # Re-armed from the last read rather than on every read: one timer per exchange.
         self._timer = None
         now, idle = self.loop.time(), self._timeouts.idle
-        if self._deadline is not None and now >= self._deadline:
+        expired = self._deadline is not None and now >= self._deadline
+        if self._draining and (expired or (idle is not None and now - self._last >= idle)):
+            self._finish(read=False)  # the error status is the answer; its body is not
+        elif expired:
             self._fail(TransferTimeout("timed out: the transfer took too long", url=self._url))
         elif idle is not None and now - self._last >= idle:
             self._fail(TransferTimeout(f"timed out: no data for {idle:g} s", url=self._url))
@@ -221,7 +238,10 @@ class Lane:
         self.timeouts = timeouts
         self._tls = tls
         self._context: ssl.SSLContext | None = None
-        self._idle: dict[Origin, list[_Conn]] = {}
+        # Idle connections per origin, least recently used origin first; bounded in number
+        # (a manifest over thousands of hosts must not run out of file descriptors) and age.
+        self._idle: OrderedDict[Origin, list[_Conn]] = OrderedDict()
+        self._idle_count = 0
 
     async def get(
         self, origin: Origin, target: str, fields: list[tuple[str, str]], *, sink: Sink,
@@ -234,7 +254,7 @@ class Lane:
             conn = None if fresh else self._take(origin)  # the retry: a new connection
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(origin)
+                conn = await self._connect(origin, url)
             try:
                 reply = await conn.exchange(request, sink, max_body, self.timeouts, url)
             except ConnectionLostError:
@@ -245,19 +265,35 @@ class Lane:
                 conn.close()
                 raise
             if conn.reusable:
-                self._idle.setdefault(origin, []).append(conn)
+                self._keep(origin, conn)
             return reply
         raise ConnectionLostError("server closed the connection", url=url)
+
+    def _keep(self, origin: Origin, conn: _Conn) -> None:
+        conn.idle_since = conn.loop.time()
+        self._idle.setdefault(origin, []).append(conn)
+        self._idle.move_to_end(origin)
+        self._idle_count += 1
+        while self._idle_count > MAX_IDLE:  # close the oldest of the least recent origin
+            oldest, conns = next(iter(self._idle.items()))
+            conns.pop(0).close()
+            self._idle_count -= 1
+            if not conns:
+                del self._idle[oldest]
 
     def _take(self, origin: Origin) -> _Conn | None:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            self._idle_count -= 1
+            if not idle:
+                del self._idle[origin]
+            if not conn.closed and conn.loop.time() - conn.idle_since < IDLE_SECONDS:
                 return conn
+            conn.close()  # closed by the server meanwhile, or idle too long to trust
         return None
 
-    async def _connect(self, origin: Origin) -> _Conn:
+    async def _connect(self, origin: Origin, url: str) -> _Conn:
         loop = asyncio.get_running_loop()
         context = None
         if origin.scheme == "https":
@@ -270,7 +306,11 @@ class Lane:
                     lambda: _Conn(loop), origin.host, origin.port, ssl=context,
                     server_hostname=origin.host if context is not None else None,
                 )  # fmt: skip
-        except (OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
+        except TimeoutError:
+            # Not handed off: the full engine would wait out the same timeout again.
+            where = f"{origin.host}:{origin.port}"
+            raise TransferTimeout(f"timed out: connecting to {where}", url=url) from None
+        except (OSError, ssl.SSLError, ValueError) as exc:
             raise Handoff(f"cannot connect: {type(exc).__name__}") from None
         return conn
 
@@ -279,6 +319,7 @@ class Lane:
             for conn in conns:
                 conn.close()
         self._idle.clear()
+        self._idle_count = 0
 
 
-__all__ = ["DRAIN_MAX", "Handoff", "Lane", "Reply", "Timeouts"]
+__all__ = ["DRAIN_MAX", "IDLE_SECONDS", "MAX_IDLE", "Handoff", "Lane", "Reply", "Timeouts"]

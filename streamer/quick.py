@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .config import ClientConfig
 from .core.checksum import Checksum, Verifier
-from .core.http1 import RESERVED_FIELDS, Origin, simple_request
+from .core.http1 import Origin, merge_fields, simple_request
 from .core.limits import BodyLimit
 from .core.manifest import Job
 from .core.redact import redact_url
@@ -46,6 +46,7 @@ QUICK_MAX = SIDECAR_MIN
 # framing) leaves the lane for the rest of the run: each hand-off costs a second request.
 HANDOFFS_PER_HOST = 4
 _WRITE = Result.DOWNLOAD_FILE_WRITE_ERROR
+_IDENTITY = ("Accept-Encoding", "identity")
 _EXCL = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 Throttle = Callable[[int], Awaitable[None]]
@@ -84,8 +85,8 @@ class QuickPath:
         self._plain_route = plain_route
         timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.total_timeout)
         self.lane = Lane(timeouts, tls)
-        self._fields = [("User-Agent", config.user_agent), ("Accept-Encoding", "identity")]
-        self._fields += list(config.headers.items())
+        self._fields = _base_fields(config) or []
+        self._send = [*self._fields, _IDENTITY]  # bodies are saved as sent (RFC 9110 12.5.3)
         self._handoffs: dict[Origin, int] = {}
         self._usable_origins: dict[str, bool] = {}
 
@@ -93,9 +94,7 @@ class QuickPath:
     def usable(config: ClientConfig) -> bool:
         """Whether a client with this config may use the lane at all."""
         return (
-            config.proxy is None
-            and config.speed_limit is None
-            and not any(name.lower() in RESERVED_FIELDS for name in config.headers)
+            config.proxy is None and config.speed_limit is None and _base_fields(config) is not None
         )
 
     async def fetch(self, job: Job, path: Path, throttle: Throttle | None) -> QuickDone | None:
@@ -103,11 +102,12 @@ class QuickPath:
         simple = simple_request(job.url)
         if simple is None or not self._wanted(job, simple[0]):
             return None
-        fields = self._fields
+        fields = self._send
         if job.headers:
-            if any(name.lower() in RESERVED_FIELDS for name, _ in job.headers):
+            merged = merge_fields(self._fields, job.headers)
+            if merged is None:
                 return None
-            fields = fields + list(job.headers)
+            fields = [*merged, _IDENTITY]
         part = f"{path}.part"
         fd = _create_part(part, path)
         if fd is None:
@@ -192,6 +192,12 @@ class QuickPath:
 
     def close(self) -> None:
         self.lane.close()
+
+
+def _base_fields(config: ClientConfig) -> list[tuple[str, str]] | None:
+    """The lane's fields for every request of `config` (its headers replacing the defaults),
+    or None when one of them is not for the lane (see `merge_fields`)."""
+    return merge_fields([("User-Agent", config.user_agent)], config.headers.items())
 
 
 def _create_part(part: str, path: Path) -> int | None:

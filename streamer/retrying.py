@@ -34,12 +34,13 @@ async def with_retries(
         try:
             return await attempt(policy.attempts)
         except StreamerError as exc:
-            delay = None
-            if may_retry(exc):
-                delay = policy.next_delay(
-                    exc, elapsed=time.monotonic() - started, rand=random.random(),
-                    retry_after=getattr(exc, "retry_after", None),
-                )  # fmt: skip
+            delay = policy.next_delay(
+                exc, elapsed=time.monotonic() - started, rand=random.random(),
+                retry_after=getattr(exc, "retry_after", None),
+            )  # fmt: skip
+            # Asked only when the policy would retry: `may_retry` may spend a shared budget.
+            if delay is not None and not may_retry(exc):
+                delay = None
             if delay is None:
                 exc.attempts = policy.attempts
                 if policy.attempts > 1:

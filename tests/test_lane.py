@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+import streamer.lane as lane_module
 from streamer import Client, Result
 from streamer.bulk import BulkOptions, JobResult
 from streamer.core.http1 import simple_request
@@ -1016,3 +1017,46 @@ async def test_handoff_is_raised_for_a_malformed_head(serve_lane: ServerFactory)
             await lane.get(origin, target, [], sink=lambda _: None, max_body=1000, url=url)
     finally:
         lane.close()
+
+
+async def test_idle_connections_are_bounded_over_all_origins(
+    serve_lane: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the lane directly, with MAX_IDLE set to 3: after GETs to 5 origins only 3 idle
+    connections stay open (the least recently used origins' are closed), so a run over many
+    hosts cannot exhaust file descriptors; a GET to a closed one's origin connects anew."""
+    monkeypatch.setattr(lane_module, "MAX_IDLE", 3)
+    servers = [await serve_lane(files) for _ in range(5)]
+    lane = Lane(Timeouts(5.0, 5.0, None), ssl.create_default_context)
+    try:
+        for srv in [*servers, servers[0]]:
+            url = srv.url("/f/a.bin?size=10")
+            origin, target = simple_request(url) or pytest.fail("not simple")
+            reply = await lane.get(origin, target, [], sink=lambda _d: None, max_body=99, url=url)
+            assert reply.read
+        open_idle = sum(len(conns) for conns in lane._idle.values())
+    finally:
+        lane.close()
+    assert open_idle == 3
+    assert servers[0].connections == 2  # its first connection had been closed as the oldest
+    assert [s.connections for s in servers[1:]] == [1, 1, 1, 1]
+
+
+async def test_an_idle_connection_older_than_idle_seconds_is_not_reused(
+    serve_lane: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection idle for longer than IDLE_SECONDS is closed instead of reused (servers
+    drop idle keep-alive connections; a stale one would cost a failed attempt)."""
+    monkeypatch.setattr(lane_module, "IDLE_SECONDS", 0.05)
+    srv = await serve_lane(files)
+    lane = Lane(Timeouts(5.0, 5.0, None), ssl.create_default_context)
+    url = srv.url("/f/a.bin?size=10")
+    origin, target = simple_request(url) or pytest.fail("not simple")
+    try:
+        for pause in (0.0, 0.2, 0.0):
+            await asyncio.sleep(pause)
+            reply = await lane.get(origin, target, [], sink=lambda _d: None, max_body=99, url=url)
+            assert reply.read
+    finally:
+        lane.close()
+    assert [(r.conn, r.index) for r in srv.requests] == [(1, 1), (2, 1), (2, 2)]

@@ -9,6 +9,7 @@ small tmpfs mounted for the test (skipped where `mount` is not permitted). Serve
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import unicodedata
 from collections.abc import AsyncIterator, Iterator
@@ -314,3 +315,24 @@ async def test_no_clobber_for_url_name_refuses_before_any_request(
     assert existing.read_bytes() == b"mine"
     assert slow.requests == []
     assert sorted(p.name for p in out.iterdir()) == ["name.bin"]
+
+
+def test_a_lock_on_a_renamed_or_removed_partial_is_not_taken_as_ours(tmp_path: Path) -> None:
+    """PartFile.open checks, after taking the lock, that the `.part` name still names the
+    locked file: a file its last holder renamed (to the target) or removed between our open
+    and our lock is not the partial any more, and writing it would corrupt the target."""
+    from streamer.files import _still_named
+
+    part = tmp_path / "t.bin.part"
+    part.write_bytes(b"x")
+    fd = os.open(part, os.O_RDWR)
+    try:
+        assert _still_named(fd, part)
+        os.rename(part, tmp_path / "t.bin")  # what publish does while holding the lock
+        assert not _still_named(fd, part)
+        part.write_bytes(b"new")  # another download's new partial under the old name
+        assert not _still_named(fd, part)
+        os.unlink(part)
+        assert not _still_named(fd, part)
+    finally:
+        os.close(fd)

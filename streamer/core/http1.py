@@ -10,6 +10,7 @@ aiohttp. So the rules here are deliberately narrow: they accept a subset of HTTP
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import urlsplit
@@ -39,6 +40,8 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([\t -~\x80-\xff]
 # every field line of a head at once (a match per line cost most of the parse).
 _FIELD_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00\r\n]*\r\n)*")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
+_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2 token
+_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Request fields the lane writes itself or that change the meaning of the answer.
 RESERVED_FIELDS = frozenset(
     {"host", "connection", "content-length", "transfer-encoding", "te", "upgrade", "expect",
@@ -104,6 +107,24 @@ def _simple_request_slow(url: str) -> tuple[Origin, str] | None:
     port = default if port is None else port
     authority = host if port == default else f"{host}:{port}"
     return Origin(parts.scheme, host.strip("[]"), port, authority), target
+
+
+def merge_fields(*layers: Iterable[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """The request fields of `layers`, a later layer's field replacing a same-named earlier
+    one (names are case-insensitive, RFC 9110 5.1), in first-seen order.
+
+    None (not simple) when a name is not a token, a value holds anything but visible ASCII,
+    SP and HTAB (RFC 9110 5.5: no CR, LF or NUL, which could inject lines; obs-text is left to
+    the full engine), or a field is one the lane writes itself or cannot honour.
+    """
+    merged: dict[str, tuple[str, str]] = {}
+    for layer in layers:
+        for name, value in layer:
+            key = name.lower()
+            if key in RESERVED_FIELDS or not _NAME.fullmatch(name) or not _VALUE.fullmatch(value):
+                return None
+            merged[key] = (name, value)
+    return list(merged.values())
 
 
 def request_head(target: str, authority: str, fields: list[tuple[str, str]]) -> bytes:
@@ -208,6 +229,7 @@ __all__ = [
     "Head",
     "Origin",
     "head_end",
+    "merge_fields",
     "parse_head",
     "request_head",
     "reusable",

@@ -38,8 +38,11 @@ __all__ = [
     "DuplicateFinder",
     "Job",
     "check_url",
+    "claimed_keys",
     "duplicates_of",
+    "owner_key",
     "parse_manifest",
+    "prescan",
     "safe_relpath",
     "target_for",
     "target_key",
@@ -395,6 +398,20 @@ def target_for(job: Job) -> str:
     return job.path if job.path is not None else name_from_url(job.url)
 
 
+# The names a download of T uses besides T itself (files.PART_SUFFIX, SIDECAR_SUFFIX and the
+# sidecar's temporary file; a test keeps them in step with files.py).
+PARTIAL_SUFFIXES = (".part", ".part.json", ".part.json.tmp")
+
+
+def owner_key(relpath: str) -> int | None:
+    """For a target named like another target's partial file (``a.part`` is the partial of
+    ``a``): the key of that other target, which this job also claims; else None."""
+    for suffix in PARTIAL_SUFFIXES:
+        if relpath.endswith(suffix) and len(relpath) > len(suffix):
+            return target_key(relpath[: -len(suffix)])
+    return None
+
+
 def normal_path(relpath: str) -> str:
     """The spelling `target_key` hashes: components joined by "/", NFC (see target_key)."""
     return unicodedata.normalize("NFC", "/".join(_components(relpath)))
@@ -481,11 +498,26 @@ def duplicates_of(lines: Iterable[str]) -> set[int]:
 
     Lets a runner refuse every job of a clash before any of them starts. BadLines are skipped.
     """
+    return prescan(lines)[0]
+
+
+def prescan(lines: Iterable[str]) -> tuple[set[int], int]:
+    """The keys claimed by more than one job (see `claimed_keys`), and the number of jobs."""
     finder = DuplicateFinder()
     duplicates: set[int] = set()
+    count = 0
     for item in parse_manifest(lines):
         if isinstance(item, Job):
-            key = target_key(target_for(item))
-            if finder.add(key):
-                duplicates.add(key)
-    return duplicates
+            count += 1
+            for key in claimed_keys(target_for(item)):
+                if finder.add(key):
+                    duplicates.add(key)
+    return duplicates, count
+
+
+def claimed_keys(relpath: str) -> tuple[int, ...]:
+    """The keys of the names a job for `relpath` writes: its own, and for ``a.part`` (a name
+    another job's download of ``a`` uses for its partial file) also ``a``'s."""
+    owner = owner_key(relpath)
+    key = target_key(relpath)
+    return (key,) if owner is None else (key, owner)

@@ -671,3 +671,27 @@ def test_duplicates_of_without_clashes() -> None:
     source = CountingLines(10_000)
     assert duplicates_of(source) == set()
     assert source.pulled == 10_000
+
+
+def test_partial_suffixes_are_the_files_adapters() -> None:
+    """The names a download of T uses besides T (files.py) are the ones duplicate detection
+    treats as T's: T.part, T.part.json and the sidecar's temporary file."""
+    from streamer.core.manifest import PARTIAL_SUFFIXES
+    from streamer.files import PART_SUFFIX, SIDECAR_SUFFIX
+
+    assert PARTIAL_SUFFIXES == (PART_SUFFIX, SIDECAR_SUFFIX, SIDECAR_SUFFIX + ".tmp")
+
+
+def test_a_partial_like_name_also_claims_its_owner() -> None:
+    """A job for "a.part" clashes with a job for "a" (whose partial file it names), in either
+    order; unrelated names like "a.partial" or ".part" alone do not."""
+    from streamer.core.manifest import claimed_keys, prescan
+
+    assert prescan(["http://h/a.part", "http://h/a"])[0] == {target_key("a")}
+    other_dir = '{"url": "http://h/1", "path": "x/a.part.json"}'
+    assert prescan(["http://h/a", other_dir])[0] == set()  # x/a's partial, not a's
+    assert prescan(['{"url": "http://h/1", "path": "b"}', "http://h/b.part.json"])[0] == {
+        target_key("b")
+    }
+    assert claimed_keys("a.partial") == (target_key("a.partial"),)
+    assert claimed_keys(".part") == (target_key(".part"),)
