@@ -1,9 +1,11 @@
-"""Review of the small-file lane (lane.py, quick.py), bulk.py, cli_bulk.py and cli_shards.py.
+"""Promises of the small-file lane and of bulk runs around it (lane.py, quick.py, bulk.py,
+cli_bulk.py, cli_shards.py): headers, error statuses, timeouts, retry budget, clashing names,
+304, the journal, the bar, forking, one writer per target, cancellation, secrets.
 
-Bugs found by this review are pinned by tests that failed for the stated reason until fixed;
-the other tests check promises that hold and were not covered elsewhere. Servers are real sockets on
-127.0.0.1 (`tests.test_lane.LaneServer`, `tests.faults.RawServer`), files are real, CLI runs are
-real processes; nothing of the code under test is mocked.
+Each test of the first part failed for the reason its docstring gives until that bug was
+fixed; the others pin promises that held when checked. Servers are real sockets on 127.0.0.1
+(`tests.test_lane.LaneServer`, `tests.faults.RawServer`), files are real, CLI runs are real
+processes; nothing of the code under test is mocked.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ async def python_cli(code: str, *args: str) -> Run:
 
 
 # =================================================================================================
-# Bugs found by the review (each test failed for its reason until the fix).
+# Each failed for its reason until the fix.
 # =================================================================================================
 
 
