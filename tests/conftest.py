@@ -74,3 +74,21 @@ async def make_client() -> AsyncIterator[ClientFactory]:
 async def client(make_client: ClientFactory) -> Client:
     """An open Client with short timeouts and no proxy from the environment."""
     return await make_client()
+
+
+@pytest.fixture
+async def serve_lane() -> AsyncIterator[Any]:
+    """``srv = await serve_lane(handler)``: a keep-alive `tests.test_lane.LaneServer` (which
+    misbehaves as `handler` says), stopped at teardown."""
+    from tests.test_lane import LaneServer
+
+    servers: list[LaneServer] = []
+
+    async def start(handler: Any) -> LaneServer:
+        server = await LaneServer(handler).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()

@@ -213,21 +213,6 @@ ServerFactory = Callable[[Handler], Awaitable[LaneServer]]
 
 
 @pytest.fixture
-async def serve_lane() -> AsyncIterator[ServerFactory]:
-    """``srv = await serve_lane(handler)``; stopped at teardown."""
-    servers: list[LaneServer] = []
-
-    async def start(handler: Handler) -> LaneServer:
-        server = await LaneServer(handler).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
-
-
-@pytest.fixture
 async def client(make_client: ClientFactory) -> Client:
     return await make_client()
 

@@ -20,14 +20,14 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streamer import Client, Result
-from streamer.bulk import BulkOptions, JobResult
+from streamer import Result
+from streamer.bulk import BulkOptions
 from streamer.cli_bulk import _Tally
 from streamer.cli_shards import share
 from streamer.core.http1 import simple_request
@@ -47,7 +47,19 @@ from streamer.lane import DRAIN_MAX, Lane, Timeouts
 from streamer.quick import QUICK_MAX
 from tests.faults import ClientFactory, End, RawFactory, head
 from tests.helpers import ENV, Run, finish, spawn, streamer, wait_for
-from tests.test_lane import Conn, Handler, LaneServer, Req, body_for, files, response
+from tests.test_lane import (
+    Conn,
+    Handler,
+    LaneServer,
+    Req,
+    body_for,
+    files,
+    job,
+    left_in,
+    only,
+    response,
+    run,
+)
 
 RUN_LIMIT = 15.0
 SECRET = "S3cr3tSignatureValue"
@@ -56,40 +68,13 @@ LaneFactory = Callable[[Handler], Awaitable[LaneServer]]
 
 
 @pytest.fixture
-async def lane_server() -> AsyncIterator[LaneFactory]:
-    """``srv = await lane_server(handler)``: a keep-alive `LaneServer`, stopped at teardown."""
-    servers: list[LaneServer] = []
-
-    async def start(handler: Handler) -> LaneServer:
-        server = await LaneServer(handler).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
+async def lane_server(serve_lane: LaneFactory) -> LaneFactory:
+    """``srv = await lane_server(handler)``: test_lane's keep-alive `LaneServer` factory."""
+    return serve_lane
 
 
-async def bulk(
-    client: Client, todo: list[Job], out: Path, *, retries: int = 0, **opts: Any
-) -> list[JobResult]:
-    out.mkdir(parents=True, exist_ok=True)
-    options = BulkOptions(retry=RetryPolicy(retries=retries, delay=0), **opts)
-    async with asyncio.timeout(RUN_LIMIT):
-        return [r async for r in client.download_many(todo, out, options)]
-
-
-def fjob(srv: LaneServer, name: str, size: int = 100, **kw: Any) -> Job:
-    return Job(srv.url(f"/f/{name}?size={size}"), path=name, **kw)
-
-
-def files_in(out: Path) -> set[str]:
-    return {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
-
-
-def one(results: list[JobResult]) -> JobResult:
-    assert len(results) == 1, results
-    return results[0]
+# The bulk-run helpers of test_lane, under this file's names.
+bulk, fjob, files_in, one = run, job, left_in, only
 
 
 def lane_get(lane: Lane, url: str, sink: Callable[[memoryview], None], max_body: int = 1 << 20):
