@@ -1,9 +1,10 @@
 """The small-file lane: keep-alive HTTP/1.1 GETs on plain asyncio sockets, for bulk runs.
 
 aiohttp's request path costs about a third of a millisecond of Python per request, more than
-a 16 KiB transfer itself. For the common bulk case (a GET answered 200 with a small body framed
-by Content-Length, or with an error status) this lane does the exchange with one protocol
-object per connection and hands each body piece straight to a sink (the partial file). It
+a 16 KiB transfer itself. For the common bulk case (a GET answered 200 with a small body
+framed by Content-Length or by chunks, or with an error status) this lane does the exchange
+with one protocol object per connection and hands each body piece straight to a sink (the
+partial file). It
 reads a body only when the caller's size cap allows it; for any other answer it stops and says
 so (`Reply.read` False, or `Handoff`), and the full engine asks again.
 
@@ -20,8 +21,24 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .core.http1 import MAX_HEAD, Head, Origin, head_end, parse_head, request_head, reusable
-from .errors import BodyTruncatedError, ConnectionLostError, Result, TransferTimeout
+from .core.http1 import (
+    MAX_HEAD,
+    ChunkError,
+    Dechunker,
+    Head,
+    Origin,
+    head_end,
+    parse_head,
+    request_head,
+    reusable,
+)
+from .errors import (
+    BodyTruncatedError,
+    ConnectionLostError,
+    ProtocolError,
+    Result,
+    TransferTimeout,
+)
 
 # Idle keep-alive connections kept at most, over all origins, and for how long (aiohttp's
 # default keep-alive is 15 s; servers often close sooner, which `_take` notices).
@@ -41,6 +58,8 @@ class Handoff(Exception):
 class Reply:
     head: Head
     read: bool  # the body went to the sink, whole (False: not read; status and head only)
+    size: int = 0  # body bytes given to the sink
+    over: bool = False  # a chunked body went past max_body (and was not read further)
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,8 @@ class _Conn(asyncio.Protocol):
         self._sink: Sink | None = None
         self._max_body = 0
         self._left = 0
+        self._dechunk: Dechunker | None = None
+        self._over = False
         self._received = 0
         self._any = False  # a byte of the answer has arrived
         self._last = 0.0
@@ -83,6 +104,7 @@ class _Conn(asyncio.Protocol):
         self._waiter = self.loop.create_future()
         self._head, self._sink, self._max_body = None, sink, max_body
         self._left = self._received = 0
+        self._dechunk, self._over = None, False
         self._any, self.reusable, self._url = False, False, url
         self._timeouts, self._last = timeouts, self.loop.time()
         self._deadline = None if timeouts.total is None else self._last + timeouts.total
@@ -97,6 +119,9 @@ class _Conn(asyncio.Protocol):
             self.close()  # bytes nobody asked for: the connection is out of step
             return
         self._any = True
+        if self._dechunk is not None:
+            self._chunks(memoryview(data))
+            return
         if self._head is not None:
             self._body(memoryview(data))
             return
@@ -124,6 +149,10 @@ class _Conn(asyncio.Protocol):
                 self._finish(read=False)
                 return
             self._left = head.length
+        elif head.status == 200 and head.chunked:
+            self._dechunk = Dechunker()
+            self._chunks(memoryview(rest))
+            return
         elif head.status >= 400 and head.simple and head.length is not None:
             if head.length > DRAIN_MAX:
                 self._finish(read=False)
@@ -153,13 +182,38 @@ class _Conn(asyncio.Protocol):
             self.reusable = reusable(head, 0)
             self._finish(read=self._sink is not None)
 
+    def _chunks(self, data: memoryview) -> None:
+        """Body bytes of a chunked answer (RFC 9112 7.1), decoded into the sink."""
+        assert self._dechunk is not None and self._sink is not None
+        try:
+            pieces = self._dechunk.feed(data)
+        except ChunkError as exc:
+            self._fail(ProtocolError(f"malformed chunked body: {exc}", url=self._url))
+            return
+        for piece in pieces:
+            if self._received + len(piece) > self._max_body:
+                self._over = True
+                self._finish(read=False)
+                return
+            self._received += len(piece)
+            try:
+                self._sink(piece)
+            except OSError as exc:
+                self._fail(exc)
+                return
+        if self._dechunk.done:
+            head = self._head
+            assert head is not None
+            self.reusable = reusable(head, len(self._dechunk.extra))
+            self._finish(read=True)
+
     def _finish(self, *, read: bool) -> None:
         self._stop_timer()
         if not self.reusable:
             self.close()
         waiter, head = self._waiter, self._head
         if waiter is not None and not waiter.done() and head is not None:
-            waiter.set_result(Reply(head, read))
+            waiter.set_result(Reply(head, read, self._received, self._over))
 
     def _fail(self, exc: BaseException) -> None:
         self._stop_timer()
@@ -185,8 +239,9 @@ class _Conn(asyncio.Protocol):
     def _lost_error(self) -> Exception:
         head = self._head
         if head is not None:
+            of = "" if head.length is None else f" of {head.length}"
             return BodyTruncatedError(
-                f"body cut short after {self._received} bytes of {head.length}",
+                f"body cut short after {self._received} bytes{of}",
                 url=self._url, received=self._received, expected=head.length,
             )  # fmt: skip
         result = Result.CONNECTION_ERROR if self._any else Result.NO_RESPONSE

@@ -12,8 +12,8 @@ story is the same, in the same order:
 
 `QuickPath.fetch` returns None whenever the full engine should do the job instead: the URL
 or headers are not simple, a partial from an earlier run exists (it is resumed there), the
-body is large or not framed by Content-Length, the answer is a redirect, or a connection to
-the host could not be made (the full engine then reports that in its usual words).
+body is large or framed by neither Content-Length nor chunks, the answer is a redirect, or a
+connection to the host could not be made (the full engine then reports that in its words).
 """
 
 from __future__ import annotations
@@ -163,8 +163,8 @@ class QuickPath:
         if verifier is not None:
             verifier.check()
         if throttle is not None:
-            await throttle(reply.head.length or 0)
-        return QuickDone(reply.head.length or 0, job.checksum)
+            await throttle(reply.size)
+        return QuickDone(reply.size, job.checksum)
 
     def _not_read(self, reply: Reply, job: Job, origin: Origin, url: str) -> None:
         """An answer whose body was not taken: an error status, a body over the job's limit,
@@ -179,6 +179,8 @@ class QuickPath:
             raise err
         if head.status == 200 and head.simple and job.max_bytes is not None:
             BodyLimit(job.max_bytes, url).check_declared(head.length)
+        if reply.over and job.max_bytes is not None and job.max_bytes <= QUICK_MAX:
+            BodyLimit(job.max_bytes, url).feed(job.max_bytes + 1)  # a chunked body too long
         self._handoffs[origin] = self._handoffs.get(origin, 0) + 1
 
     async def _publish(self, fd: int, part: str, path: Path, url: str) -> None:

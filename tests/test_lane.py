@@ -569,20 +569,30 @@ async def test_503_retry_after_zero_then_200_succeeds_on_attempt_two(
 BIG = QUICK_MAX + 1
 
 
-def chunked(body: bytes) -> bytes:
-    return head(Transfer_Encoding="chunked") + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+def chunked(body: bytes, coding: str = "chunked") -> bytes:
+    """`body` in two chunks (the first with an extension), a trailer field, then the end."""
+    first, rest = body[: len(body) // 3], body[len(body) // 3 :]
+    chunks = b"%x;ext=1\r\n%s\r\n%x\r\n%s\r\n0\r\nX-Trailer: t\r\n\r\n" % (
+        len(first), first, len(rest), rest,
+    )  # fmt: skip
+    return head(Transfer_Encoding=coding) + chunks
 
 
 async def handoff_handler(req: Req, conn: Conn) -> bool:
-    """``/chunked/NAME``, ``/close/NAME``, ``/redirect/NAME`` (302 to /f/NAME), ``/big/NAME``
-    (QUICK_MAX + 1 bytes with Content-Length), ``/continue/NAME`` (100 then 200), ``/f/NAME``."""
+    """``/chunked/NAME``, ``/bigchunked/NAME`` (QUICK_MAX + 1 bytes), ``/gzipchunked/NAME``
+    (another coding before chunked), ``/close/NAME``, ``/redirect/NAME`` (302 to /f/NAME),
+    ``/big/NAME`` (QUICK_MAX + 1 bytes with Content-Length), ``/continue/NAME`` (100 then 200),
+    ``/f/NAME``."""
     kind, name = req.path.split("/")[1:3]
     if kind == "redirect":
         await conn.send(head("HTTP/1.1 302 Found", Location=f"/f/{name}", Content_Length=0))
         return True
     body = body_for(name, BIG if kind == "big" else 1000)
-    if kind == "chunked":
-        await conn.send(chunked(body))
+    if kind in ("chunked", "bigchunked"):
+        await conn.send(chunked(body_for(name, BIG) if kind == "bigchunked" else body))
+        return True
+    if kind == "gzipchunked":  # a coding the lane does not decode (nor does it ask for one)
+        await conn.send(chunked(body, "identity, chunked"))
         return True
     if kind == "close":
         await conn.send(head() + body)
@@ -597,26 +607,34 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
 @pytest.mark.parametrize(
     ("kind", "expected_paths"),
     [
-        ("chunked", [("/chunked/x.bin", True), ("/chunked/x.bin", False)]),
+        ("gzipchunked", [("/gzipchunked/x.bin", True), ("/gzipchunked/x.bin", False)]),
+        ("bigchunked", [("/bigchunked/x.bin", True), ("/bigchunked/x.bin", False)]),
         ("close", [("/close/x.bin", True), ("/close/x.bin", False)]),
         ("redirect", [("/redirect/x.bin", True), ("/redirect/x.bin", False), ("/f/x.bin", False)]),
         ("big", [("/big/x.bin", True), ("/big/x.bin", False)]),
         ("continue", [("/continue/x.bin", True)]),
     ],
-    ids=["chunked", "close-delimited", "302", "over-quick-max", "100-continue"],
+    ids=[
+        "coding-then-chunked",
+        "chunked-over-quick-max",
+        "close-delimited",
+        "302",
+        "over-quick-max",
+        "100-continue",
+    ],
 )
 async def test_answers_not_for_the_lane_are_handed_to_the_full_engine(
     client: Client, serve_lane: ServerFactory, tmp_path: Path, kind: str,
     expected_paths: list[tuple[str, bool]],
 ) -> None:  # fmt: skip
-    """Chunked, close-delimited, redirected and larger-than-QUICK_MAX answers are asked again
-    by the full engine (one extra request), and the file is exact; a 100 Continue before the
-    200 is read past by the lane itself (one request)."""
+    """Close-delimited, redirected and larger-than-QUICK_MAX answers (chunked or not), and a
+    coding other than chunked, are asked again by the full engine (one extra request), and the
+    file is exact; a 100 Continue before the 200 is read past by the lane itself."""
     srv = await serve_lane(handoff_handler)
     r = only(await run(client, [Job(srv.url(f"/{kind}/x.bin"), path="x.bin")], tmp_path / "out"))
     assert r.ok and r.attempts == 1 and r.status == 200, r
     assert [(x.path, x.by_lane) for x in srv.requests] == expected_paths
-    size = BIG if kind == "big" else 1000
+    size = BIG if kind in ("big", "bigchunked") else 1000
     assert (tmp_path / "out" / "x.bin").read_bytes() == body_for("x.bin", size)
     assert left_in(tmp_path / "out") == {"x.bin"}
 
@@ -627,12 +645,12 @@ async def test_host_leaves_the_lane_after_repeated_handoffs(
     """After HANDOFFS_PER_HOST hand-offs a host's later jobs go straight to the full engine
     (no more double requests), even those the lane could have taken."""
     srv = await serve_lane(handoff_handler)
-    todo = [Job(srv.url(f"/chunked/h{i}.bin"), path=f"h{i}.bin") for i in range(6)]
+    todo = [Job(srv.url(f"/close/h{i}.bin"), path=f"h{i}.bin") for i in range(6)]
     todo.append(Job(srv.url("/f/plain.bin"), path="plain.bin"))
     results = await run(client, todo, tmp_path / "out", jobs=1)
     assert all(r.ok for r in results), results
     lane = [r.path for r in srv.requests if r.by_lane]
-    assert lane == [f"/chunked/h{i}.bin" for i in range(HANDOFFS_PER_HOST)]
+    assert lane == [f"/close/h{i}.bin" for i in range(HANDOFFS_PER_HOST)]
     assert len(srv.requests) == HANDOFFS_PER_HOST + len(todo)
     for i in range(6):
         assert (tmp_path / "out" / f"h{i}.bin").read_bytes() == body_for(f"h{i}.bin", 1000)
@@ -1045,3 +1063,64 @@ async def test_an_idle_connection_older_than_idle_seconds_is_not_reused(
     finally:
         lane.close()
     assert [(r.conn, r.index) for r in srv.requests] == [(1, 1), (2, 1), (2, 2)]
+
+
+async def test_a_chunked_answer_is_decoded_on_the_lane_in_one_request(
+    client: Client, serve_lane: ServerFactory, tmp_path: Path
+) -> None:
+    """RFC 9112 7.1: a 200 framed by chunks (with an extension and a trailer) is decoded by the
+    lane: one request, the exact body, and the connection is kept for the next job."""
+    srv = await serve_lane(handoff_handler)
+    todo = [Job(srv.url(f"/chunked/c{i}.bin"), path=f"c{i}.bin") for i in range(3)]
+    results = await run(client, todo, tmp_path / "out", jobs=1)
+    assert all(r.ok and r.size == 1000 for r in results), results
+    assert [(r.path, r.by_lane, r.conn) for r in srv.requests] == [
+        (f"/chunked/c{i}.bin", True, 1) for i in range(3)
+    ]
+    for i in range(3):
+        assert (tmp_path / "out" / f"c{i}.bin").read_bytes() == body_for(f"c{i}.bin", 1000)
+
+
+async def chunk_faults(req: Req, conn: Conn) -> bool:
+    """``/cut``: the first chunk, then the connection closes; ``/bad``: a chunk-size that is
+    not hex; ``/long``: a chunk longer than its size."""
+    kind = req.path.strip("/")
+    start = head(Transfer_Encoding="chunked")
+    if kind == "cut":
+        await conn.send(start + b"5\r\nhello\r\n")
+        return False
+    if kind == "bad":
+        await conn.send(start + b"zz\r\nhello\r\n0\r\n\r\n")
+        return False
+    await conn.send(start + b"3\r\nhello\r\n0\r\n\r\n")
+    return False
+
+
+@pytest.mark.parametrize(
+    ("kind", "result"),
+    [("cut", Result.PARTIAL_BODY), ("bad", Result.INVALID_RESPONSE),
+     ("long", Result.INVALID_RESPONSE)],
+)  # fmt: skip
+async def test_a_broken_chunked_answer_fails_typed_and_leaves_nothing(
+    client: Client, serve_lane: ServerFactory, tmp_path: Path, kind: str, result: Result
+) -> None:
+    """A chunked body cut before its last chunk is PARTIAL_BODY (retryable); malformed framing
+    is INVALID_RESPONSE; either way after one request, with no target and no `.part`."""
+    srv = await serve_lane(chunk_faults)
+    r = only(await run(client, [Job(srv.url(f"/{kind}"), path="x.bin")], tmp_path / "out"))
+    assert r.result is result, (r.result, r.error)
+    assert len(srv.requests) == 1
+    assert left_in(tmp_path / "out") == set()
+
+
+async def test_max_bytes_stops_a_chunked_answer_on_the_lane(
+    client: Client, serve_lane: ServerFactory, tmp_path: Path
+) -> None:
+    """A job's max_bytes below a chunked body's size (no length declared): reading stops at the
+    limit, BODY_SIZE_LIMIT_EXCEEDED after one request, nothing left behind."""
+    srv = await serve_lane(handoff_handler)
+    job = Job(srv.url("/chunked/m.bin"), path="m.bin", max_bytes=500)
+    r = only(await run(client, [job], tmp_path / "out"))
+    assert r.result is Result.BODY_SIZE_LIMIT_EXCEEDED, (r.result, r.error)
+    assert len(srv.requests) == 1
+    assert left_in(tmp_path / "out") == set()

@@ -145,6 +145,7 @@ class Head:
     keep_alive: bool
     simple: bool
     size: int  # bytes of the head, final CRLF CRLF included
+    chunked: bool = False  # framed by chunked coding alone (RFC 9112 7.1), no Content-Length
 
     @cached_property
     def fields(self) -> dict[str, str]:
@@ -186,7 +187,10 @@ def parse_head(buf: bytes | bytearray, size: int) -> Head | None:
         status_line.group(1) == b"1" or b"keep-alive" in tokens
     )
     reason = (status_line.group(3) or b"").decode("latin-1")
-    return Head(int(status_line.group(2)), reason, block, length, keep_alive, simple, size)
+    status = int(status_line.group(2))
+    chunked = _values(lowered, b"transfer-encoding") == b"chunked" and length is None
+    chunked = chunked and b"\r\ncontent-length:" not in lowered
+    return Head(status, reason, block, length, keep_alive, simple, size, chunked)
 
 
 def _values(lowered: bytes, name: bytes) -> bytes:
@@ -219,13 +223,85 @@ def _framing(lowered: bytes) -> tuple[int | None, bool]:
 
 def reusable(head: Head, extra: int) -> bool:
     """Whether the connection can carry the next request: kept alive, body framed by its
-    length and read exactly (`extra` bytes past it mean the server is out of step)."""
-    return head.keep_alive and head.simple and extra == 0
+    length or by chunks and read exactly (`extra` bytes past it: the server is out of step)."""
+    return head.keep_alive and (head.simple or head.chunked) and extra == 0
+
+
+class ChunkError(ValueError):
+    """A chunked body that breaks RFC 9112 7.1 framing."""
+
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_CHUNK_LINE_MAX = 4096  # a chunk-size line with its extensions, CRLF excluded
+
+
+class Dechunker:
+    """Incremental decoder of a chunked body (RFC 9112 7.1): `feed` returns the data pieces
+    found in each read; `done` once the last chunk and the trailer section are in, with any
+    bytes after them in `extra`. Chunk extensions and trailer fields are read and dropped."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.extra = b""
+        self._line = bytearray()  # a chunk-size line, a chunk's CRLF or trailer lines so far
+        self._left = 0  # data bytes of the current chunk still to come
+        self._state = "size"  # size, data, crlf, trailers
+        self._trailers = 0
+
+    def feed(self, data: bytes | memoryview) -> list[memoryview]:
+        view, pieces = memoryview(data), []
+        while view and not self.done:
+            if self._state == "data":
+                piece, view = view[: self._left], view[self._left :]
+                self._left -= len(piece)
+                pieces.append(piece)
+                if not self._left:
+                    self._state = "crlf"
+            else:
+                view = self._line_bytes(view)
+        if self.done:
+            self.extra += bytes(view)
+        return pieces
+
+    def _line_bytes(self, view: memoryview) -> memoryview:
+        """Add bytes to the current line; act on it when its CRLF is in."""
+        end = bytes(view[: _CHUNK_LINE_MAX + 2]).find(b"\n")
+        if end < 0:
+            self._line += view
+            if len(self._line) > _CHUNK_LINE_MAX + 1:
+                raise ChunkError("chunk-size or trailer line too long")
+            return view[len(view) :]
+        self._line += view[: end + 1]
+        line, self._line = bytes(self._line), bytearray()
+        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+            raise ChunkError("line not ended by CRLF")
+        self._on_line(line[:-2])
+        return view[end + 1 :]
+
+    def _on_line(self, line: bytes) -> None:
+        if self._state == "crlf":
+            if line:
+                raise ChunkError("chunk data longer than its size")
+            self._state = "size"
+        elif self._state == "size":
+            size_text, _, ext = line.partition(b";")
+            if not _HEX.fullmatch(size_text) or not _VALUE.fullmatch(ext.decode("latin-1")):
+                raise ChunkError(f"bad chunk-size line {line[:40]!r}")
+            self._left = int(size_text, 16)
+            self._state = "data" if self._left else "trailers"
+        elif not line:  # the empty line that ends the trailer section
+            self.done = True
+        else:
+            self._trailers += len(line) + 2
+            if self._trailers > MAX_HEAD or not _FIELD_LINES.fullmatch(line + b"\r\n"):
+                raise ChunkError("bad trailer section")
 
 
 __all__ = [
     "MAX_HEAD",
     "RESERVED_FIELDS",
+    "ChunkError",
+    "Dechunker",
     "Head",
     "Origin",
     "head_end",

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.core.http1 import (
+    ChunkError,
+    Dechunker,
     Head,
     Origin,
     head_end,
@@ -641,15 +643,23 @@ def test_reusable(keep_alive: bool, simple: bool, extra: int, expected: bool) ->
 
 
 def test_reusable_from_parsed_heads() -> None:
-    """End to end: a simple HTTP/1.1 head is reusable, "Connection: close" or chunked is not."""
+    """End to end: a head framed by Content-Length or by chunks alone is reusable; with
+    "Connection: close", another coding before chunked, or no framing it is not."""
     ok = _parse(_response(b"Content-Length: 3"))
     closing = _parse(_response(b"Content-Length: 3", b"Connection: close"))
     chunked = _parse(_response(b"Transfer-Encoding: chunked"))
+    coded = _parse(_response(b"Transfer-Encoding: gzip, chunked"))
+    both = _parse(_response(b"Transfer-Encoding: chunked", b"Content-Length: 3"))
+    unframed = _parse(_response(b"X-A: b"))
     assert ok is not None and closing is not None and chunked is not None
+    assert coded is not None and both is not None and unframed is not None
     assert reusable(ok, 0)
     assert not reusable(ok, 1)
     assert not reusable(closing, 0)
-    assert not reusable(chunked, 0)
+    assert chunked.chunked and reusable(chunked, 0)
+    assert not coded.chunked and not reusable(coded, 0)
+    assert not both.chunked and not reusable(both, 0)  # RFC 9112 6.1: both is suspect
+    assert not reusable(unframed, 0)
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -705,3 +715,64 @@ def test_simple_request_target_round_trip(segments: list[str], query: str | None
     target = "/" + "/".join(segments) + ("" if query is None else f"?{query}")
     result = simple_request(f"http://h{target}")
     assert result == (Origin("http", "h", 80, "h"), target)
+
+
+# --- chunked bodies (RFC 9112 7.1) -----------------------------------------------------------
+
+CHUNKED = b"5\r\nhello\r\n6;name=value;x\r\n world\r\n0\r\nX-T: 1\r\nY: two\r\n\r\n"
+
+
+def _decode(*parts: bytes) -> tuple[bytes, Dechunker]:
+    dechunker, out = Dechunker(), bytearray()
+    for part in parts:
+        for piece in dechunker.feed(part):
+            out += piece
+    return bytes(out), dechunker
+
+
+@pytest.mark.parametrize("split", range(len(CHUNKED) + 1))
+def test_dechunker_any_split_gives_the_body_and_the_bytes_after(split: int) -> None:
+    """Chunks, an extension and a trailer section decode to the body whatever the read
+    boundaries; the bytes after the end are kept apart (the next answer's, or junk)."""
+    body, dechunker = _decode(CHUNKED[:split], CHUNKED[split:] + b"NEXT")
+    assert body == b"hello world"
+    assert dechunker.done and dechunker.extra == b"NEXT"
+
+
+def test_dechunker_byte_by_byte() -> None:
+    """One byte per read works as well (a slow peer)."""
+    body, dechunker = _decode(*(CHUNKED[i : i + 1] for i in range(len(CHUNKED))))
+    assert body == b"hello world" and dechunker.done and dechunker.extra == b""
+
+
+def test_dechunker_upper_case_hex_and_empty_trailers() -> None:
+    """chunk-size is 1*HEXDIG in either case; the trailer section may be empty."""
+    body, dechunker = _decode(b"A\r\n0123456789\r\n0\r\n\r\n")
+    assert body == b"0123456789" and dechunker.done
+
+
+def test_dechunker_not_done_until_the_final_crlf() -> None:
+    """The body is not complete before the empty line after the last chunk."""
+    _, dechunker = _decode(b"5\r\nhello\r\n0\r\n\r")
+    assert not dechunker.done
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"g\r\n",  # not hex
+        b" 5\r\nhello\r\n",  # white space before the size
+        b"0x5\r\nhello\r\n",  # a C prefix
+        b"5\nhello\r\n",  # bare LF
+        b"5\r\nhelloX\r\n",  # data longer than the size
+        b"5\r\nhello\r\n0\r\nno colon\r\n\r\n",  # a bad trailer line
+        b"5;\x00\r\nhello\r\n",  # NUL in an extension
+        b"1" * 16 + b"\r\n",  # a size that does not fit 60 bits
+        b"5" + b";" * 5000 + b"\r\n",  # an endless chunk-size line
+    ],
+)
+def test_dechunker_refuses_malformed_framing(data: bytes) -> None:
+    """RFC 9112 7.1: anything but hex size, optional extensions, CRLF, data, CRLF is refused
+    (ChunkError), never guessed."""
+    with pytest.raises(ChunkError):
+        _decode(data)
