@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .core.manifest import DuplicateFinder, Job, owner_key, target_for, target_key
+from .core.manifest import Job, target_for
 from .core.ratelimit import HostLimiter, TokenBucket
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
+from .core.targets import DuplicateFinder, owner_key, target_key
 from .downloading import DownloadRequest, run_download
 from .errors import Result, StreamerError, UsageError
 from .journal import Done, Journal

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.manifest import target_key
+from .core.targets import target_key
 from .errors import FileError, Result
 
 JOURNAL_NAME = ".streamer-journal.jsonl"

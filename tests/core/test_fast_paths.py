@@ -11,14 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamer.core.http1 import _simple_request_slow, simple_request
-from streamer.core.manifest import (
-    check_url,
-    check_url_full,
-    key_of_normal,
-    normal_path,
-    target_key,
-)
+from streamer.core.manifest import check_url, check_url_full
 from streamer.core.names import safe_name, safe_name_full
+from streamer.core.targets import key_of_normal, normal_path, target_key
 from streamer.errors import UsageError
 
 # Pieces that make URLs near the edges of the fast patterns: case, ports, escapes, dots.
