@@ -313,3 +313,22 @@ def assert_nothing_left(target: Path) -> None:
     """Neither the target nor its partial exists."""
     assert not target.exists()
     assert not part_path(target).exists()
+
+
+@contextlib.asynccontextmanager
+async def app_servers() -> AsyncIterator[Callable[[Any], Any]]:
+    """``server = await serve(app)``: aiohttp apps started on 127.0.0.1 as asked; every one is
+    closed when the block ends (the body of the farm/origin fixtures)."""
+    servers: list[TestServer] = []
+
+    async def serve(app: Any) -> TestServer:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    try:
+        yield serve
+    finally:
+        for server in servers:
+            await server.close()

@@ -40,7 +40,17 @@ from streamer.core.manifest import Job
 from streamer.errors import exit_code
 from streamer.journal import JOURNAL_NAME, Journal
 from streamer.server import running_server
-from tests.helpers import ENV, Run, finish, kill, peak_rss, spawn, streamer, wait_for
+from tests.helpers import (
+    ENV,
+    Run,
+    app_servers,
+    finish,
+    kill,
+    peak_rss,
+    spawn,
+    streamer,
+    wait_for,
+)
 
 MIB = 1 << 20
 SUMMARY = re.compile(r"(\d+) ok \((\d+) already done\); (\d+) failed")
@@ -151,19 +161,14 @@ FarmFactory = Callable[..., Awaitable[Farm]]
 @pytest.fixture
 async def make_farm() -> AsyncIterator[FarmFactory]:
     """``farm = await make_farm(delay=0.1, shared=gauge)``; stopped at teardown."""
-    farms: list[Farm] = []
+    async with app_servers() as serve:
 
-    async def start(**kw: Any) -> Farm:
-        farm = Farm(**kw)
-        farm.server = TestServer(farm.app(), host="127.0.0.1")
-        await farm.server.start_server()
-        farms.append(farm)
-        return farm
+        async def start(**kw: Any) -> Farm:
+            farm = Farm(**kw)
+            farm.server = await serve(farm.app())
+            return farm
 
-    yield start
-    for farm in farms:
-        assert farm.server is not None
-        await farm.server.close()
+        yield start
 
 
 @pytest.fixture

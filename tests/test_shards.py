@@ -45,6 +45,7 @@ from streamer.journal import JOURNAL_NAME
 from tests.helpers import (
     ENV,
     Run,
+    app_servers,
     file_digest,
     finish,
     kill,
@@ -219,19 +220,15 @@ OriginFactory = Callable[..., Awaitable[Origin]]
 
 @pytest.fixture
 async def make_origin() -> AsyncIterator[OriginFactory]:
-    origins: list[Origin] = []
+    """``origin = await make_origin(delay=0.3)``; stopped at teardown."""
+    async with app_servers() as serve:
 
-    async def start(**kw: Any) -> Origin:
-        origin = Origin(**kw)
-        origin.server = TestServer(origin.app(), host="127.0.0.1")
-        await origin.server.start_server()
-        origins.append(origin)
-        return origin
+        async def start(**kw: Any) -> Origin:
+            origin = Origin(**kw)
+            origin.server = await serve(origin.app())
+            return origin
 
-    yield start
-    for origin in origins:
-        assert origin.server is not None
-        await origin.server.close()
+        yield start
 
 
 @pytest.fixture
