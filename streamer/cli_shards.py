@@ -49,9 +49,18 @@ def shard_count(args: argparse.Namespace, total: int | None) -> int:
     wanted: int | None = args.processes
     if wanted is None:
         enough = total is not None and total >= AUTO_MIN_JOBS
-        wanted = min(os.cpu_count() or 1, AUTO_MAX_PROCESSES) if enough else 1
+        wanted = min(_usable_cpus(), AUTO_MAX_PROCESSES) if enough else 1
     caps: list[int] = [wanted, args.jobs, args.max_per_host, total or 1]
     return max(1, min(caps))
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. under taskset or a container
+    cpuset), not all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def share(opts: BulkOptions, k: int, n: int) -> BulkOptions:

@@ -68,7 +68,7 @@ pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="workers are found in Linux's /proc"
 )
 
-AUTO_PROCESSES = min(os.cpu_count() or 1, AUTO_MAX_PROCESSES)
+AUTO_PROCESSES = min(len(os.sched_getaffinity(0)), AUTO_MAX_PROCESSES)
 
 
 # --- worker processes, as /proc shows them ------------------------------------------------------
@@ -748,3 +748,23 @@ async def test_sigint_to_the_parent_alone_stops_the_workers(
     assert run.rc == 130, run
     assert left == []
     check_no_partial_targets(out, bigs, smalls)
+
+
+def test_automatic_processes_follow_the_cpus_this_process_may_use() -> None:
+    """Automatic mode counts the CPUs of the process's affinity mask (taskset, a container's
+    cpuset), not the machine's: pinned to one CPU, a large manifest stays in one process."""
+    from argparse import Namespace
+
+    from streamer.cli_shards import shard_count
+
+    args = Namespace(dry_run=False, input_file="m.txt", host_request_rate=None, processes=None,
+                     jobs=16, max_per_host=16)  # fmt: skip
+    mask = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(mask)})
+        assert shard_count(args, AUTO_MIN_JOBS) == 1
+    finally:
+        os.sched_setaffinity(0, mask)
+    assert shard_count(args, AUTO_MIN_JOBS) == min(len(mask), 4)
+    assert shard_count(args, AUTO_MIN_JOBS - 1) == 1
+    assert shard_count(Namespace(**{**vars(args), "processes": 3}), 10) == 3
