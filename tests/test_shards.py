@@ -549,8 +549,8 @@ async def test_automatic_processes_for_a_large_manifest_file(
     origin: Origin, tmp_path: Path, jobs: int, workers: int
 ) -> None:
     """No --processes: a manifest file of AUTO_MIN_JOBS jobs or more is split over one process
-    per CPU (up to 4), one job fewer stays in one process (comment lines do not count); both
-    fetch every file, exit 0."""
+    per CPU (up to AUTO_MAX_PROCESSES), one job fewer stays in one process (comment lines do
+    not count); both fetch every file, exit 0."""
     urls, expected = small_files(origin, jobs, "a")
     lines = ["# comment"] * (AUTO_MIN_JOBS - jobs) + urls  # same line count both ways
     manifest = write_manifest(tmp_path / "m.txt", lines)
@@ -765,6 +765,6 @@ def test_automatic_processes_follow_the_cpus_this_process_may_use() -> None:
         assert shard_count(args, AUTO_MIN_JOBS) == 1
     finally:
         os.sched_setaffinity(0, mask)
-    assert shard_count(args, AUTO_MIN_JOBS) == min(len(mask), 4)
+    assert shard_count(args, AUTO_MIN_JOBS) == min(len(mask), AUTO_MAX_PROCESSES)
     assert shard_count(args, AUTO_MIN_JOBS - 1) == 1
     assert shard_count(Namespace(**{**vars(args), "processes": 3}), 10) == 3
