@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--processes",
         type=_count,
         metavar="N",
-        help="worker processes sharing the jobs (default: one per CPU, up to 3, for manifest"
+        help="worker processes sharing the jobs (default: 2 when 2 CPUs are usable, for manifest"
         " files of 1000 jobs or more; else 1)",
     )
     bulk.add_argument(

@@ -34,9 +34,10 @@ from .errors import Result, StreamerError, exit_code
 
 # Below this many jobs one process is enough (a worker costs a fork and a few ms).
 AUTO_MIN_JOBS = 1000
-# Each worker is a whole interpreter (~27 MiB RSS, much of it shared with the parent): with
-# the parent, 3 workers keep the summed RSS under 100 MiB (4 measured 109 MiB).
-AUTO_MAX_PROCESSES = 3
+# Each worker is a whole interpreter (RSS ~37 MiB at its peak, part of it shared with the
+# parent's 27): the parent and 2 workers peak at ~69 MiB summed RSS, 3 workers at ~138 MiB,
+# over the 100 MiB a bulk run promises (bench/README.md). --processes asks for more.
+AUTO_MAX_PROCESSES = 2
 PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages (only with a bar)
 _PR_SET_PDEATHSIG = 1
 
