@@ -65,6 +65,13 @@ def body_for(name: str, size: int = 2048) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
+async def serve_file(request: web.Request) -> web.Response:
+    """``/f/NAME?size=N``: N bytes of `body_for`, whole."""
+    size = int(request.query.get("size", "2048"))
+    body = body_for(request.match_info["name"], size)
+    return web.Response(body=body, content_type="application/octet-stream")
+
+
 async def serve_cut(request: web.Request) -> web.StreamResponse:
     """``/cut/NAME?size=N``: declares N bytes of `body_for`, sends half, then closes."""
     size = int(request.query.get("size", "2048"))
@@ -126,7 +133,7 @@ class Farm:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
-        app.router.add_get("/f/{name}", self._file)
+        app.router.add_get("/f/{name}", serve_file)
         app.router.add_get("/cut/{name}", serve_cut)
         return app
 
@@ -146,13 +153,6 @@ class Farm:
         finally:
             for g in gauges:
                 g.leave()
-
-    async def _file(self, request: web.Request) -> web.Response:
-        size = int(request.query.get("size", "2048"))
-        return web.Response(
-            body=body_for(request.match_info["name"], size),
-            content_type="application/octet-stream",
-        )
 
 
 FarmFactory = Callable[..., Awaitable[Farm]]

@@ -536,15 +536,20 @@ async def test_small_error_body_is_drained_and_connection_kept(
     assert left_in(tmp_path / "out") == {"next.bin"}
 
 
-async def test_503_retry_after_zero_then_200_succeeds_on_attempt_two(
-    client: Client, serve_lane: ServerFactory, tmp_path: Path
+@pytest.mark.parametrize(
+    "retry_after", ["0", "Wed, 21 Oct 2015 07:28:00 GMT"], ids=["zero", "date-in-the-past"]
+)
+async def test_503_retry_after_now_then_200_succeeds_on_attempt_two(
+    client: Client, serve_lane: ServerFactory, tmp_path: Path, retry_after: str
 ) -> None:
-    """A 503 with ``Retry-After: 0`` from the lane, then 200: with retries=1 the job succeeds
-    with attempts == 2, at once (Retry-After 0 overrides a 5 s backoff), file exact."""
+    """A 503 from the lane with a Retry-After that says "now" (0 seconds, or an HTTP-date
+    already past, RFC 9110 10.2.3), then 200: with retries=1 the job succeeds with attempts ==
+    2 at once (Retry-After overrides a 5 s backoff), the file exact."""
 
     async def handler(req: Req, conn: Conn) -> bool:
         if req.nth == 1:
-            await conn.send(response(b"busy\n", "503 Service Unavailable", Retry_After=0))
+            busy = response(b"busy\n", "503 Service Unavailable", Retry_After=retry_after)
+            await conn.send(busy)
         else:
             await conn.send(response(req.file()[1]))
         return True

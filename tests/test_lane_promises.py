@@ -32,7 +32,6 @@ from streamer.cli_bulk import _Tally
 from streamer.cli_shards import share
 from streamer.core.http1 import simple_request
 from streamer.core.manifest import Job
-from streamer.core.retry import RetryPolicy
 from streamer.core.sizes import format_size
 from streamer.errors import (
     BodyTooLarge,
@@ -647,34 +646,6 @@ async def test_signed_query_never_appears_in_lane_errors(
     assert SECRET not in shown, shown
     assert "REDACTED" in r.error.url
     assert files_in(tmp_path) == set()
-
-
-async def test_retry_after_http_date_in_the_past_means_retry_at_once(
-    make_client: ClientFactory, lane_server: LaneFactory, tmp_path: Path
-) -> None:
-    """A 503 on the lane with ``Retry-After`` as an HTTP-date already past (a value with a
-    comma): the retry goes out at once (not after the 5 s backoff), attempts == 2."""
-
-    async def handler(req: Req, conn: Conn) -> bool:
-        if req.nth == 1:
-            date = "Wed, 21 Oct 2015 07:28:00 GMT"
-            await conn.send(response(b"busy", "503 Service Unavailable", Retry_After=date))
-        else:
-            await conn.send(response(req.file()[1]))
-        return True
-
-    client = await make_client()
-    srv = await lane_server(handler)
-    out = tmp_path / "out"
-    out.mkdir()
-    options = BulkOptions(retry=RetryPolicy(retries=1, backoff=5.0))
-    started = time.monotonic()
-    async with asyncio.timeout(RUN_LIMIT):
-        results = [r async for r in client.download_many([fjob(srv, "d.bin")], out, options)]
-    r = one(results)
-    assert r.ok and r.attempts == 2
-    assert time.monotonic() - started < 2.0
-    assert [x.by_lane for x in srv.requests] == [True, False]
 
 
 async def test_every_result_is_delivered_once_to_a_slow_consumer(

@@ -60,6 +60,7 @@ from tests.test_bulk import (
     check_dir,
     records,
     serve_cut,
+    serve_file,
     summary,
     write_manifest,
 )
@@ -191,7 +192,7 @@ class Origin:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
-        app.router.add_get("/f/{name}", self._file)
+        app.router.add_get("/f/{name}", serve_file)
         app.router.add_get("/cut/{name}", serve_cut)
         return app
 
@@ -208,11 +209,6 @@ class Origin:
             return await handler(request)
         finally:
             self.now -= 1
-
-    async def _file(self, request: web.Request) -> web.Response:
-        size = int(request.query.get("size", "2048"))
-        body = body_for(request.match_info["name"], size)
-        return web.Response(body=body, content_type="application/octet-stream")
 
 
 OriginFactory = Callable[..., Awaitable[Origin]]
