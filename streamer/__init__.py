@@ -37,35 +37,35 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .bodies import FilePart
-    from .bulk import BulkOptions, JobResult
     from .client import Client
     from .config import ClientConfig
     from .core.checksum import Checksum
     from .core.events import Phase, Progress, ProgressCallback
     from .core.manifest import Job
     from .core.retry import RetryPolicy
+    from .http.bodies import FilePart
+    from .http.stream import Stream
     from .results import DownloadResult, FetchResult, UploadResult
-    from .stream import Stream
     from .sync import download, fetch, upload
+    from .transfer.bulk import BulkOptions, JobResult
 
 # The I/O layers (aiohttp, aiofiles, tqdm) load on first use, so that importing the pure core
 # (`streamer.core.*`) or the error tree stays free of them; a test holds this.
 _LAZY = {
-    "BulkOptions": "bulk",
+    "BulkOptions": "transfer.bulk",
     "Checksum": "core.checksum",
     "Client": "client",
     "ClientConfig": "config",
     "DownloadResult": "results",
     "FetchResult": "results",
-    "FilePart": "bodies",
+    "FilePart": "http.bodies",
     "Job": "core.manifest",
-    "JobResult": "bulk",
+    "JobResult": "transfer.bulk",
     "Phase": "core.events",
     "Progress": "core.events",
     "ProgressCallback": "core.events",
     "RetryPolicy": "core.retry",
-    "Stream": "stream",
+    "Stream": "http.stream",
     "UploadResult": "results",
     "download": "sync",
     "fetch": "sync",

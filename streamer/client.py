@@ -23,8 +23,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .bodies import Body, FilePart, MultipartBody, Source, make_body
-from .bulk import BulkOptions, JobResult
 from .config import ClientConfig
 from .core.checksum import Checksum
 from .core.decode import ACCEPT_ENCODING
@@ -32,15 +30,17 @@ from .core.events import ProgressCallback
 from .core.manifest import Job
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
-from .downloading import DownloadRequest, run_download
 from .errors import StreamerError, UsageError
+from .http.bodies import Body, FilePart, MultipartBody, Source, make_body
+from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, UploadResult
-from .tls import TLSOptions, make_ssl_context
-from .uploading import UploadRequest, expect_headers, run_upload
+from .transfer.bulk import BulkOptions, JobResult
+from .transfer.download import DownloadRequest, run_download
+from .transfer.upload import UploadRequest, expect_headers, run_upload
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .stream import Stream
+    from .http.engine import Engine
+    from .http.stream import Stream
 
 DEFAULT_FETCH_LIMIT = 64 << 20
 
@@ -78,7 +78,7 @@ class Client:
         if not self._open:
             raise UsageError("the client is not open: use `async with Client() as client`")
         if self._engine_ is None:
-            from .engine import Engine
+            from .http.engine import Engine
 
             self._engine_ = Engine(self.config, self._context)
         return self._engine_
@@ -156,7 +156,7 @@ class Client:
         Redirects to another origin are not followed unless ``cross_origin``: a body meant for
         one server is not handed to another by a Location header.
         """
-        from .outgoing import close_bodies
+        from .http.outgoing import close_bodies
 
         engine = self._engine()
         opts = engine.stream_options(max_bytes, decode=True)
@@ -247,7 +247,7 @@ class Client:
             remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
         )  # fmt: skip
         if split > 1:
-            from .segmented import run_segmented
+            from .transfer.segmented import run_segmented
 
             return await run_segmented(self, request, split)
         return await run_download(self, request, progress)
@@ -265,8 +265,8 @@ class Client:
 
         With ``journal`` (a path), completed files are recorded there and skipped next time.
         """
-        from .bulk import as_jobs, download_many
-        from .journal import Journal
+        from .storage.journal import Journal
+        from .transfer.bulk import as_jobs, download_many
 
         log = None
         if journal is not None:

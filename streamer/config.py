@@ -9,7 +9,7 @@ from typing import Any
 
 from . import __version__
 from .errors import UsageError
-from .tls import TLSOptions
+from .http.tls import TLSOptions
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 

@@ -8,11 +8,11 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .bodies import Source
 from .client import DEFAULT_FETCH_LIMIT, Client
 from .core.checksum import Checksum
 from .core.events import ProgressCallback
 from .errors import UsageError
+from .http.bodies import Source
 from .results import DownloadResult, FetchResult, UploadResult
 
 T = TypeVar("T")

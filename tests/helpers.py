@@ -30,8 +30,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
-from streamer.files import part_path
-from streamer.server import running_server
+from streamer.server.app import running_server
+from streamer.storage.files import part_path
 from tests.slow_server import SlowServer
 
 MIB = 1 << 20

@@ -216,7 +216,7 @@ def test_errors_pickle_round_trip(cls: type[StreamerError]) -> None:
 
 def test_file_error_keeps_errno_through_pickle() -> None:
     """A FileError made from an OSError keeps its errno across a process boundary."""
-    from streamer.files import file_error
+    from streamer.storage.files import file_error
 
     err = file_error(
         OSError(errno.ENOSPC, "No space left on device"),

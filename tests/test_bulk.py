@@ -35,11 +35,11 @@ from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
 from streamer import Client, Result
-from streamer.bulk import BulkOptions, JobResult, download_many
 from streamer.core.manifest import Job
 from streamer.errors import exit_code
-from streamer.journal import JOURNAL_NAME, Journal
-from streamer.server import running_server
+from streamer.server.app import running_server
+from streamer.storage.journal import JOURNAL_NAME, Journal
+from streamer.transfer.bulk import BulkOptions, JobResult, download_many
 from tests.helpers import (
     ENV,
     Run,

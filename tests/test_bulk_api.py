@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamer import BulkOptions, Client, Job, Result
-from streamer.server import running_server
+from streamer.server.app import running_server
 
 
 def _files(root: Path, n: int) -> list[str]:

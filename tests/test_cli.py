@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
-from streamer.server import running_server
+from streamer.server.app import running_server
 from tests import helpers
 from tests.helpers import ENV, RUN_TIMEOUT, closed_port
 from tests.helpers import one_error_line as assert_one_error_line

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.cli import main as cli_main
-from streamer.partial import CHECKPOINT_BYTES
+from streamer.cli.main import main as cli_main
+from streamer.storage.partial import CHECKPOINT_BYTES
 from tests.helpers import (
     file_digest,
     finish,

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 import streamer
 from streamer import Client, Phase, Progress, Result
-from streamer.files import part_path
+from streamer.storage.files import part_path
 from tests.faults import (
     HEAD_200,
     SEEN,

@@ -31,9 +31,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-import streamer.lane as lane_module
+import streamer.lane.connection as lane_module
 from streamer import Client, Result
-from streamer.bulk import BulkOptions, JobResult
 from streamer.core.http1 import simple_request
 from streamer.core.manifest import Job, parse_manifest
 from streamer.core.retry import RetryPolicy
@@ -45,9 +44,10 @@ from streamer.errors import (
     HTTPStatusError,
     TransferTimeout,
 )
-from streamer.files import part_path, sidecar_path
-from streamer.lane import Handoff, Lane, Timeouts
-from streamer.quick import HANDOFFS_PER_HOST, QUICK_MAX
+from streamer.lane.connection import Handoff, Lane, Timeouts
+from streamer.lane.fetch import HANDOFFS_PER_HOST, QUICK_MAX
+from streamer.storage.files import part_path, sidecar_path
+from streamer.transfer.bulk import BulkOptions, JobResult
 from tests.faults import ClientFactory, data, head
 from tests.resource_server import Act, Resource, serve
 

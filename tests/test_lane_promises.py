@@ -27,9 +27,8 @@ from typing import Any
 import pytest
 
 from streamer import Result
-from streamer.bulk import BulkOptions
-from streamer.cli_bulk import _Tally
-from streamer.cli_shards import share
+from streamer.cli.bulk import _Tally
+from streamer.cli.shards import share
 from streamer.core.http1 import simple_request
 from streamer.core.manifest import Job
 from streamer.core.sizes import format_size
@@ -41,9 +40,10 @@ from streamer.errors import (
     HTTPStatusError,
     TransferTimeout,
 )
-from streamer.files import part_path, sidecar_path
-from streamer.lane import DRAIN_MAX, Lane, Timeouts
-from streamer.quick import QUICK_MAX
+from streamer.lane.connection import DRAIN_MAX, Lane, Timeouts
+from streamer.lane.fetch import QUICK_MAX
+from streamer.storage.files import part_path, sidecar_path
+from streamer.transfer.bulk import BulkOptions
 from tests.faults import ClientFactory, End, RawFactory, head
 from tests.helpers import ENV, Run, finish, spawn, streamer, wait_for
 from tests.test_lane import (
@@ -174,7 +174,7 @@ FSIZE_LIMIT = 4096
 LIMITED_CLI = f"""
 import resource, sys
 resource.setrlimit(resource.RLIMIT_FSIZE, ({FSIZE_LIMIT}, {FSIZE_LIMIT}))
-from streamer.cli import main
+from streamer.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -217,7 +217,7 @@ def fork():
     sys.stderr.write("FORK-THREADS %s\\n" % ",".join(others))
     return real_fork()
 os.fork = fork
-from streamer.cli import main
+from streamer.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -723,7 +723,7 @@ def test_lane_part_lock_is_the_full_engines_lock() -> None:
     protocol (a second flock on the same path is refused)."""
     import tempfile
 
-    from streamer.quick import _create_part
+    from streamer.lane.fetch import _create_part
 
     with tempfile.TemporaryDirectory() as d:
         target = Path(d) / "t"

@@ -321,7 +321,7 @@ def test_a_lock_on_a_renamed_or_removed_partial_is_not_taken_as_ours(tmp_path: P
     """PartFile.open checks, after taking the lock, that the `.part` name still names the
     locked file: a file its last holder renamed (to the target) or removed between our open
     and our lock is not the partial any more, and writing it would corrupt the target."""
-    from streamer.files import _still_named
+    from streamer.storage.files import _still_named
 
     part = tmp_path / "t.bin.part"
     part.write_bytes(b"x")

@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpServer
 
 import streamer
 from streamer import Client, Phase, Progress, Result
-from streamer.files import part_path
+from streamer.storage.files import part_path
 from tests.faults import SEEN, ClientFactory, check_error, data, make_fault_app
 
 SECRETS = {

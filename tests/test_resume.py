@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpServer
 
-import streamer.partial
+import streamer.storage.partial
 from streamer import Client, StreamerError
 from streamer.core.redact import redact_url
 from streamer.core.resume import ResumeState, SidecarError, dump_state, load_state
 from streamer.core.retry import RetryPolicy
 from streamer.errors import ChecksumMismatch, HTTPStatusError
-from streamer.files import part_path, sidecar_path
+from streamer.storage.files import part_path, sidecar_path
 from tests.conftest import CLIENT_DEFAULTS
 from tests.faults import ClientFactory, data
 from tests.resource_server import Act, Kind, Resource, Validators, make_resource_app, serve
@@ -436,7 +436,7 @@ async def test_sidecar_never_ahead_of_partial_during_checkpoints(
 ) -> None:
     """With a checkpoint every KiB, the sidecar on disk never claims more than the partial
     holds, at any progress report and after the failure; the checkpoints do get written."""
-    monkeypatch.setattr(streamer.partial, "CHECKPOINT_BYTES", 1024)
+    monkeypatch.setattr(streamer.storage.partial, "CHECKPOINT_BYTES", 1024)
     seen: list[tuple[int, int]] = []
 
     def watch(_progress: object) -> None:

@@ -24,8 +24,8 @@ from pytest_aiohttp import AiohttpServer
 from streamer import Client, Result, StreamerError
 from streamer.core.retry import RetryPolicy
 from streamer.core.segments import split
-from streamer.files import part_path, sidecar_path
-from streamer.server import make_app
+from streamer.server.app import make_app
+from streamer.storage.files import part_path, sidecar_path
 from tests.faults import data
 from tests.helpers import file_digest, finish, kill, spawn, streamer, wait_for
 from tests.resource_server import Act, Kind, Resource, Validators, make_resource_app

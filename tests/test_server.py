@@ -14,11 +14,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from streamer import server as server_module
+from streamer.server import app as server_module
 from streamer.core.validators import format_http_date, make_etag, parse_http_date
 from streamer.errors import UsageError
-from streamer.server import MAX_UPLOAD_KEY, make_app, running_server, serve
-from streamer.server_files import CHUNK_SIZE
+from streamer.server.app import MAX_UPLOAD_KEY, make_app, running_server, serve
+from streamer.server.files import CHUNK_SIZE
 
 TEXT = b"0123456789abcdefghij"  # 20 bytes
 OLD = time.time() - 3600  # an mtime old enough for Last-Modified to be strong

@@ -17,8 +17,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from streamer.server import make_app
-from streamer.server_upload import MAX_FIELD_BYTES, MAX_PARTS, TEMP_SUFFIX, UPLOAD_CHUNK
+from streamer.server.app import make_app
+from streamer.server.upload import MAX_FIELD_BYTES, MAX_PARTS, TEMP_SUFFIX, UPLOAD_CHUNK
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]

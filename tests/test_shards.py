@@ -38,10 +38,10 @@ from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
 from streamer import Result
-from streamer.cli_shards import AUTO_MAX_PROCESSES, AUTO_MIN_JOBS
+from streamer.cli.shards import AUTO_MAX_PROCESSES, AUTO_MIN_JOBS
 from streamer.errors import exit_code
-from streamer.files import part_path, sidecar_path
-from streamer.journal import JOURNAL_NAME
+from streamer.storage.files import part_path, sidecar_path
+from streamer.storage.journal import JOURNAL_NAME
 from tests.helpers import (
     ENV,
     Run,
@@ -751,7 +751,7 @@ def test_automatic_processes_follow_the_cpus_this_process_may_use() -> None:
     cpuset), not the machine's: pinned to one CPU, a large manifest stays in one process."""
     from argparse import Namespace
 
-    from streamer.cli_shards import shard_count
+    from streamer.cli.shards import shard_count
 
     args = Namespace(dry_run=False, input_file="m.txt", host_request_rate=None, processes=None,
                      jobs=16, max_per_host=16)  # fmt: skip

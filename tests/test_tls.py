@@ -26,7 +26,7 @@ from streamer import (
     TLSError,
     UsageError,
 )
-from streamer.server import make_app, running_server
+from streamer.server.app import make_app, running_server
 
 DATA = bytes(range(256)) * 64  # 16 KiB
 RUN_TIMEOUT = 30.0

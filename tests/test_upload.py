@@ -27,7 +27,7 @@ from streamer import (
     UnsafeRedirect,
     UsageError,
 )
-from streamer.server import running_server
+from streamer.server.app import running_server
 
 PIECE = 64 << 10
 MIB = 1 << 20

@@ -1,6 +1,6 @@
 """HTTP/1.1 framing for the small-file lane (RFC 9112): request heads out, response heads in.
 
-Pure functions over strings and bytes. The lane (`streamer.lane`) takes only what these
+Pure functions over strings and bytes. The lane (`streamer.lane.connection`) takes only what these
 functions call simple; anything else (a URL that needs encoding or normalising, a response
 head it cannot judge with certainty) is left to the full engine, which asks again through
 aiohttp. So the rules here are deliberately narrow: they accept a subset of HTTP/1.1 and say

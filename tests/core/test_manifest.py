@@ -677,7 +677,7 @@ def test_partial_suffixes_are_the_files_adapters() -> None:
     """The names a download of T uses besides T (files.py) are the ones duplicate detection
     treats as T's: T.part, T.part.json and the sidecar's temporary file."""
     from streamer.core.targets import PARTIAL_SUFFIXES
-    from streamer.files import PART_SUFFIX, SIDECAR_SUFFIX
+    from streamer.storage.files import PART_SUFFIX, SIDECAR_SUFFIX
 
     assert PARTIAL_SUFFIXES == (PART_SUFFIX, SIDECAR_SUFFIX, SIDECAR_SUFFIX + ".tmp")
 

@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import UsageError
-from .server import serve
-from .sync import run
+from ..errors import UsageError
+from ..server.app import serve
+from ..sync import run
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -29,8 +29,8 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any, TextIO
 
-from .bulk import BulkOptions
-from .errors import Result, StreamerError, exit_code
+from ..errors import Result, StreamerError, exit_code
+from ..transfer.bulk import BulkOptions
 
 # Below this many jobs one process is enough (a worker costs a fork and a few ms).
 AUTO_MIN_JOBS = 1000

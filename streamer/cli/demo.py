@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.sizes import format_size
-from .errors import UsageError
-from .server import running_server
+from ..core.sizes import format_size
+from ..errors import UsageError
+from ..server.app import running_server
 
 BLOCK = 1 << 20
 

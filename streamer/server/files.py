@@ -1,6 +1,6 @@
 """File-side helpers of the built-in server: safe path mapping, headers and streaming a body.
 
-Kept apart from `streamer.server` so the request logic there stays short. Nothing here holds
+Kept apart from `streamer.server.app` so the request logic there stays short. Nothing here holds
 more than one chunk of a file in memory.
 """
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
-from .core.redact import redact_url
-from .core.sizes import parse_size
-from .errors import StreamerError, UsageError, exit_code
+from .. import __version__
+from ..core.redact import redact_url
+from ..core.sizes import parse_size
+from ..errors import StreamerError, UsageError, exit_code
 from .tuning import tune_malloc
 
 USAGE_EXIT = 2
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse PUT/POST bodies larger than SIZE with 413 (default: no limit)",
     )
 
-    from .cli_upload import add_upload_commands
+    from .upload import add_upload_commands
 
     add_upload_commands(sub)
 
@@ -270,11 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "get":
             return _get(parser, args)
         if args.command in ("put", "post"):
-            from .cli_upload import run_upload_command
+            from .upload import run_upload_command
 
             return run_upload_command(args)
         if args.command == "serve":
-            from .cli_serve import run_serve
+            from .serve import run_serve
 
             return run_serve(args)
         from .demo import run_demo
@@ -297,17 +297,17 @@ def _get(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.input_file is not None:
         if args.output or args.remote_header_name:
             parser.error("-o and -J name one file; with -i use -d DIR")
-        from .cli_bulk import run_bulk
+        from .bulk import run_bulk
 
         return run_bulk(args)
-    from .cli_get import run_get
+    from .get import run_get
 
     return run_get(args)
 
 
 def default_output(url: str, output: str | None, output_dir: str | None) -> Path:
     """-o PATH as given; otherwise the URL's last segment (made safe) in -d DIR or the cwd."""
-    from .core.names import name_from_url
+    from ..core.names import name_from_url
 
     if output is not None:
         return Path(output)

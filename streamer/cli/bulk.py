@@ -18,16 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from .bulk import BulkOptions, JobResult, download_many
-from .cli_get import client_config, stop_on_sigterm, wants_bar
-from .cli_shards import Counts, Throttled, emit, run_sharded, shard_count
-from .client import Client
-from .core.manifest import BadLine, Job, parse_manifest, prescan
-from .core.retry import RetryPolicy
-from .core.sizes import format_size
-from .errors import Result, exit_code
-from .journal import JOURNAL_NAME, Journal
-from .sync import run
+from ..client import Client
+from ..core.manifest import BadLine, Job, parse_manifest, prescan
+from ..core.retry import RetryPolicy
+from ..core.sizes import format_size
+from ..errors import Result, exit_code
+from ..storage.journal import JOURNAL_NAME, Journal
+from ..sync import run
+from ..transfer.bulk import BulkOptions, JobResult, download_many
+from .get import client_config, stop_on_sigterm, wants_bar
+from .shards import Counts, Throttled, emit, run_sharded, shard_count
 
 
 @contextmanager

@@ -13,16 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .bodies import Body
-from .core.events import Phase, Progress, ProgressCallback
-from .core.redact import redact_url
-from .core.retry import RetryPolicy
-from .errors import ConnectError, ResolveError, StreamerError
-from .results import UploadResult
+from ..core.events import Phase, Progress, ProgressCallback
+from ..core.redact import redact_url
+from ..core.retry import RetryPolicy
+from ..errors import ConnectError, ResolveError, StreamerError
+from ..http.bodies import Body
+from ..results import UploadResult
 from .retrying import with_retries
 
 if TYPE_CHECKING:
-    from .client import Client
+    from ..client import Client
 
 # What a server says back to an upload is kept in memory up to this size.
 RESPONSE_LIMIT = 1 << 20
@@ -105,7 +105,7 @@ async def _send(
             raise _ExpectationFailed
         answer = await stream.read() if stream.status >= 400 else b""
         if stream.status >= 400:
-            from .outgoing import error_for_status
+            from ..http.outgoing import error_for_status
 
             err = error_for_status(stream)
             text = answer[:200].decode("utf-8", "replace").strip()

@@ -10,14 +10,14 @@ import signal
 import sys
 from typing import Any
 
-from .client import Client
-from .config import ClientConfig
-from .core.redact import redact_url
-from .core.retry import RetryPolicy
-from .core.sizes import format_size
-from .errors import StreamerError, UsageError, exit_code
-from .results import DownloadResult
-from .sync import run
+from ..client import Client
+from ..config import ClientConfig
+from ..core.redact import redact_url
+from ..core.retry import RetryPolicy
+from ..core.sizes import format_size
+from ..errors import StreamerError, UsageError, exit_code
+from ..results import DownloadResult
+from ..sync import run
 
 
 def parse_headers(lines: list[str], url: str = "") -> dict[str, str]:
@@ -58,13 +58,13 @@ def wants_bar(args: argparse.Namespace) -> bool:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    from .cli import default_output
+    from .main import default_output
 
     url = args.url
     path = default_output(url, args.output, args.output_dir)
     bar = None
     if wants_bar(args):
-        from .progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
+        from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
 
         bar = TqdmProgress(path.name)
     config = client_config(args, accept_gzip=args.compressed)

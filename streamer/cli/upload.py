@@ -7,19 +7,19 @@ import json
 import sys
 from typing import Any
 
-from .bodies import FilePart
-from .cli_get import client_config, parse_headers, report_failure, stop_on_sigterm, wants_bar
-from .client import Client
-from .core.formspec import parse_form_arg
-from .core.retry import RetryPolicy
-from .core.sizes import format_size
-from .errors import StreamerError
-from .results import UploadResult
-from .sync import run
+from ..client import Client
+from ..core.formspec import parse_form_arg
+from ..core.retry import RetryPolicy
+from ..core.sizes import format_size
+from ..errors import StreamerError
+from ..http.bodies import FilePart
+from ..results import UploadResult
+from ..sync import run
+from .get import client_config, parse_headers, report_failure, stop_on_sigterm, wants_bar
 
 
 def add_upload_commands(sub: Any) -> None:
-    from .cli import add_transfer_options
+    from .main import add_transfer_options
 
     put = sub.add_parser("put", help="upload a file as the request body (curl -T)")
     put.add_argument("file", metavar="FILE")
@@ -58,7 +58,7 @@ def run_upload_command(args: argparse.Namespace) -> int:
     label = args.file if args.command == "put" else "form"
     bar = None
     if wants_bar(args):
-        from .progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
+        from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
 
         bar = TqdmProgress(str(label))
 

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .core.http1 import (
+from ..core.http1 import (
     MAX_HEAD,
     ChunkError,
     Dechunker,
@@ -32,7 +32,7 @@ from .core.http1 import (
     request_head,
     reusable,
 )
-from .errors import (
+from ..errors import (
     BodyTruncatedError,
     ConnectionLostError,
     ProtocolError,

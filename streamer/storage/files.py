@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiofiles.os
 
-from .errors import FileError, FileExistsError_, Result, TargetBusyError
+from ..errors import FileError, FileExistsError_, Result, TargetBusyError
 
 PART_SUFFIX = ".part"
 SIDECAR_SUFFIX = ".part.json"

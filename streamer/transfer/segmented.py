@@ -16,21 +16,21 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .core.checksum import Checksum, Verifier
-from .core.redact import redact_url
-from .core.resume import ResumeState, strong_validators
-from .core.resume import total_from_response as resource_total
-from .core.segments import Segment, check_segment_response, split
-from .downloading import DownloadRequest, run_download
-from .errors import BodyTruncatedError, Result, StreamerError
-from .files import check_free_space, file_error, preflight
-from .partial import Partial
-from .results import DownloadResult
+from ..core.checksum import Checksum, Verifier
+from ..core.redact import redact_url
+from ..core.resume import ResumeState, strong_validators
+from ..core.resume import total_from_response as resource_total
+from ..core.segments import Segment, check_segment_response, split
+from ..errors import BodyTruncatedError, Result, StreamerError
+from ..results import DownloadResult
+from ..storage.files import check_free_space, file_error, preflight
+from ..storage.partial import Partial
+from .download import DownloadRequest, run_download
 from .retrying import with_retries
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .stream import Stream
+    from ..client import Client
+    from ..http.stream import Stream
 
 CHECKPOINT_SECONDS = 2.0
 _WRITE = Result.DOWNLOAD_FILE_WRITE_ERROR
@@ -161,7 +161,7 @@ async def _probe(client: Client, req: DownloadRequest, parts: int) -> ResumeStat
     headers = {**req.headers, "Range": "bytes=0-"}
     async with client.stream(req.url, headers=headers, accept_gzip=False) as st:
         if st.status >= 400:
-            from .outgoing import error_for_status
+            from ..http.outgoing import error_for_status
 
             raise error_for_status(st)
         total = resource_total(st.status, st.headers) if st.status == 206 else None

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.targets import target_key
-from .errors import FileError, Result
+from ..core.targets import target_key
+from ..errors import FileError, Result
 
 JOURNAL_NAME = ".streamer-journal.jsonl"
 # A batch is synced and journaled when it reaches this many files or this age.

@@ -19,9 +19,9 @@ import aiohttp
 from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
 from yarl import URL
 
-from .core.events import Phase
-from .core.redact import redact_text, redact_url, url_secrets
-from .errors import (
+from ..core.events import Phase
+from ..core.redact import redact_text, redact_url, url_secrets
+from ..errors import (
     BodyTruncatedError,
     CertificateError,
     ConnectError,

@@ -28,17 +28,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ClientConfig
-from .core.checksum import Checksum, Verifier
-from .core.http1 import Origin, merge_fields, simple_request
-from .core.limits import BodyLimit
-from .core.manifest import Job
-from .core.redact import redact_url
-from .core.retry import parse_retry_after
-from .errors import HTTPStatusError, Result, StreamerError
-from .files import file_error, fsync_dir
-from .lane import Handoff, Lane, Reply, Timeouts
-from .partial import SIDECAR_MIN
+from ..config import ClientConfig
+from ..core.checksum import Checksum, Verifier
+from ..core.http1 import Origin, merge_fields, simple_request
+from ..core.limits import BodyLimit
+from ..core.manifest import Job
+from ..core.redact import redact_url
+from ..core.retry import parse_retry_after
+from ..errors import HTTPStatusError, Result, StreamerError
+from ..storage.files import file_error, fsync_dir
+from ..storage.partial import SIDECAR_MIN
+from .connection import Handoff, Lane, Reply, Timeouts
 
 # The largest body the lane takes; above it a resumable partial is worth its sidecar.
 QUICK_MAX = SIDECAR_MIN

@@ -37,7 +37,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from streamer.core.names import safe_name
-from streamer.server_files import MAX_UPLOAD_KEY, ROOT_KEY, decode_segments, resolve_request_path
+from streamer.server.files import MAX_UPLOAD_KEY, ROOT_KEY, decode_segments, resolve_request_path
 
 UPLOAD_CHUNK = 1 << 20
 """Bytes read from the request and written to disk per step (at most)."""

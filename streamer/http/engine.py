@@ -15,12 +15,12 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from ..config import ClientConfig
+from ..core.events import Phase, ProgressCallback
+from ..core.redact import redact_url
+from ..core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
+from ..errors import StreamerError, UsageError
 from .bodies import Body
-from .config import ClientConfig
-from .core.events import Phase, ProgressCallback
-from .core.redact import redact_url
-from .core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
-from .errors import StreamerError, UsageError
 from .net import NO_ROUTE, EnvRoutes, make_session, mapped_errors
 from .outgoing import (
     body_for_hop,

@@ -17,7 +17,7 @@ be a correct peer for a resuming download client (RFC 9110):
   so memory stays flat whatever the file size;
 * ``PUT /path/name`` stores its body as that file and ``POST /dir/`` a multipart form's files
   in that directory, streamed to disk and renamed into place when complete, each body bounded
-  by ``max_upload`` (413 otherwise); see `streamer.server_upload`.
+  by ``max_upload`` (413 otherwise); see `streamer.server.upload`.
 
 Run it with `serve` (until cancelled, ``ready(base_url)`` once listening) or, in tests and the
 demo, with the async context manager `running_server`::
@@ -57,7 +57,7 @@ from streamer.core.validators import (
     parse_http_date,
 )
 from streamer.errors import UsageError
-from streamer.server_files import (
+from streamer.server.files import (
     MAX_UPLOAD_KEY,
     ROOT_KEY,
     SENDFILE_KEY,
@@ -68,7 +68,7 @@ from streamer.server_files import (
     send_body,
     validator_headers,
 )
-from streamer.server_upload import handle_post, handle_put
+from streamer.server.upload import handle_post, handle_put
 
 SHUTDOWN_TIMEOUT = 2.0
 """Seconds `running_server` waits for requests in flight when it stops."""
@@ -78,7 +78,7 @@ def make_app(
     root: Path, *, max_upload: int | None = None, sendfile: bool = True
 ) -> web.Application:
     """An application serving the files under ``root`` with GET and HEAD, taking uploads with
-    PUT (a file) and POST (a multipart form into a directory); see `streamer.server_upload`.
+    PUT (a file) and POST (a multipart form into a directory); see `streamer.server.upload`.
 
     ``max_upload`` bounds each upload body in bytes (None: no limit); ``sendfile=False``
     forces the chunked body path of GET (for tests and measurements).

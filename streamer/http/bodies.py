@@ -23,7 +23,7 @@ import aiofiles
 import aiofiles.threadpool
 from aiofiles.threadpool.binary import AsyncBufferedReader
 
-from .core.multipart import (
+from ..core.multipart import (
     PART_TAIL,
     PartSpec,
     closing,
@@ -33,7 +33,7 @@ from .core.multipart import (
     new_boundary,
     part_head,
 )
-from .errors import FileError, Result, SourceChangedError, UsageError
+from ..errors import FileError, Result, SourceChangedError, UsageError
 
 READ_SIZE = 1 << 20
 

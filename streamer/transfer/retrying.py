@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .core.retry import RetryPolicy
-from .errors import StreamerError
+from ..core.retry import RetryPolicy
+from ..errors import StreamerError
 
 T = TypeVar("T")
 

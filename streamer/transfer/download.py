@@ -15,24 +15,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .core.checksum import Checksum, Verifier
-from .core.events import Phase, Progress, ProgressCallback
-from .core.names import name_from_content_disposition
-from .core.redact import redact_url
-from .core.resume import Action, Plan, ResumeState, Verdict, judge_response, strong_validators
-from .core.resume import total_from_response as resource_total
-from .core.retry import RetryPolicy
-from .errors import BodyTooLarge, BodyTruncatedError, ChecksumMismatch, ProtocolError, StreamerError
-from .files import check_free_space, preflight
-from .partial import Partial
-from .results import DownloadResult
+from ..core.checksum import Checksum, Verifier
+from ..core.events import Phase, Progress, ProgressCallback
+from ..core.names import name_from_content_disposition
+from ..core.redact import redact_url
+from ..core.resume import Action, Plan, ResumeState, Verdict, judge_response, strong_validators
+from ..core.resume import total_from_response as resource_total
+from ..core.retry import RetryPolicy
+from ..errors import (
+    BodyTooLarge,
+    BodyTruncatedError,
+    ChecksumMismatch,
+    ProtocolError,
+    StreamerError,
+)
+from ..results import DownloadResult
+from ..storage.files import check_free_space, preflight
+from ..storage.partial import Partial
 from .retrying import with_retries
 
 Throttle = Callable[[int], Awaitable[None]]
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .stream import Stream
+    from ..client import Client
+    from ..http.stream import Stream
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ def _not_modified(job: _Job, stream: Stream) -> DownloadResult:
 
 def _judge(partial: Partial, plan: Plan, stream: Stream) -> int | None:
     """Where to write the body: an offset, or None when a 416 says we are already complete."""
-    from .outgoing import error_for_status
+    from ..http.outgoing import error_for_status
 
     resuming = plan.action is Action.RESUME
     if stream.status >= 400 and not (resuming and stream.status == 416):

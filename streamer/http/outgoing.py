@@ -13,11 +13,11 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from ..core.events import Phase, Progress, ProgressCallback
+from ..core.redact import redact_url
+from ..core.retry import parse_retry_after
+from ..errors import HTTPStatusError, UsageError
 from .bodies import Body, closing_chunks
-from .core.events import Phase, Progress, ProgressCallback
-from .core.redact import redact_url
-from .core.retry import parse_retry_after
-from .errors import HTTPStatusError, UsageError
 from .stream import Stream
 
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .core.decode import Decoder
-from .core.events import Phase, Progress, ProgressCallback
-from .core.limits import BodyLimit
-from .core.stall import StallMonitor
-from .errors import BodyTruncatedError, Result, TransferTimeout, UsageError
+from ..core.decode import Decoder
+from ..core.events import Phase, Progress, ProgressCallback
+from ..core.limits import BodyLimit
+from ..core.stall import StallMonitor
+from ..errors import BodyTruncatedError, Result, TransferTimeout, UsageError
 from .net import mapped_errors
 
 

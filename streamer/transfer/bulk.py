@@ -19,18 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .core.manifest import Job, target_for
-from .core.ratelimit import HostLimiter, TokenBucket
-from .core.redact import redact_url
-from .core.retry import RetryPolicy
-from .core.targets import DuplicateFinder, owner_key, target_key
-from .downloading import DownloadRequest, run_download
-from .errors import Result, StreamerError, UsageError
-from .journal import Done, Journal
-from .quick import QuickDone, QuickPath
+from ..core.manifest import Job, target_for
+from ..core.ratelimit import HostLimiter, TokenBucket
+from ..core.redact import redact_url
+from ..core.retry import RetryPolicy
+from ..core.targets import DuplicateFinder, owner_key, target_key
+from ..errors import Result, StreamerError, UsageError
+from ..lane.fetch import QuickDone, QuickPath
+from ..storage.journal import Done, Journal
+from .download import DownloadRequest, run_download
 
 if TYPE_CHECKING:
-    from .client import Client
+    from ..client import Client
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from .core.resume import (
+from ..core.resume import (
     Action,
     Plan,
     ResumeState,
@@ -28,7 +28,7 @@ from .core.resume import (
     load_state,
     plan_request,
 )
-from .errors import TargetBusyError
+from ..errors import TargetBusyError
 from .files import PartFile, read_sidecar, remove_quietly, sidecar_path, write_sidecar
 
 # How much may be written between two checkpoints: what a crash can cost us to re-download.

@@ -1,0 +1,1 @@
+"""The `streamer` command: parser and dispatch in `main`, one module per command."""

@@ -1,0 +1,1 @@
+"""The aiohttp transport: session, requests, `Stream`, bodies, TLS, error translation."""

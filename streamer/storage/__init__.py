@@ -1,0 +1,1 @@
+"""Files on disk: partial files, sidecars, the bulk journal, durable publication by rename."""

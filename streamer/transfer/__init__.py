@@ -1,0 +1,1 @@
+"""The transfers: download, segmented download, upload, bulk, and the one retry loop."""
