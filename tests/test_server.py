@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from streamer.server import app as server_module
 from streamer.core.validators import format_http_date, make_etag, parse_http_date
 from streamer.errors import UsageError
+from streamer.server import app as server_module
 from streamer.server.app import MAX_UPLOAD_KEY, make_app, running_server, serve
 from streamer.server.files import CHUNK_SIZE
 

@@ -26,8 +26,10 @@ from ..errors import Result, exit_code
 from ..storage.journal import JOURNAL_NAME, Journal
 from ..sync import run
 from ..transfer.bulk import BulkOptions, JobResult, download_many
-from .get import client_config, stop_on_sigterm, wants_bar
+from .options import client_config
+from .output import wants_bar
 from .shards import Counts, Throttled, emit, run_sharded, shard_count
+from .signals import stop_on_sigterm
 
 
 @contextmanager

@@ -1,65 +1,144 @@
-"""`streamer get`: one download from the command line, with a tqdm bar and a one-line outcome."""
+"""`streamer get`: its options, the choice between one download and many, and one download."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
-import signal
-import sys
 from typing import Any
 
 from ..client import Client
-from ..config import ClientConfig
-from ..core.redact import redact_url
 from ..core.retry import RetryPolicy
-from ..core.sizes import format_size
-from ..errors import StreamerError, UsageError, exit_code
+from ..errors import StreamerError
 from ..results import DownloadResult
 from ..sync import run
+from .options import (
+    add_transfer_options,
+    client_config,
+    count_arg,
+    default_output,
+    parse_headers,
+    seconds_arg,
+    size_arg,
+)
+from .output import report_failure, report_success, wants_bar
+from .signals import stop_on_sigterm
 
 
-def parse_headers(lines: list[str], url: str = "") -> dict[str, str]:
-    """curl's -H 'Name: value' lines; a line without a colon is a usage error."""
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip() or any(c in line for c in "\r\n"):
-            raise UsageError(f"bad header {line!r}: expected 'Name: value'", url=redact_url(url))
-        headers[name.strip()] = value.strip()
-    return headers
-
-
-def client_config(args: argparse.Namespace, *, accept_gzip: bool = False) -> ClientConfig:
-    """The client options that the transfer flags describe."""
-    return ClientConfig(
-        connect_timeout=args.connect_timeout,
-        read_timeout=args.read_timeout,
-        total_timeout=args.max_time,
-        speed_limit=args.speed_limit,
-        speed_time=args.speed_time,
-        max_redirects=args.max_redirs,
-        allow_downgrade=args.proto_redir_downgrade,
-        proxy=args.proxy,
-        trust_env=not args.noproxy_env,
-        verify=not args.insecure,
-        cafile=args.cacert,
-        certfile=args.cert,
-        keyfile=args.key,
-        accept_gzip=accept_gzip,
+def add_parser(sub: Any) -> None:
+    get = sub.add_parser("get", help="download a URL into a file")
+    get.add_argument("url", metavar="URL", nargs="?", help="the URL (or use -i MANIFEST)")
+    bulk = get.add_argument_group("many downloads (-i)")
+    bulk.add_argument(
+        "-i",
+        "--input-file",
+        metavar="MANIFEST",
+        help="URLs, JSON Lines or CSV/TSV with a url column; - for stdin",
     )
+    bulk.add_argument(
+        "-j",
+        "--jobs",
+        type=count_arg,
+        default=16,
+        metavar="N",
+        help="transfers at once (default 16)",
+    )
+    bulk.add_argument(
+        "--max-per-host",
+        type=count_arg,
+        default=16,
+        metavar="N",
+        help="transfers at once to one host (default 16)",
+    )
+    bulk.add_argument(
+        "--limit-rate",
+        type=size_arg,
+        metavar="BYTES",
+        help="total download rate limit in bytes/s (K, M, G suffixes)",
+    )
+    bulk.add_argument(
+        "--processes",
+        type=count_arg,
+        metavar="N",
+        help="worker processes sharing the jobs (default: 2 when 2 CPUs are usable, for manifest"
+        " files of 1000 jobs or more; else 1)",
+    )
+    bulk.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan every job (targets, duplicates, journal) without fetching",
+    )
+    bulk.add_argument(
+        "--host-request-rate",
+        type=seconds_arg,
+        metavar="N",
+        help="at most N new requests per second to any one host",
+    )
+    bulk.add_argument(
+        "--memory-budget",
+        type=size_arg,
+        default=64 << 20,
+        metavar="SIZE",
+        help="bytes buffered by all transfers together (default 64M)",
+    )
+    bulk.add_argument(
+        "--journal", metavar="PATH", help="run journal (default DIR/.streamer-journal.jsonl)"
+    )
+    where = get.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="PATH", help="write to PATH")
+    where.add_argument(
+        "-d", "--output-dir", metavar="DIR", help="write into DIR under the name from the URL"
+    )
+    get.add_argument(
+        "--max-filesize",
+        type=size_arg,
+        metavar="SIZE",
+        help="refuse bodies larger than SIZE (K, M, G, KiB, MiB, GiB)",
+    )
+    get.add_argument("--checksum", metavar="ALGO:HEX", help="e.g. sha256:<hex>")
+    get.add_argument(
+        "--compressed", action="store_true", help="ask for gzip/deflate and save the decoded body"
+    )
+    get.add_argument("--no-clobber", action="store_true", help="never overwrite an existing file")
+    get.add_argument(
+        "-J",
+        "--remote-header-name",
+        action="store_true",
+        help="name the file from Content-Disposition (safe name, in -d DIR)",
+    )
+    get.add_argument(
+        "--clobber", action="store_true", help="with -J: allow replacing an existing file"
+    )
+    get.add_argument(
+        "--wait-lock",
+        type=seconds_arg,
+        metavar="SECONDS",
+        help="if another streamer is downloading the same target, wait for it",
+    )
+    get.add_argument(
+        "--split",
+        type=count_arg,
+        default=1,
+        metavar="N",
+        help="fetch one file over N connections in byte ranges (like aria2 -x/-s)",
+    )
+    get.add_argument(
+        "--no-resume", action="store_true", help="ignore a partial download and start over"
+    )
+    add_transfer_options(get)
 
 
-def wants_bar(args: argparse.Namespace) -> bool:
-    if args.quiet or args.no_progress or args.json:
-        return False
-    return bool(args.progress or sys.stderr.isatty())
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if (args.url is None) == (args.input_file is None):
+        parser.error("give one URL, or -i MANIFEST")
+    if args.input_file is not None:
+        if args.output or args.remote_header_name:
+            parser.error("-o and -J name one file; with -i use -d DIR")
+        from .bulk import run_bulk
+
+        return run_bulk(args)
+    return run_get(args)
 
 
 def run_get(args: argparse.Namespace) -> int:
-    from .main import default_output
-
     url = args.url
     path = default_output(url, args.output, args.output_dir)
     bar = None
@@ -92,55 +171,3 @@ def run_get(args: argparse.Namespace) -> int:
         bar.close()
     report_success(args, result)
     return 0
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM cancels the transfer like Ctrl-C does: writes settle, the sidecar is saved."""
-    task = asyncio.current_task()
-    if task is None:
-        return
-
-    def stop() -> None:
-        # Once: a second cancel would interrupt the cleanup the first one started.
-        if not task.cancelling():
-            task.cancel()
-
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
-
-
-def report_success(args: argparse.Namespace, result: DownloadResult) -> None:
-    if not args.quiet and not args.json:
-        for note in result.notes:
-            print(f"streamer: {note}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(result.to_json()), flush=True)
-    elif not args.quiet:
-        rate = result.size / result.elapsed if result.elapsed > 0 else 0.0
-        note = "" if result.length_verified else " (length unverified: no Content-Length)"
-        print(
-            f"saved {result.path} ({format_size(result.size)} in {result.elapsed:.2f} s, "
-            f"{format_size(int(rate))}/s){note}",
-            file=sys.stderr,
-        )
-
-
-def failure_json(url: str, exc: StreamerError) -> dict[str, Any]:
-    return {
-        "url": exc.url or redact_url(url),
-        "result": exc.result.value,
-        "exit_code": exit_code(exc.result),
-        "error": str(exc),
-        "retryable": exc.retryable,
-        "status": getattr(exc, "status", None),
-        "path": exc.path,
-    }
-
-
-def report_failure(args: argparse.Namespace, url: str, exc: StreamerError) -> int:
-    if args.json:
-        print(json.dumps(failure_json(url, exc)), flush=True)
-    if not exc.url:
-        exc.url = redact_url(url)
-    print(f"streamer: {exc}", file=sys.stderr)
-    return exit_code(exc.result)

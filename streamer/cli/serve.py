@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from ..server.app import serve
 from ..sync import run
+from .options import count_arg, size_arg
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -34,3 +36,19 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def add_parser(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 (the built-in server)")
+    serve.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=count_arg, default=8000)
+    serve.add_argument(
+        "--allow-remote", action="store_true", help="allow binding to a non-loopback address"
+    )
+    serve.add_argument(
+        "--max-upload",
+        type=size_arg,
+        metavar="SIZE",
+        help="refuse PUT/POST bodies larger than SIZE with 413 (default: no limit)",
+    )

@@ -15,12 +15,12 @@ from ..errors import StreamerError
 from ..http.bodies import FilePart
 from ..results import UploadResult
 from ..sync import run
-from .get import client_config, parse_headers, report_failure, stop_on_sigterm, wants_bar
+from .options import add_transfer_options, client_config, parse_headers
+from .output import report_failure, wants_bar
+from .signals import stop_on_sigterm
 
 
 def add_upload_commands(sub: Any) -> None:
-    from .main import add_transfer_options
-
     put = sub.add_parser("put", help="upload a file as the request body (curl -T)")
     put.add_argument("file", metavar="FILE")
     put.add_argument("url", metavar="URL")

@@ -1,0 +1,156 @@
+"""Option types and the options shared by commands: sizes, seconds, headers, transfer flags."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import ClientConfig
+from ..core.redact import redact_url
+from ..core.sizes import parse_size
+from ..errors import UsageError
+
+USAGE_EXIT = 2
+
+
+def size_arg(text: str) -> int:
+    try:
+        return parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, not {text!r}")
+    return value
+
+
+def count_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text!r}")
+    return value
+
+
+def add_transfer_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that talks to a server."""
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra request header (repeatable)",
+    )
+    p.add_argument("--connect-timeout", type=seconds_arg, metavar="SECONDS", default=30.0)
+    p.add_argument(
+        "--max-time",
+        type=seconds_arg,
+        metavar="SECONDS",
+        help="maximum time for the whole transfer",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=seconds_arg,
+        metavar="SECONDS",
+        default=60.0,
+        help="maximum idle time between two reads (default 60)",
+    )
+    p.add_argument(
+        "--speed-limit",
+        type=size_arg,
+        metavar="BYTES",
+        help="abort when slower than this many bytes/s for --speed-time",
+    )
+    p.add_argument("--speed-time", type=seconds_arg, metavar="SECONDS", default=30.0)
+    p.add_argument("--max-redirs", type=count_arg, default=8, metavar="N")
+    p.add_argument(
+        "--proto-redir-downgrade",
+        action="store_true",
+        help="allow redirects from https to http (refused by default)",
+    )
+    p.add_argument("--cacert", metavar="FILE", help="CA bundle to verify the server with")
+    p.add_argument("--cert", metavar="FILE", help="client certificate (PEM)")
+    p.add_argument("--key", metavar="FILE", help="client certificate's private key (PEM)")
+    p.add_argument("-k", "--insecure", action="store_true", help="do not verify certificates")
+    p.add_argument("-x", "--proxy", metavar="URL")
+    p.add_argument(
+        "--noproxy-env",
+        action="store_true",
+        help="ignore http_proxy/https_proxy/no_proxy from the environment",
+    )
+    p.add_argument(
+        "--retry",
+        type=count_arg,
+        default=0,
+        metavar="N",
+        help="retry transient failures N times (0: none); downloads resume",
+    )
+    p.add_argument(
+        "--retry-delay",
+        type=seconds_arg,
+        metavar="SECONDS",
+        help="fixed wait between retries (default: exponential backoff)",
+    )
+    p.add_argument(
+        "--retry-max-time",
+        type=seconds_arg,
+        metavar="SECONDS",
+        help="start no retry after this many seconds",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="show the progress bar even when stderr is not a terminal",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per transfer on stdout")
+
+
+def parse_headers(lines: list[str], url: str = "") -> dict[str, str]:
+    """curl's -H 'Name: value' lines; a line without a colon is a usage error."""
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip() or any(c in line for c in "\r\n"):
+            raise UsageError(f"bad header {line!r}: expected 'Name: value'", url=redact_url(url))
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def client_config(args: argparse.Namespace, *, accept_gzip: bool = False) -> ClientConfig:
+    """The client options that the transfer flags describe."""
+    return ClientConfig(
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.read_timeout,
+        total_timeout=args.max_time,
+        speed_limit=args.speed_limit,
+        speed_time=args.speed_time,
+        max_redirects=args.max_redirs,
+        allow_downgrade=args.proto_redir_downgrade,
+        proxy=args.proxy,
+        trust_env=not args.noproxy_env,
+        verify=not args.insecure,
+        cafile=args.cacert,
+        certfile=args.cert,
+        keyfile=args.key,
+        accept_gzip=accept_gzip,
+    )
+
+
+def default_output(url: str, output: str | None, output_dir: str | None) -> Path:
+    """-o PATH as given; otherwise the URL's last segment (made safe) in -d DIR or the cwd."""
+    from ..core.names import name_from_url  # only when a name must be chosen
+
+    if output is not None:
+        return Path(output)
+    return Path(output_dir or ".") / name_from_url(url)

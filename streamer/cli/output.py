@@ -1,0 +1,56 @@
+"""What commands print: the progress bar decision, the one-line outcome, the JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..core.redact import redact_url
+from ..core.sizes import format_size
+from ..errors import StreamerError, exit_code
+from ..results import DownloadResult
+
+
+def wants_bar(args: argparse.Namespace) -> bool:
+    if args.quiet or args.no_progress or args.json:
+        return False
+    return bool(args.progress or sys.stderr.isatty())
+
+
+def report_success(args: argparse.Namespace, result: DownloadResult) -> None:
+    if not args.quiet and not args.json:
+        for note in result.notes:
+            print(f"streamer: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json()), flush=True)
+    elif not args.quiet:
+        rate = result.size / result.elapsed if result.elapsed > 0 else 0.0
+        note = "" if result.length_verified else " (length unverified: no Content-Length)"
+        print(
+            f"saved {result.path} ({format_size(result.size)} in {result.elapsed:.2f} s, "
+            f"{format_size(int(rate))}/s){note}",
+            file=sys.stderr,
+        )
+
+
+def failure_json(url: str, exc: StreamerError) -> dict[str, Any]:
+    return {
+        "url": exc.url or redact_url(url),
+        "result": exc.result.value,
+        "exit_code": exit_code(exc.result),
+        "error": str(exc),
+        "retryable": exc.retryable,
+        "status": getattr(exc, "status", None),
+        "path": exc.path,
+    }
+
+
+def report_failure(args: argparse.Namespace, url: str, exc: StreamerError) -> int:
+    if args.json:
+        print(json.dumps(failure_json(url, exc)), flush=True)
+    if not exc.url:
+        exc.url = redact_url(url)
+    print(f"streamer: {exc}", file=sys.stderr)
+    return exit_code(exc.result)
