@@ -69,6 +69,9 @@ class Result(enum.Enum):
     TARGET_BUSY = "target_busy"
     SOURCE_READ_ERROR = "source_read_error"
     SOURCE_CHANGED = "source_changed"
+    # Resumable uploads (tus 1.0, S3 multipart).
+    NOT_RESUMABLE = "not_resumable"
+    UPLOAD_EXPIRED = "upload_expired"
 
 
 # curl's exit codes where curl has one (see `man curl`, EXIT CODES); the others are ours and
@@ -100,6 +103,8 @@ EXIT_CODES: dict[Result, int] = {
     Result.TARGET_BUSY: 82,
     Result.SOURCE_READ_ERROR: 26,
     Result.SOURCE_CHANGED: 83,
+    Result.NOT_RESUMABLE: 84,
+    Result.UPLOAD_EXPIRED: 85,
     Result.CANCELLED: 130,
 }
 
