@@ -29,7 +29,14 @@ from ..core.resume import (
     plan_request,
 )
 from ..errors import TargetBusyError
-from .files import PartFile, read_sidecar, remove_quietly, sidecar_path, write_sidecar
+from .files import (
+    PartFile,
+    StrayLink,
+    read_sidecar,
+    remove_quietly,
+    sidecar_path,
+    write_sidecar,
+)
 
 # How much may be written between two checkpoints: what a crash can cost us to re-download.
 CHECKPOINT_BYTES = 64 << 20
@@ -72,7 +79,11 @@ class Partial:
     def open(self) -> None:
         """Lock the partial file and read the sidecar (an untrusted one only costs a restart)."""
         self.part.open()
-        text = read_sidecar(self.sidecar)
+        try:
+            text = read_sidecar(self.sidecar)
+        except StrayLink:
+            self._sidecar_on_disk = True  # a planted link: removed or replaced, never followed
+            return
         if text is None:
             return
         self._sidecar_on_disk = True
@@ -87,7 +98,7 @@ class Partial:
         size = self.part.size if self.state is not None else None
         return plan_request(self.state, size, url=self.url, checksum=checksum)
 
-    def begin(self, offset: int, state: ResumeState | None) -> None:
+    async def begin(self, offset: int, state: ResumeState | None) -> None:
         """Continue writing at `offset` (0: start over). A None state means not resumable."""
         self.part.truncate(offset)
         self._checkpointed = offset
@@ -99,7 +110,7 @@ class Partial:
             self._drop_sidecar()
         else:
             self._sidecar_on_disk = True
-            write_sidecar(self.sidecar, dump_state(self.state), self.url)
+            await asyncio.to_thread(write_sidecar, self.sidecar, dump_state(self.state), self.url)
 
     def forget(self) -> None:
         """Drop the resume state (the partial bytes are not of the resource any more)."""
@@ -171,7 +182,8 @@ class Partial:
         self._drop_sidecar()
 
     def record(self, state: ResumeState) -> None:
-        """Write `state` as the sidecar (the caller has made its bytes durable first)."""
+        """Write `state` as the sidecar (the caller has made its bytes durable first).
+        Blocking: called from a worker thread."""
         self._sidecar_on_disk = True
         write_sidecar(self.sidecar, dump_state(state), self.url)
 

@@ -230,7 +230,7 @@ async def _prepare(
         stream.limit.feed(offset)
         if total is not None and total - offset >= FREE_SPACE_CHECK_MIN:
             check_free_space(req.path.parent, total - offset, partial.url)
-        partial.begin(offset, _new_state(req, partial, stream, total))
+        await partial.begin(offset, _new_state(req, partial, stream, total))
     verifier = None
     if isinstance(req.checksum, Checksum):
         verifier = Verifier(req.checksum, url=partial.url)

@@ -1,0 +1,103 @@
+"""Files planted next to the target: streamer never writes through a link it did not make.
+
+Each test plants a symlink where streamer keeps one of its helper files (``T.part``,
+``T.part.json``, ``T.part.json.tmp``, the bulk journal), pointing at a file outside the output
+directory, runs a real ``python -m streamer`` and checks that the outside file is byte for byte
+what it was. Partials and temporary files: the stray link is replaced (as a link at ``T`` is).
+The journal: refused with exit 23 naming it (it is the run's record, not a scratch file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.faults import data
+from tests.helpers import MIB, one_error_line, running_slow_server, streamer
+from tests.slow_server import Resource, body_digest
+
+PRECIOUS = b"precious bytes outside the output directory\n" * 100
+HELPERS = (".part", ".part.json", ".part.json.tmp")
+
+
+def _plant(out: Path, name: str, outside: Path) -> None:
+    outside.write_bytes(PRECIOUS)
+    (out / name).symlink_to(outside)
+
+
+def _check_outside(outside: Path) -> None:
+    assert not outside.is_symlink()
+    assert outside.read_bytes() == PRECIOUS
+
+
+def _dirs(tmp_path: Path) -> tuple[Path, Path]:
+    out = tmp_path / "out"
+    out.mkdir()
+    return out, tmp_path / "outside.txt"
+
+
+@pytest.mark.parametrize("suffix", HELPERS)
+@pytest.mark.parametrize("split", ["1", "3"])
+async def test_planted_helper_link_is_not_followed(tmp_path: Path, suffix: str, split: str) -> None:
+    """A link at T.part, T.part.json or T.part.json.tmp is replaced, never written through
+    (single stream and --split); T is a regular file with the body."""
+    out, outside = _dirs(tmp_path)
+    _plant(out, "f" + suffix, outside)
+    size = 3 * MIB  # above the small-body limit: a sidecar is written
+    async with running_slow_server() as srv:
+        srv.resources["f"] = Resource(size=size)
+        run = await streamer("get", srv.url("f"), "-o", str(out / "f"), "-q", "--split", split)
+    assert run.rc == 0, run.err
+    _check_outside(outside)
+    target = out / "f"
+    assert not target.is_symlink()
+    assert target.read_bytes() == data(size)
+    assert sorted(p.name for p in out.iterdir()) == ["f"]
+
+
+@pytest.mark.parametrize("size", [1000, 3 * MIB], ids=["lane", "full-engine"])
+@pytest.mark.parametrize("suffix", HELPERS)
+async def test_bulk_planted_helper_link_is_not_followed(
+    tmp_path: Path, size: int, suffix: str
+) -> None:
+    """In bulk mode (small bodies on the lane, larger on the full engine) a planted link at a
+    helper name is replaced, never written through."""
+    out, outside = _dirs(tmp_path)
+    _plant(out, "f" + suffix, outside)
+    manifest = tmp_path / "m.txt"
+    async with running_slow_server() as srv:
+        srv.resources["f"] = Resource(size=size)
+        manifest.write_text(srv.url("f") + "\n")
+        run = await streamer("get", "-i", str(manifest), "-d", str(out), "-q")
+    assert run.rc == 0, run.err
+    _check_outside(outside)
+    assert not (out / "f").is_symlink()
+    assert (out / "f").read_bytes() == data(size)
+
+
+async def test_planted_journal_link_is_refused(tmp_path: Path) -> None:
+    """A symlink at DIR/.streamer-journal.jsonl: exit 23 naming it; nothing appended to its
+    target."""
+    out, outside = _dirs(tmp_path)
+    _plant(out, ".streamer-journal.jsonl", outside)
+    manifest = tmp_path / "m.txt"
+    async with running_slow_server() as srv:
+        srv.resources["f"] = Resource(size=1000)
+        manifest.write_text(srv.url("f") + "\n")
+        run = await streamer("get", "-i", str(manifest), "-d", str(out), "-q")
+    one_error_line(run, 23, ".streamer-journal.jsonl", "symbolic link")
+    _check_outside(outside)
+
+
+async def test_target_link_replaced_target_untouched(tmp_path: Path) -> None:
+    """T itself a symlink: the link is replaced by the download, its target untouched."""
+    out, outside = _dirs(tmp_path)
+    _plant(out, "f", outside)
+    async with running_slow_server() as srv:
+        srv.resources["f"] = Resource(size=5000)
+        run = await streamer("get", srv.url("f"), "-o", str(out / "f"), "-q")
+    assert run.rc == 0, run.err
+    _check_outside(outside)
+    assert not (out / "f").is_symlink()
+    assert body_digest(5000) == __import__("hashlib").sha256((out / "f").read_bytes()).hexdigest()
