@@ -2,7 +2,8 @@
 
 A download becomes visible under its final name only through `atomic.publish` (rename, or link
 for no-clobber, after the data is fsynced; the directory fsynced after it). Helper files are
-opened with O_NOFOLLOW: a symlink planted at ``T.part`` is replaced, never written through. Every OSError leaves here as a `FileError` that names the path.
+opened with O_NOFOLLOW: a symlink planted at ``T.part`` is replaced, never written through.
+Every OSError leaves here as a `FileError` that names the path.
 """
 
 from __future__ import annotations
