@@ -199,7 +199,26 @@ async def _run(
     check_free_space(req.path.parent, remaining, partial.url)
     _prepare_file(partial, state.total)
     job = _Segmented(client, req, partial, state)
+    resumed = sum(done for _, _, done in state.segments or ())
     await job.commit()
+    try:
+        await _fetch_all(job)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # SIGINT/SIGTERM: every segment's exact position, not the last timed checkpoint.
+        await asyncio.shield(job.commit())
+        raise
+    await _verify(req, partial, state.total)
+    await partial.publish(no_clobber=req.no_clobber, durable=req.durable)
+    return DownloadResult(
+        url=partial.url, final_url=state.final_url, path=req.path, status=206,
+        size=state.total, elapsed=time.monotonic() - started, length_verified=True,
+        checksum=str(req.checksum) if req.checksum else None,
+        resumed_from=resumed, notes=(f"downloaded in {len(job.segments)} segments",),
+    )  # fmt: skip
+
+
+async def _fetch_all(job: _Segmented) -> None:
+    """Fill every incomplete segment at once; the first failure stops the others."""
     try:
         async with asyncio.TaskGroup() as tg:
             for i, seg in enumerate(job.segments):
@@ -210,14 +229,6 @@ async def _run(
     except* StreamerError as group:
         await job.commit()
         raise group.exceptions[0] from None
-    await _verify(req, partial, state.total)
-    await partial.publish(no_clobber=req.no_clobber, durable=req.durable)
-    return DownloadResult(
-        url=partial.url, final_url=state.final_url, path=req.path, status=206,
-        size=state.total, elapsed=time.monotonic() - started, length_verified=True,
-        checksum=str(req.checksum) if req.checksum else None,
-        notes=(f"downloaded in {len(job.segments)} segments",),
-    )  # fmt: skip
 
 
 async def _verify(req: DownloadRequest, partial: Partial, total: int) -> None:
