@@ -36,6 +36,7 @@ from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, UploadResult
 from .transfer.bulk import BulkOptions, JobResult
 from .transfer.download import DownloadRequest, run_download
+from .transfer.special import is_special, run_into_special
 from .transfer.upload import UploadRequest, expect_headers, run_upload
 
 if TYPE_CHECKING:
@@ -246,6 +247,8 @@ class Client:
             accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
             remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
         )  # fmt: skip
+        if is_special(request.path):  # -o /dev/null, a FIFO: written straight in, as curl does
+            return await run_into_special(self, request, progress)
         if split > 1:
             from .transfer.segmented import run_segmented
 
