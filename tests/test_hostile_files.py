@@ -101,3 +101,53 @@ async def test_target_link_replaced_target_untouched(tmp_path: Path) -> None:
     _check_outside(outside)
     assert not (out / "f").is_symlink()
     assert body_digest(5000) == __import__("hashlib").sha256((out / "f").read_bytes()).hexdigest()
+
+
+async def test_manifest_reserved_and_long_paths_fail_only_their_jobs(tmp_path: Path) -> None:
+    """A job writing the journal, a helper name or a path component over NAME_MAX is refused
+    with its line number; the other jobs run and the journal stays the run's own."""
+    out, _ = _dirs(tmp_path)
+    manifest = tmp_path / "m.jsonl"
+    async with running_slow_server() as srv:
+        srv.resources["f"] = Resource(size=1000)
+        url = srv.url("f")
+        manifest.write_text(
+            f'{{"url": "{url}", "path": "good"}}\n'
+            f'{{"url": "{url}", "path": ".streamer-journal.jsonl"}}\n'
+            f'{{"url": "{url}", "path": "{"x" * 300}"}}\n'
+            f'{{"url": "{url}", "path": "good.part.json"}}\n'
+        )
+        run = await streamer("get", "-i", str(manifest), "-d", str(out), "-q")
+    assert "Traceback" not in run.err
+    assert run.rc == 2, run
+    for line in (2, 3, 4):
+        assert f"line {line}" in run.err, run.err
+    assert (out / "good").read_bytes() == data(1000)
+    journal = (out / ".streamer-journal.jsonl").read_text().splitlines()
+    assert [__import__("json").loads(j)["target"] for j in journal] == ["good"]
+
+
+async def test_remote_name_equal_to_own_sidecar_is_refused(tmp_path: Path) -> None:
+    """-J --clobber with a server name equal to the download's sidecar (or partial) name:
+    a typed error (exit 23), nothing saved under it and nothing deleted."""
+    out, _ = _dirs(tmp_path)
+    keep = out / "keep.txt"
+    keep.write_bytes(PRECIOUS)
+    async with running_slow_server() as srv:
+        srv.resources["f"] = Resource(
+            size=3 * MIB, disposition='attachment; filename="x.part.json"'
+        )
+        run = await streamer("get", srv.url("f"), "-o", str(out / "x"), "-J", "--clobber")
+    one_error_line(run, 23, "x.part.json", "reserved")
+    assert keep.read_bytes() == PRECIOUS
+    assert not (out / "x").exists() and not (out / "x.part.json").exists()
+
+
+async def test_output_name_over_name_max_is_one_line(tmp_path: Path) -> None:
+    """-o with a 300-byte file name: one error line, exit 23, no traceback."""
+    out, _ = _dirs(tmp_path)
+    async with running_slow_server() as srv:
+        srv.resources["f"] = Resource(size=1000)
+        run = await streamer("get", srv.url("f"), "-o", str(out / ("n" * 300)), "-q")
+    one_error_line(run, 23, "too long")
+    assert list(out.iterdir()) == []

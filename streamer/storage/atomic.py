@@ -82,17 +82,20 @@ async def publish(
         rename_into_place(fd, tmp, target, no_clobber=no_clobber, durable=False)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, sync_name: bool = True) -> None:
     """Replace `path` by a file holding `data`: a crash leaves the old file or the new one.
 
-    Blocking (two fsyncs): call it from a worker thread."""
+    ``sync_name=False`` skips the directory fsync, for files whose older version is as good
+    as the new one after a crash (a sidecar: the old one counts fewer bytes, all of them
+    durable). Blocking (fsyncs): call it from a worker thread."""
     tmp = temp_path(path)
     fd = create_fresh(tmp, mode)
     try:
         view = memoryview(data)
         while view:  # a short write is continued, not lost
             view = view[os.write(fd, view) :]
-        rename_into_place(fd, tmp, path)
+        os.fsync(fd)
+        rename_into_place(None, tmp, path, durable=sync_name)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

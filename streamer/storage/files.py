@@ -17,6 +17,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from ..core.names import MAX_CHOSEN_BYTES, NAME_MAX
 from ..errors import FileError, FileExistsError_, Result, TargetBusyError
 from .atomic import NOFOLLOW, publish, write_atomic
 
@@ -58,10 +59,14 @@ def read_sidecar(path: Path) -> bytes | None:
 
 
 def write_sidecar(path: Path, text: str, url: str = "") -> None:
-    """Replace the sidecar atomically (`write_atomic`: temp file of mode 0600, fsync, rename,
-    fsync the directory). Blocking: called from a worker thread."""
+    """Replace the sidecar atomically (`write_atomic`: temp file of mode 0600, fsync, rename).
+
+    The directory is not fsynced: after a crash the previous sidecar (or none) may be what is
+    found, and it is as true as this one (it counts fewer bytes, all fsynced before it was
+    written); a journal commit per checkpoint would cost more than that. Blocking: called
+    from a worker thread."""
     try:
-        write_atomic(path, text.encode("utf-8"))
+        write_atomic(path, text.encode("utf-8"), sync_name=False)
     except OSError as exc:
         raise file_error(exc, path, "write", _WRITE, url) from exc
 
@@ -107,6 +112,25 @@ def file_error(exc: OSError, path: Path, action: str, result: Result, url: str =
 
 def preflight(target: Path, *, no_clobber: bool, url: str = "") -> None:
     """Fail before any network transfer when the target cannot possibly be written."""
+    size = len(target.name.encode("utf-8", "surrogateescape"))
+    if size > MAX_CHOSEN_BYTES:
+        raise FileError(
+            f"cannot write {target}: file name too long ({size} bytes; at most"
+            f" {MAX_CHOSEN_BYTES}, so that {target.name[:8]}...{SIDECAR_SUFFIX}.tmp fits in"
+            f" {NAME_MAX})",
+            path=str(target),
+            result=_CANT_OPEN,
+            url=url,
+        )
+    try:
+        _preflight(target, no_clobber=no_clobber, url=url)
+    except OSError as exc:
+        if isinstance(exc, FileError):
+            raise
+        raise file_error(exc, target, "write", _CANT_OPEN, url) from exc
+
+
+def _preflight(target: Path, *, no_clobber: bool, url: str) -> None:
     parent = target.parent
     if not parent.is_dir():
         raise FileError(

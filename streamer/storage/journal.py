@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.names import JOURNAL_NAME
 from ..core.targets import target_key
 from ..errors import FileError, Result
 from .atomic import NOFOLLOW
 
-JOURNAL_NAME = ".streamer-journal.jsonl"
 # A batch is synced and journaled when it reaches this many files or this age.
 BATCH_FILES = 256
 BATCH_SECONDS = 1.0
@@ -243,3 +243,6 @@ def _load_libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _load_libc()
+
+
+__all__ = ["BATCH_FILES", "BATCH_SECONDS", "JOURNAL_NAME", "Done", "Journal", "SizeMap"]
