@@ -249,7 +249,7 @@ class Client:
         if split > 1:
             from .transfer.segmented import run_segmented
 
-            return await run_segmented(self, request, split)
+            return await run_segmented(self, request, split, progress)
         return await run_download(self, request, progress)
 
     def download_many(
