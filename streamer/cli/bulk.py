@@ -25,7 +25,7 @@ from ..core.sizes import format_size
 from ..errors import Result, exit_code
 from ..storage.journal import JOURNAL_NAME, Journal
 from ..sync import run
-from ..transfer.bulk import BulkOptions, JobResult, download_many
+from ..transfer.bulk import BulkOptions, BulkRun, JobResult, download_many
 from .options import client_config, parse_headers
 from .output import wants_bar
 from .shards import Counts, Throttled, emit, run_sharded, shard_count
@@ -233,9 +233,10 @@ async def _go(
             jobs = _jobs(parse_manifest(f, shard), args, tally)
             config = replace(client_config(args, accept_gzip=args.compressed), report_phases=False)
             async with Client(config) as client:
-                async for res in download_many(client, jobs, out_dir, opts, journal):
-                    tally.add(res)
-                    _report(args, res)
+                async with BulkRun(download_many(client, jobs, out_dir, opts, journal)) as run:
+                    async for res in run:
+                        tally.add(res)
+                        _report(args, res)
     finally:
         await journal.close()
 

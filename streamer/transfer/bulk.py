@@ -13,7 +13,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -332,6 +332,10 @@ def _ungrouped() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
+        if group.split(GeneratorExit)[1] is None:
+            # The consumer closed the results (`aclose`, or leaving `async with`): the task
+            # group has stopped every worker; the generator must end with GeneratorExit itself.
+            raise GeneratorExit from None
         first = _only_streamer_errors(group)
         if first is None:
             raise
@@ -388,13 +392,41 @@ class _Outbox:
             yield batch
 
 
+class BulkRun(AsyncIterator[JobResult]):
+    """The results of a bulk run as they finish; closing it stops the run's workers at once.
+
+    Use ``async with client.download_many(...) as results: async for r in results: ...``: a
+    consumer that leaves the loop early (``break``, an exception) then stops every transfer
+    still running, and no further request is made. Without ``async with``, call `aclose`.
+    """
+
+    def __init__(self, results: AsyncGenerator[JobResult, None]) -> None:
+        self._results = results
+
+    def __aiter__(self) -> BulkRun:
+        return self
+
+    async def __anext__(self) -> JobResult:
+        return await self._results.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the workers (cancelling the transfers in flight) and close the journal."""
+        await self._results.aclose()
+
+    async def __aenter__(self) -> BulkRun:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 async def download_many(
     client: Opener,
     jobs: Iterable[Job] | AsyncIterable[Job],
     out_dir: Path,
     opts: BulkOptions,
     journal: Journal | None = None,
-) -> AsyncIterator[JobResult]:
+) -> AsyncGenerator[JobResult, None]:
     """Run `jobs` with bounded concurrency; yield each result as it finishes (any order)."""
     width = effective_jobs(opts, client.config.chunk_size)
     run = _Run(client, out_dir, opts, journal, width)
