@@ -232,11 +232,13 @@ async def _go(
         with _lines(args.input_file) as f:
             jobs = _jobs(parse_manifest(f, shard), args, tally)
             config = replace(client_config(args, accept_gzip=args.compressed), report_phases=False)
-            async with Client(config) as client:
-                async with BulkRun(download_many(client, jobs, out_dir, opts, journal)) as run:
-                    async for res in run:
-                        tally.add(res)
-                        _report(args, res)
+            async with (
+                Client(config) as client,
+                BulkRun(download_many(client, jobs, out_dir, opts, journal)) as run,
+            ):
+                async for res in run:
+                    tally.add(res)
+                    _report(args, res)
     finally:
         await journal.close()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Iterator
@@ -29,6 +28,7 @@ from ..errors import FileExistsError_, Result, StreamerError, UsageError
 from ..lane.fetch import QuickDone, QuickPath
 from ..storage.journal import Done, Journal
 from .download import DownloadRequest, run_download
+from .retrying import retry_delay
 
 if TYPE_CHECKING:
     from .opener import Opener
@@ -245,11 +245,8 @@ class _Run:
                 quick = await self.quick.fetch(job, path, self.throttle if self.bucket else None)
             except StreamerError as exc:
                 # The lane's answer was attempt 1; a retry goes to the full engine.
-                delay = policy.next_delay(
-                    exc, elapsed=time.monotonic() - started, rand=random.random(),
-                    retry_after=getattr(exc, "retry_after", None),
-                )  # fmt: skip
-                if delay is None or not self.take_retry(exc):
+                delay = retry_delay(policy, exc, started, self.take_retry)
+                if delay is None:
                     return self._failed(job, path, exc, started)
                 policy = policy.increment(exc)
                 await asyncio.sleep(delay)
