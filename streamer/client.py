@@ -34,8 +34,9 @@ from .errors import StreamerError, UsageError
 from .http.bodies import Body, FilePart, MultipartBody, Source, make_body
 from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, UploadResult
-from .transfer.bulk import BulkOptions, BulkRun
+from .transfer.bulk import BulkOptions
 from .transfer.download import DownloadRequest, run_download
+from .transfer.handover import BulkRun
 from .transfer.upload import UploadRequest, expect_headers, run_upload
 
 if TYPE_CHECKING:

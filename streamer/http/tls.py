@@ -1,26 +1,17 @@
 """TLS settings as a value, and the SSLContext built from them (standard library only).
 
-Kept apart from `net.py` so that the client's configuration, and the small-file lane, can be
-loaded without importing aiohttp (about 0.15 s of every command's start-up).
+The options themselves (`TLSOptions`) are part of the client's configuration (`config.py`).
+Kept apart from `net.py` so that the small-file lane can use the context without importing
+aiohttp (about 0.15 s of every command's start-up).
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
-from dataclasses import dataclass
 
+from ..config import TLSOptions
 from ..errors import UsageError
-
-
-@dataclass(frozen=True)
-class TLSOptions:
-    """How the server's certificate is checked and which client certificate is shown."""
-
-    verify: bool = True
-    cafile: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
 
 
 @functools.lru_cache(maxsize=8)
