@@ -39,8 +39,8 @@ from .retrying import with_retries
 Throttle = Callable[[int], Awaitable[None]]
 
 if TYPE_CHECKING:
-    from ..client import Client
     from ..http.stream import Stream
+    from .opener import Opener
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class _StartOver(Exception):
 class _Job:
     """What every attempt of one download shares."""
 
-    client: Client
+    client: Opener
     req: DownloadRequest
     partial: Partial
     progress: ProgressCallback | None
@@ -94,7 +94,7 @@ class _Job:
 
 
 async def run_download(
-    client: Client, req: DownloadRequest, progress: ProgressCallback | None
+    client: Opener, req: DownloadRequest, progress: ProgressCallback | None
 ) -> DownloadResult:
     """Carry out `req`; on failure the target is untouched and a resumable partial is kept."""
     safe_url = redact_url(req.url)
@@ -157,7 +157,8 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         offset = _judge(partial, plan, stream)
         if stream.status == 304 and req.path.is_file():
             return _not_modified(job, stream)
-        target = _final_target(req, stream)  # a refused -J name is refused before writing
+        # A -J name is decided (or refused) before a byte is written.
+        target = final_target(req, stream.headers.get("Content-Disposition", ""))
         if offset is None:  # 416 to a resume: we hold every byte (and maybe unrecorded junk)
             partial.part.truncate(plan.offset)
         verifier = await _prepare(req, partial, stream, offset)
@@ -181,8 +182,14 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         content_type=stream.headers.get("Content-Type"),
         checksum=str(req.checksum) if req.checksum else None, redirects=stream.redirects,
         resumed_from=offset if plan.action is Action.RESUME else 0, attempts=job.attempts,
-        notes=tuple(partial.notes),
+        notes=tuple(partial.notes), validator=_validator(stream),
     )  # fmt: skip
+
+
+def _validator(stream: Stream) -> str | None:
+    """The strong validator of the saved body (RFC 9110 8.8.1), for the bulk journal."""
+    etag, last_modified = strong_validators(stream.headers)
+    return etag or last_modified
 
 
 def _not_modified(job: _Job, stream: Stream) -> DownloadResult:
@@ -275,7 +282,7 @@ async def _pump(
     await partial.settle()
 
 
-def _final_target(req: DownloadRequest, stream: Stream) -> Path:
+def final_target(req: DownloadRequest, disposition: str) -> Path:
     """`req.path`, or with remote_name the safe Content-Disposition name in the same directory.
 
     `name_from_content_disposition` keeps only one safe path component (RFC 6266 section 4.3),
@@ -283,7 +290,7 @@ def _final_target(req: DownloadRequest, stream: Stream) -> Path:
     """
     if not req.remote_name:
         return req.path
-    name = name_from_content_disposition(stream.headers.get("Content-Disposition", ""))
+    name = name_from_content_disposition(disposition)
     if not name:
         return req.path
     why = reserved_reason(name)
@@ -292,7 +299,7 @@ def _final_target(req: DownloadRequest, stream: Stream) -> Path:
             f"server-chosen name refused: {why}",
             path=str(req.path.parent / name),
             result=Result.DOWNLOAD_FILE_CANT_OPEN,
-            url=redact_url(stream.url),
+            url=redact_url(req.url),
         )
     return req.path.parent / name
 

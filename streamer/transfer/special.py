@@ -25,8 +25,8 @@ from ..results import DownloadResult
 from ..storage.files import file_error
 
 if TYPE_CHECKING:
-    from ..client import Client
     from .download import DownloadRequest
+    from .opener import Opener
 
 _WRITE = Result.DOWNLOAD_FILE_WRITE_ERROR
 
@@ -47,7 +47,7 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 async def run_into_special(
-    client: Client, req: DownloadRequest, progress: ProgressCallback | None
+    client: Opener, req: DownloadRequest, progress: ProgressCallback | None
 ) -> DownloadResult:
     """Stream `req.url` into the special file `req.path` (writes in a thread: a full pipe
     blocks the writer until its reader catches up, and the event loop must not wait)."""
