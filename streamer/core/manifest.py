@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from streamer.core.checksum import Checksum
-from streamer.core.names import MAX_CHOSEN_BYTES, NAME_MAX, name_from_url, reserved_reason
+from streamer.core.names import length_problem, name_from_url, reserved_reason
 from streamer.core.sizes import parse_size
 from streamer.core.targets import (
     DuplicateFinder,
@@ -134,22 +134,10 @@ def safe_relpath(path: str) -> str:
         raise UsageError(f"path names a directory: {path!r}")
     if not parts:
         raise UsageError(f"path is empty: {path!r}")
-    _check_lengths(parts)
+    too_long = length_problem(parts)
+    if too_long is not None:
+        raise UsageError(too_long)
     return "/".join(parts)
-
-
-def _check_lengths(parts: list[str]) -> None:
-    """Each component fits NAME_MAX bytes; the file name leaves room for its helper names."""
-    for part in parts[:-1]:
-        size = len(part.encode("utf-8", "surrogatepass"))
-        if size > NAME_MAX:
-            raise UsageError(f"path component too long: {size} bytes (at most {NAME_MAX})")
-    size = len(parts[-1].encode("utf-8", "surrogatepass"))
-    if size > MAX_CHOSEN_BYTES:
-        raise UsageError(
-            f"file name too long: {size} bytes (at most {MAX_CHOSEN_BYTES}, so that its"
-            f" helper files fit in {NAME_MAX})"
-        )
 
 
 def _check_headers(headers: tuple[tuple[str, str], ...]) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "JOURNAL_NAME",
     "MAX_CHOSEN_BYTES",
     "NAME_MAX",
+    "length_problem",
     "name_from_content_disposition",
     "name_from_url",
     "reserved_reason",
@@ -76,6 +77,22 @@ def reserved_reason(name: str) -> str | None:
     for suffix in sorted(HELPER_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix) and len(name) > len(suffix):
             return f"{name!r} is reserved: streamer writes {suffix!r} files beside its targets"
+    return None
+
+
+def length_problem(parts: list[str]) -> str | None:
+    """Why a relative path (its components) is too long for the file system, or None: each
+    directory fits NAME_MAX bytes, the file name leaves room for its helper names."""
+    for part in parts[:-1]:
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > NAME_MAX:
+            return f"path component too long: {size} bytes (at most {NAME_MAX})"
+    size = len(parts[-1].encode("utf-8", "surrogatepass")) if parts else 0
+    if size > MAX_CHOSEN_BYTES:
+        return (
+            f"file name too long: {size} bytes (at most {MAX_CHOSEN_BYTES}, so that its"
+            f" helper files fit in {NAME_MAX})"
+        )
     return None
 
 
