@@ -15,6 +15,7 @@ import pytest
 
 from tests.faults import data
 from tests.helpers import MIB, one_error_line, running_slow_server, streamer
+from tests.range_origin import Origin, serving
 from tests.slow_server import Resource, body_digest
 
 PRECIOUS = b"precious bytes outside the output directory\n" * 100
@@ -45,10 +46,11 @@ async def test_planted_helper_link_is_not_followed(tmp_path: Path, suffix: str, 
     out, outside = _dirs(tmp_path)
     _plant(out, "f" + suffix, outside)
     size = 3 * MIB  # above the small-body limit: a sidecar is written
-    async with running_slow_server() as srv:
-        srv.resources["f"] = Resource(size=size)
-        run = await streamer("get", srv.url("f"), "-o", str(out / "f"), "-q", "--split", split)
+    async with serving(Origin(size)) as origin:
+        run = await streamer("get", origin.url, "-o", str(out / "f"), "-q", "--split", split)
     assert run.rc == 0, run.err
+    if split != "1":  # really split: one probe, then a request per segment
+        assert sum(r is not None and not r.endswith("-") for r in origin.ranges) == int(split)
     _check_outside(outside)
     target = out / "f"
     assert not target.is_symlink()

@@ -18,8 +18,8 @@ import pytest
 import streamer
 from streamer import Client
 from tests.faults import data
-from tests.helpers import MIB, running_slow_server
-from tests.slow_server import Resource
+from tests.helpers import MIB
+from tests.range_origin import Origin, serving
 
 PACKAGE = Path(streamer.__file__).parent
 PUBLISHING = {"replace", "rename", "link"}
@@ -72,11 +72,10 @@ async def test_download_never_fsyncs_on_the_loop(
     """A download with a sidecar (single stream and --split): every fsync (data, sidecar,
     directory) runs in a worker thread."""
     loop_thread = threading.get_ident()
-    async with running_slow_server() as srv:
-        srv.resources["f"] = Resource(size=3 * MIB)
-        async with Client(trust_env=False) as client:
-            res = await client.download(srv.url("f"), tmp_path / "f", split=split)
+    async with serving(Origin(3 * MIB)) as origin, Client(trust_env=False) as client:
+        res = await client.download(origin.url, tmp_path / "f", split=split)
     assert res.path.read_bytes() == data(3 * MIB)
+    assert len(origin.ranges) == (1 if split == 1 else 1 + split)
     assert sync_threads, "no fsync at all: the test measures nothing"
     on_loop = [name for name, ident in sync_threads if ident == loop_thread]
     assert on_loop == []
