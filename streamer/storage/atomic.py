@@ -33,8 +33,10 @@ def temp_path(path: Path) -> Path:
 def create_fresh(path: Path, mode: int = 0o600) -> int:
     """A new, empty file at `path` open for writing; whatever stood there (a stale temp file,
     a planted link) is removed first, not followed."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    try:
+        return os.open(path, _FRESH, mode)
+    except FileExistsError:
+        os.unlink(path)  # a stale temp file or a planted link: the name is ours to reuse
     return os.open(path, _FRESH, mode)
 
 
