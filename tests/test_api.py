@@ -64,6 +64,7 @@ EXPECTED_ALL = [
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",
+    "TusResult",
     "UnsafeRedirect",
     "UploadResult",
     "UsageError",
@@ -71,6 +72,7 @@ EXPECTED_ALL = [
     "download",
     "fetch",
     "upload",
+    "upload_resumable",
 ]
 
 
