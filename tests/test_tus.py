@@ -13,17 +13,19 @@ import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 import streamer
 from streamer import Client
 from streamer.core import tus
-from streamer.storage.upload_state import load_state
+from streamer.storage.upload_state import load_state, save_state
 from tests.conftest import CLIENT_DEFAULTS
 from tests.helpers import file_digest, kill, one_error_line, peak_rss, spawn, wait_for
 from tests.helpers import streamer as run_cli
-from tests.tus_peer import Relay, TusPeer, start_tus
+from tests.tus_peer import LOCKED, Relay, TusPeer, start_tus
 
 MIB = 1 << 20
 
@@ -71,9 +73,17 @@ async def test_put_tus_stores_the_file(peer: TusPeer, source: Path, env: dict[st
     """put --tus: exit 0, the upload URL on stdout, the server holds the exact file, the
     metadata carries filename and each --meta, and the remembered upload is forgotten."""
     run = await run_cli(
-        "put", "--tus", str(source), peer.endpoint, "--meta", "kind=test", "--meta", "note=é x",
-        "-q", env=env,
-    )  # fmt: skip
+        "put",
+        "--tus",
+        str(source),
+        peer.endpoint,
+        "--meta",
+        "kind=test",
+        "--meta",
+        "note=é x",
+        "-q",
+        env=env,
+    )
     assert run.rc == 0, run.err
     url = run.out.strip()
     assert url.startswith(peer.endpoint + "/")
@@ -87,9 +97,17 @@ async def test_chunked_with_checksum_json(peer: TusPeer, source: Path, env: dict
     """--chunk-size 1M --tus-checksum sha256 --json: one object {url,size,resumed_from,sent};
     every PATCH carried a checksum the server verified; the file is exact."""
     run = await run_cli(
-        "put", "--tus", str(source), peer.endpoint, "--chunk-size", "1M",
-        "--tus-checksum", "sha256", "--json", env=env,
-    )  # fmt: skip
+        "put",
+        "--tus",
+        str(source),
+        peer.endpoint,
+        "--chunk-size",
+        "1M",
+        "--tus-checksum",
+        "sha256",
+        "--json",
+        env=env,
+    )
     assert run.rc == 0, run.err
     doc = run.json()
     size = source.stat().st_size
@@ -166,9 +184,17 @@ async def test_retry_resumes_within_one_run(
     big.write_bytes(os.urandom(8 * MIB))
     relay.cut_at = 3 * MIB
     run = await run_cli(
-        "put", "--tus", str(big), relay.endpoint, "--retry", "2", "--retry-delay", "0.2",
-        "--json", env=env,
-    )  # fmt: skip
+        "put",
+        "--tus",
+        str(big),
+        relay.endpoint,
+        "--retry",
+        "2",
+        "--retry-delay",
+        "0.2",
+        "--json",
+        env=env,
+    )
     assert run.rc == 0, run.err
     doc = run.json()
     assert doc["resumed_from"] == 0
@@ -216,3 +242,179 @@ async def test_abort_deletes_the_upload(
     assert remembered(relay.endpoint, source) is None
     again = await run_cli("put", "--tus", "--abort", str(source), relay.endpoint, env=env)
     one_error_line(again, 2, "no remembered tus upload")
+
+
+def not_tus_app(post_status: int, seen: list[str]) -> web.Application:
+    """A plain HTTP server: OPTIONS 405 (or 200 without tus headers when post_status is 0),
+    POST answered `post_status` without Tus-Resumable or Location; it records each method."""
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.method)
+        await request.read()
+        if request.method == "OPTIONS":
+            return web.Response(status=200 if post_status == 0 else 405)
+        return web.Response(status=post_status or 200, text="hello")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (0, 84, ["OPTIONS"], "not a tus 1.0.0 answer"),
+        (201, 84, ["OPTIONS", "POST"], "not a tus 1.0.0 answer"),
+        (200, 84, ["OPTIONS", "POST"], "not a tus 1.0.0 answer"),
+        (405, 22, ["OPTIONS", "POST"], "HTTP 405"),
+    ],
+)
+async def test_not_a_tus_server(
+    aiohttp_server: Any, source: Path, env: dict[str, str], case: tuple[int, int, list[str], str]
+) -> None:
+    """A server that does not speak tus 1.0.0: a 2xx without Tus-Resumable/Location is
+    NOT_RESUMABLE (84) and nothing more is sent; a 405 is an HTTP error (22) naming it."""
+    post_status, rc, methods, fragment = case
+    seen: list[str] = []
+    server = await aiohttp_server(not_tus_app(post_status, seen), host="127.0.0.1")
+    run = await run_cli("put", "--tus", str(source), str(server.make_url("/up")), env=env)
+    one_error_line(run, rc, fragment)
+    assert seen == methods
+    assert remembered(str(server.make_url("/up")), source) is None
+
+
+async def _broken_first_run(relay: Relay, path: Path, env: dict[str, str]) -> str:
+    """A first run cut after 1 MiB (no retry): the upload is created and remembered; its URL."""
+    relay.cut_at = MIB
+    first = await run_cli("put", "--tus", str(path), relay.endpoint, "-q", env=env)
+    assert first.rc == 56, first.err
+    record = remembered(relay.endpoint, path)
+    assert record is not None
+    return str(record["url"])
+
+
+async def test_expired_upload_85_and_forgotten(
+    tmp_path: Path, source: Path, env: dict[str, str]
+) -> None:
+    """An upload the server no longer has (expired: 410 on HEAD): exit 85, the remembered URL
+    is dropped, and the next run makes a new upload."""
+    with start_tus(tmp_path / "store", expire_ms=1000) as server:
+        relay = await Relay(server.port).start()
+        try:
+            old = await _broken_first_run(relay, source, env)
+            await asyncio.sleep(1.5)  # past the expiration (a lower bound, not a deadline)
+            run = await run_cli("put", "--tus", str(source), relay.endpoint, env=env)
+            one_error_line(run, 85, "no longer has the upload", "410")
+            assert remembered(relay.endpoint, source) is None
+            again = await run_cli("put", "--tus", str(source), relay.endpoint, "-q", env=env)
+            assert again.rc == 0, again.err
+            assert again.out.strip() != old
+            assert file_digest(server.stored(again.out.strip())) == file_digest(source)
+        finally:
+            await relay.stop()
+
+
+async def test_over_max_size_413(tmp_path: Path, source: Path, env: dict[str, str]) -> None:
+    """A file over the server's Tus-Max-Size: the POST's 413 is an HTTP error (22) naming the
+    status and the limit; nothing is remembered."""
+    with start_tus(tmp_path / "store", max_size=1000) as server:
+        run = await run_cli("put", "--tus", str(source), server.endpoint, env=env)
+    one_error_line(run, 22, "413", "Tus-Max-Size is 1000")
+    assert remembered(server.endpoint, source) is None
+
+
+async def test_409_rereads_the_offset(
+    peer: TusPeer, relay: Relay, source: Path, env: dict[str, str]
+) -> None:
+    """A 409 (the PATCH's offset is not the server's; here the relay changes it): HEAD again
+    and continue from the server's offset; the file is exact."""
+    relay.rewrite = (b"Upload-Offset: 0\r\n", b"Upload-Offset: 1\r\n")
+    run = await run_cli(
+        "put", "--tus", str(source), relay.endpoint, "--chunk-size", "256K", "--json", env=env
+    )
+    assert run.rc == 0, run.err
+    assert relay.rewrites == 1
+    assert file_digest(peer.stored(run.json()["url"])) == file_digest(source)
+
+
+async def test_423_waits_and_retries(
+    peer: TusPeer, relay: Relay, source: Path, env: dict[str, str]
+) -> None:
+    """A 423 Locked answer to a PATCH: wait, HEAD again, send; the file is exact (no --retry
+    needed: a lock is not a failure)."""
+    relay.answer_patch = LOCKED
+    run = await run_cli(
+        "put", "--tus", str(source), relay.endpoint, "--chunk-size", "1M", "--json", env=env
+    )
+    assert run.rc == 0, run.err
+    assert relay.answered == 1
+    assert file_digest(peer.stored(run.json()["url"])) == file_digest(source)
+
+
+@pytest.mark.parametrize("always", [False, True])
+async def test_checksum_460(
+    peer: TusPeer, relay: Relay, tmp_path: Path, env: dict[str, str], always: bool
+) -> None:
+    """Bytes damaged on the way (the relay changes them): the server answers 460 to the
+    Upload-Checksum; the chunk is sent again under --retry, and a 460 that persists after the
+    retries is CHECKSUM_MISMATCH (80)."""
+    data = tmp_path / "a.bin"
+    data.write_bytes(b"A" * (MIB + 3))
+    relay.rewrite, relay.rewrite_always = (b"AAAA", b"AAAB"), always
+    run = await run_cli(
+        "put",
+        "--tus",
+        str(data),
+        relay.endpoint,
+        "--tus-checksum",
+        "sha1",
+        "--chunk-size",
+        "256K",
+        "--retry",
+        "2",
+        "--retry-delay",
+        "0.1",
+        env=env,
+    )
+    if always:
+        one_error_line(run, 80, "460", "gave up after 3 attempts")
+        return
+    assert run.rc == 0, run.err
+    assert relay.rewrites == 1
+    assert file_digest(peer.stored(run.out.strip())) == file_digest(data)
+
+
+@pytest.mark.parametrize(
+    ("content", "note"),
+    [
+        (b"\x00garbage", "corrupt"),
+        (b'{"version": 7, "kind": "tus", "key": {}, "record": {}}', "future version"),
+    ],
+)
+async def test_untrusted_state_starts_a_new_upload(
+    peer: TusPeer, source: Path, env: dict[str, str], content: bytes, note: str
+) -> None:
+    """A state file that is corrupt or from a future version: a new upload, with a note."""
+    key = tus.state_key(peer.endpoint, str(source.resolve()))
+    save_state("tus", key, {"url": "http://127.0.0.1:1/files/x"})
+    (path,) = (Path(env["XDG_STATE_HOME"]) / "streamer").iterdir()
+    path.write_bytes(content)
+    run = await run_cli("put", "--tus", str(source), peer.endpoint, env=env)
+    assert run.rc == 0, run.err
+    assert any(note in line and "starting a new upload" in line for line in run.err_lines)
+    assert file_digest(peer.stored(run.out.strip())) == file_digest(source)
+
+
+async def test_changed_file_starts_a_new_upload(
+    peer: TusPeer, relay: Relay, source: Path, env: dict[str, str]
+) -> None:
+    """A file changed (size or mtime) since its upload began is not resumed: a new upload,
+    with a note; the server ends with the new content."""
+    old = await _broken_first_run(relay, source, env)
+    with source.open("ab") as f:
+        f.write(b"more")
+    run = await run_cli("put", "--tus", str(source), relay.endpoint, env=env)
+    assert run.rc == 0, run.err
+    assert any("changed since the upload began" in line for line in run.err_lines)
+    assert run.out.strip() != old
+    assert file_digest(peer.stored(run.out.strip())) == file_digest(source)
