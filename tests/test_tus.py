@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 import streamer
-from streamer import Client
+from streamer import Client, StreamerError
 from streamer.core import tus
 from streamer.storage.upload_state import load_state, save_state
 from tests.conftest import CLIENT_DEFAULTS
@@ -418,3 +418,52 @@ async def test_changed_file_starts_a_new_upload(
     assert any("changed since the upload began" in line for line in run.err_lines)
     assert run.out.strip() != old
     assert file_digest(peer.stored(run.out.strip())) == file_digest(source)
+
+
+async def test_progress_starts_at_the_resumed_offset(
+    peer: TusPeer, relay: Relay, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The progress callback of a resumed upload starts at the server's offset, counts up to
+    the size, and ends with DONE at the size (the same reports as other uploads)."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 * MIB))
+    relay.cut_at = 2 * MIB
+    async with Client(**CLIENT_DEFAULTS) as client:
+        with pytest.raises(StreamerError):
+            await client.upload_resumable(relay.endpoint, big, retry=0)
+        record = remembered(relay.endpoint, big)
+        assert record is not None
+        await _settled(peer.stored(str(record["url"])))
+        reports: list[streamer.Progress] = []
+        result = await client.upload_resumable(relay.endpoint, big, progress=reports.append)
+    assert result.resumed_from > 0
+    uploading = [p for p in reports if p.phase is streamer.Phase.UPLOADING]
+    assert uploading[0].done >= result.resumed_from
+    assert all(p.total == big.stat().st_size for p in uploading)
+    assert [p.done for p in uploading] == sorted(p.done for p in uploading)
+    assert reports[-1].phase is streamer.Phase.DONE and reports[-1].done == big.stat().st_size
+
+
+async def test_empty_file(peer: TusPeer, tmp_path: Path, env: dict[str, str]) -> None:
+    """An empty file is one creation (Upload-Length: 0) and no PATCH; the server holds it."""
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    run = await run_cli("put", "--tus", str(empty), peer.endpoint, "--json", env=env)
+    assert run.rc == 0, run.err
+    doc = run.json()
+    assert (doc["size"], doc["sent"]) == (0, 0)
+    assert peer.stored(doc["url"]).stat().st_size == 0
+
+
+async def test_missing_file_and_bad_options(
+    peer: TusPeer, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A missing source is exit 26; a bad --meta or --chunk-size 0 is a usage error (2)."""
+    missing = await run_cli("put", "--tus", str(tmp_path / "nope"), peer.endpoint, env=env)
+    one_error_line(missing, 26, "nope")
+    src = tmp_path / "s.bin"
+    src.write_bytes(b"x" * 10)
+    bad_meta = await run_cli("put", "--tus", str(src), peer.endpoint, "--meta", "a b=c", env=env)
+    one_error_line(bad_meta, 2, "bad metadata key")
+    zero = await run_cli("put", "--tus", str(src), peer.endpoint, "--chunk-size", "0", env=env)
+    one_error_line(zero, 2, "--chunk-size")

@@ -54,7 +54,9 @@ ANSWER_LIMIT = 64 << 10
 # times per attempt, so a server that keeps answering them cannot hold a run forever.
 MAX_RESYNCS = 8
 LOCKED_WAIT_CAP = 5.0
-_GONE = frozenset({403, 404, 410})  # tus 1.0.0 HEAD: "404 Not Found, 410 Gone or 403 Forbidden"
+# tus 1.0.0 PATCH: a removed upload "SHOULD" get 404 Not Found or 410 Gone (403 may be an
+# authorization failure, which must not make streamer forget the upload).
+_GONE = frozenset({404, 410})
 
 
 @dataclass(frozen=True)
