@@ -47,12 +47,13 @@ if TYPE_CHECKING:
     from .http.stream import Stream
     from .results import DownloadResult, FetchResult, TusResult, UploadResult
     from .sync import download, fetch, upload, upload_resumable
-    from .transfer.bulk import BulkOptions, JobResult
+    from .transfer.bulk import BulkOptions, BulkRun, JobResult
 
 # The I/O layers (aiohttp, aiofiles, tqdm) load on first use, so that importing the pure core
 # (`streamer.core.*`) or the error tree stays free of them; a test holds this.
 _LAZY = {
     "BulkOptions": "transfer.bulk",
+    "BulkRun": "transfer.bulk",
     "Checksum": "core.checksum",
     "Client": "client",
     "ClientConfig": "config",
@@ -90,6 +91,7 @@ __all__ = [
     "BodyTooLarge",
     "BodyTruncatedError",
     "BulkOptions",
+    "BulkRun",
     "Cancelled",
     "CertificateError",
     "Checksum",

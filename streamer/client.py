@@ -34,7 +34,7 @@ from .errors import StreamerError, UsageError
 from .http.bodies import Body, FilePart, MultipartBody, Source, make_body
 from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, TusResult, UploadResult
-from .transfer.bulk import BulkOptions, JobResult
+from .transfer.bulk import BulkOptions, BulkRun
 from .transfer.download import DownloadRequest, run_download
 from .transfer.upload import UploadRequest, expect_headers, run_upload
 
@@ -249,7 +249,13 @@ class Client:
         if split > 1:
             from .transfer.segmented import run_segmented
 
-            return await run_segmented(self, request, split)
+            if self.config.accept_gzip if accept_gzip is None else accept_gzip:
+                raise UsageError(
+                    "split > 1 cannot decode: byte ranges of an encoded body cannot be joined",
+                    url=redact_url(url),
+                )
+
+            return await run_segmented(self, request, split, progress)
         return await run_download(self, request, progress)
 
     def download_many(
@@ -259,9 +265,11 @@ class Client:
         options: BulkOptions | None = None,
         *,
         journal: str | Path | None = None,
-    ) -> AsyncIterator[JobResult]:
-        """Download many jobs (Job values or plain URLs) into `out_dir`; yields one `JobResult`
-        per job as each finishes. Failures are results, never exceptions that stop the rest.
+    ) -> BulkRun:
+        """Download many jobs (Job values or plain URLs) into `out_dir`; the `BulkRun` yields one
+        `JobResult` per job as each finishes. Failures are results, never exceptions that stop
+        the rest. Use it as ``async with client.download_many(...) as results:`` so that leaving
+        the loop early stops the transfers still running.
 
         With ``journal`` (a path), completed files are recorded there and skipped next time.
         """
@@ -273,7 +281,8 @@ class Client:
             log = Journal(Path(journal), Path(out_dir))
             log.load()
             log.open()
-        return download_many(self, as_jobs(jobs), Path(out_dir), options or BulkOptions(), log)
+        opts = options or BulkOptions()
+        return BulkRun(download_many(self, as_jobs(jobs), Path(out_dir), opts, log))
 
     async def upload(
         self,
