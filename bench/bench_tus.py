@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Run, print_rows, work_dir, write_report
+from _common import Run, med, print_rows, work_dir, write_report
 from bench_download import MiB, make_payload, measure, parse_size
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             good = [r for r in runs if r.tool == tool and r.ok]
             if good:
                 rows[tool] = {
-                    "wall": min(r.wall_s for r in good),
-                    "cpu": min(r.cpu_s for r in good),
+                    "wall": med([r.wall_s for r in good]),
+                    "cpu": med([r.cpu_s for r in good]),
                     "rss": max(r.rss_mib for r in good),
                 }
         print_rows(
