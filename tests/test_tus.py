@@ -467,3 +467,24 @@ async def test_missing_file_and_bad_options(
     one_error_line(bad_meta, 2, "bad metadata key")
     zero = await run_cli("put", "--tus", str(src), peer.endpoint, "--chunk-size", "0", env=env)
     one_error_line(zero, 2, "--chunk-size")
+
+
+async def test_checksum_not_offered_is_refused(
+    aiohttp_server: Any, source: Path, env: dict[str, str]
+) -> None:
+    """--tus-checksum against a tus server that does not list the checksum extension: a usage
+    error (2) after OPTIONS, before anything is created (the digest would protect nothing)."""
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.method)
+        headers = {"Tus-Resumable": "1.0.0", "Tus-Version": "1.0.0", "Tus-Extension": "creation"}
+        return web.Response(status=204, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    url = str(server.make_url("/files"))
+    run = await run_cli("put", "--tus", str(source), url, "--tus-checksum", "sha1", env=env)
+    one_error_line(run, 2, "checksum extension")
+    assert seen == ["OPTIONS"]
