@@ -194,6 +194,12 @@ def state_record(url: str, size: int, mtime_ns: int) -> dict[str, str | int]:
 
 def resume_url(record: Mapping[str, object], size: int, mtime_ns: int) -> tuple[str | None, str]:
     """The upload URL to resume from a record, or None and why it cannot be resumed."""
+    version = record.get("version")
+    if not isinstance(version, int) or version > STATE_VERSION:
+        return (
+            None,
+            f"the remembered upload is from a future version ({version!r}); starting a new upload",
+        )
     url = record.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         return None, "the remembered upload has no valid URL; starting a new upload"

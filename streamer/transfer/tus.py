@@ -98,13 +98,12 @@ class _Answer:
 
     def error(self, url: str, what: str) -> HTTPStatusError:
         detail = f": {self.text}" if self.text else ""
-        err = HTTPStatusError(
+        return HTTPStatusError(
             f"{what}: HTTP {self.status} {self.reason}".rstrip() + detail,
             url=url,
             status=self.status,
             reason=self.reason,
         )
-        return err
 
 
 async def _call(

@@ -179,7 +179,8 @@ def test_check_offset() -> None:
 
 
 def test_resume_url_decisions() -> None:
-    """A record resumes only for the same size and mtime, and with an http(s) URL."""
+    """A record resumes only for its own version, the same size and mtime, and with an
+    http(s) URL."""
     record = tus.state_record("http://h/files/1", 10, 99)
     assert record["version"] == tus.STATE_VERSION
     assert tus.resume_url(record, 10, 99) == ("http://h/files/1", "")
@@ -187,6 +188,8 @@ def test_resume_url_decisions() -> None:
     assert url is None and "changed" in why
     url, why = tus.resume_url(record, 10, 98)
     assert url is None and "changed" in why
+    url, why = tus.resume_url({**record, "version": 2}, 10, 99)
+    assert url is None and "future version" in why
     url, why = tus.resume_url({**record, "url": "file:///etc/passwd"}, 10, 99)
     assert url is None and "no valid URL" in why
     assert tus.state_key("http://e/files", "/a/b") == {"endpoint": "http://e/files", "path": "/a/b"}
