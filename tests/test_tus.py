@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from streamer import Client, StreamerError
 from streamer.core import tus
 from streamer.storage.upload_state import load_state, save_state
 from tests.conftest import CLIENT_DEFAULTS
-from tests.helpers import file_digest, kill, one_error_line, peak_rss, spawn, wait_for
+from tests.helpers import file_digest, finish, kill, one_error_line, peak_rss, spawn, wait_for
 from tests.helpers import streamer as run_cli
 from tests.tus_peer import LOCKED, Relay, TusPeer, start_tus
 
@@ -488,3 +489,30 @@ async def test_checksum_not_offered_is_refused(
     run = await run_cli("put", "--tus", str(source), url, "--tus-checksum", "sha1", env=env)
     one_error_line(run, 2, "checksum extension")
     assert seen == ["OPTIONS"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_interrupt_keeps_the_upload_for_resuming(
+    peer: TusPeer, relay: Relay, tmp_path: Path, env: dict[str, str], sig: int
+) -> None:
+    """Ctrl-C (130) or SIGTERM (143) mid-PATCH: one line saying the same command resumes; the
+    upload stays remembered and the next run continues from the server's offset."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(8 * MIB))
+    relay.hold_at = 3 * MIB
+    proc = await spawn("put", "--tus", str(big), relay.endpoint, "-q", env=env)
+    try:
+        await asyncio.wait_for(relay.held.wait(), 30)
+        proc.send_signal(sig)
+        run = await finish(proc)
+    finally:
+        kill(proc)
+    relay.release()
+    one_error_line(run, 128 + sig, "run the same command to resume")
+    record = remembered(relay.endpoint, big)
+    assert record is not None
+    await _settled(peer.stored(str(record["url"])))
+    again = await run_cli("put", "--tus", str(big), relay.endpoint, "--json", env=env)
+    assert again.rc == 0, again.err
+    assert again.json()["resumed_from"] > 0
+    assert file_digest(peer.stored(again.json()["url"])) == file_digest(big)

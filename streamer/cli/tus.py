@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 
@@ -74,6 +75,13 @@ def run_tus_command(args: argparse.Namespace) -> int:
         result = run(go())
     except StreamerError as exc:
         return report_failure(args, args.url, exc)
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        # The server keeps what it received and the upload's URL is remembered (saved right
+        # after the POST), so the same command resumes: say so, not the download message.
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
+        if not args.abort:
+            print(f"streamer: {what}; run the same command to resume the upload", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
     finally:
         if bar is not None:
             bar.close()
