@@ -47,13 +47,14 @@ if TYPE_CHECKING:
     from .http.stream import Stream
     from .results import DownloadResult, FetchResult, TusResult, UploadResult
     from .sync import download, fetch, upload, upload_resumable
-    from .transfer.bulk import BulkOptions, BulkRun, JobResult
+    from .transfer.bulk import BulkOptions, JobResult
+    from .transfer.handover import BulkRun
 
 # The I/O layers (aiohttp, aiofiles, tqdm) load on first use, so that importing the pure core
 # (`streamer.core.*`) or the error tree stays free of them; a test holds this.
 _LAZY = {
     "BulkOptions": "transfer.bulk",
-    "BulkRun": "transfer.bulk",
+    "BulkRun": "transfer.handover",
     "Checksum": "core.checksum",
     "Client": "client",
     "ClientConfig": "config",

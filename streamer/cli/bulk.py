@@ -25,7 +25,8 @@ from ..core.sizes import format_size
 from ..errors import Result, exit_code
 from ..storage.journal import JOURNAL_NAME, Journal
 from ..sync import run
-from ..transfer.bulk import BulkOptions, BulkRun, JobResult, download_many
+from ..transfer.bulk import BulkOptions, JobResult, download_many
+from ..transfer.handover import BulkRun
 from .options import client_config, parse_headers
 from .output import wants_bar
 from .shards import Counts, Throttled, emit, run_sharded, shard_count
