@@ -45,7 +45,7 @@ from .retrying import with_retries
 from .upload import expect_headers
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from .opener import Opener
 
 KIND = "tus"
 # A tus answer carries no meaningful body; an error's first bytes are kept for its message.
@@ -107,7 +107,7 @@ class _Answer:
 
 
 async def _call(
-    client: Client,
+    client: Opener,
     method: str,
     url: str,
     headers: Mapping[str, str],
@@ -140,7 +140,7 @@ def _not_tus(run: _Run, what: str) -> StreamerError:
     )
 
 
-async def _options(client: Client, run: _Run) -> tus.ServerInfo:
+async def _options(client: Opener, run: _Run) -> tus.ServerInfo:
     """The server's extensions (tus 1.0.0 OPTIONS); an endpoint refusing OPTIONS has none."""
     answer = await _call(client, "OPTIONS", run.req.endpoint, run.req.headers)
     if answer.status >= 400:
@@ -153,7 +153,7 @@ async def _options(client: Client, run: _Run) -> tus.ServerInfo:
     return info
 
 
-async def _create(client: Client, run: _Run) -> str:
+async def _create(client: Opener, run: _Run) -> str:
     """POST (tus 1.0.0 creation): the new upload's URL, remembered before a byte is sent."""
     headers = _base_headers(run) | {"Upload-Length": str(run.size)}
     metadata = tus.encode_metadata(run.req.metadata)
@@ -174,7 +174,7 @@ async def _create(client: Client, run: _Run) -> str:
     return url
 
 
-async def _head(client: Client, run: _Run, url: str) -> int | None:
+async def _head(client: Opener, run: _Run, url: str) -> int | None:
     """The server's offset of the upload (tus 1.0.0 HEAD); None when the server holds another
     length for it (then a new upload is made)."""
     answer = await _call(client, "HEAD", url, _base_headers(run))
@@ -202,7 +202,7 @@ async def _head(client: Client, run: _Run, url: str) -> int | None:
     )
 
 
-async def _start(client: Client, run: _Run) -> int:
+async def _start(client: Opener, run: _Run) -> int:
     """The offset this attempt continues from: the server's, or 0 for a new upload."""
     if run.info is None:
         run.info = await _options(client, run)
@@ -241,7 +241,7 @@ async def _digest(path: Path, start: int, length: int, algorithm: str) -> str:
 
 
 async def _patch(
-    client: Client, run: _Run, url: str, offset: int, progress: ProgressCallback | None
+    client: Opener, run: _Run, url: str, offset: int, progress: ProgressCallback | None
 ) -> _Answer:
     """One PATCH of the next slice from `offset`, streamed from disk."""
     length = tus.next_chunk(offset, run.size, run.req.chunk_size)
@@ -264,7 +264,7 @@ async def _patch(
 
 
 async def _send_rest(
-    client: Client, run: _Run, offset: int, progress: ProgressCallback | None
+    client: Opener, run: _Run, offset: int, progress: ProgressCallback | None
 ) -> None:
     """PATCH until the server holds the whole file; 409 and 423 make it ask HEAD again."""
     assert run.url is not None
@@ -339,7 +339,7 @@ def _open_run(req: TusRequest) -> _Run:
     return run
 
 
-async def run_tus(client: Client, req: TusRequest, progress: ProgressCallback | None) -> TusResult:
+async def run_tus(client: Opener, req: TusRequest, progress: ProgressCallback | None) -> TusResult:
     """Upload `req.path` to the tus endpoint, resuming the remembered upload when there is one."""
     if req.chunk_size is not None and req.chunk_size <= 0:
         raise UsageError(f"chunk size must be positive: {req.chunk_size}")
@@ -367,7 +367,7 @@ async def run_tus(client: Client, req: TusRequest, progress: ProgressCallback | 
     )
 
 
-async def abort_tus(client: Client, req: TusRequest) -> str:
+async def abort_tus(client: Opener, req: TusRequest) -> str:
     """Terminate the remembered upload (tus 1.0.0 termination: DELETE) and forget it."""
     key = tus.state_key(req.endpoint, str(req.path.resolve()))
     record, note = load_state(KIND, key)
