@@ -29,6 +29,9 @@ from tests.helpers import streamer as run_cli
 from tests.tus_peer import LOCKED, Relay, TusPeer, start_tus
 
 MIB = 1 << 20
+# A connection cut while the body is being sent: broken (56), failed to send (55) or no
+# answer (52), depending on where the client was when the relay closed it.
+CUT_CODES = (52, 55, 56)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +157,7 @@ async def test_kill_9_then_rerun_sends_only_the_rest(
     record = remembered(relay.endpoint, big)
     assert record is not None, "the upload URL is remembered before the first PATCH"
     stored = peer.stored(str(record["url"]))
-    await wait_for(lambda: stored.stat().st_size > 8 * MIB, "the server to keep the bytes")
+    await wait_for(lambda: stored.stat().st_size > MIB, "the server to keep the bytes")
     await _settled(stored)
     held = stored.stat().st_size
     run = await run_cli("put", "--tus", str(big), relay.endpoint, "--json", env=env)
@@ -182,7 +185,7 @@ async def test_retry_resumes_within_one_run(
     """--retry: a connection cut mid-PATCH is resumed in the same run from the server's offset;
     the server received at most 1.05x the file."""
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(8 * MIB))
+    big.write_bytes(os.urandom(16 * MIB))
     relay.cut_at = 3 * MIB
     run = await run_cli(
         "put",
@@ -232,7 +235,7 @@ async def test_abort_deletes_the_upload(
     is forgotten, and a second --abort has nothing to terminate (exit 2)."""
     relay.cut_at = MIB
     first = await run_cli("put", "--tus", str(source), relay.endpoint, "-q", env=env)
-    assert first.rc == 56, first.err
+    assert first.rc in CUT_CODES, first.err
     record = remembered(relay.endpoint, source)
     assert record is not None
     await wait_for(lambda: peer.stored(str(record["url"])).exists(), "the partial upload")
@@ -288,7 +291,7 @@ async def _broken_first_run(relay: Relay, path: Path, env: dict[str, str]) -> st
     """A first run cut after 1 MiB (no retry): the upload is created and remembered; its URL."""
     relay.cut_at = MIB
     first = await run_cli("put", "--tus", str(path), relay.endpoint, "-q", env=env)
-    assert first.rc == 56, first.err
+    assert first.rc in CUT_CODES, first.err
     record = remembered(relay.endpoint, path)
     assert record is not None
     return str(record["url"])
@@ -299,11 +302,11 @@ async def test_expired_upload_85_and_forgotten(
 ) -> None:
     """An upload the server no longer has (expired: 410 on HEAD): exit 85, the remembered URL
     is dropped, and the next run makes a new upload."""
-    with start_tus(tmp_path / "store", expire_ms=1000) as server:
+    with start_tus(tmp_path / "store", expire_ms=2000) as server:
         relay = await Relay(server.port).start()
         try:
             old = await _broken_first_run(relay, source, env)
-            await asyncio.sleep(1.5)  # past the expiration (a lower bound, not a deadline)
+            await asyncio.sleep(2.5)  # past the expiration (a lower bound, not a deadline)
             run = await run_cli("put", "--tus", str(source), relay.endpoint, env=env)
             one_error_line(run, 85, "no longer has the upload", "410")
             assert remembered(relay.endpoint, source) is None
