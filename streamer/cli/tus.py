@@ -76,17 +76,21 @@ def run_tus_command(args: argparse.Namespace) -> int:
     except StreamerError as exc:
         return report_failure(args, args.url, exc)
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
-        # The server keeps what it received and the upload's URL is remembered (saved right
-        # after the POST), so the same command resumes: say so, not the download message.
-        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
-        if not args.abort:
-            print(f"streamer: {what}; run the same command to resume the upload", file=sys.stderr)
-        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+        return _interrupted(args, exc)
     finally:
         if bar is not None:
             bar.close()
     _report(args, result)
     return 0
+
+
+def _interrupted(args: argparse.Namespace, exc: BaseException) -> int:
+    """Ctrl-C (130) or SIGTERM (143). The server keeps what it received and the upload's URL
+    is remembered (saved right after the POST), so the same command resumes: say so."""
+    what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
+    if not args.abort:
+        print(f"streamer: {what}; run the same command to resume the upload", file=sys.stderr)
+    return 130 if isinstance(exc, KeyboardInterrupt) else 143
 
 
 def _report(args: argparse.Namespace, result: TusResult | str) -> None:
