@@ -27,7 +27,7 @@ from ..storage.journal import JOURNAL_NAME, Journal
 from ..sync import run
 from ..transfer.bulk import BulkOptions, JobResult, download_many
 from .options import client_config
-from .output import wants_bar
+from .output import say, wants_bar
 from .shards import Counts, Throttled, emit, run_sharded, shard_count
 from .signals import stop_on_sigterm
 
@@ -147,7 +147,7 @@ def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
 def run_bulk(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir or ".")
     if not out_dir.is_dir():
-        print(f"streamer: output directory {out_dir} does not exist", file=sys.stderr)
+        say(f"streamer: output directory {out_dir} does not exist")
         return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
     dupes: frozenset[int] = frozenset()
     total = None

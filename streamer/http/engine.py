@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncGenerator
 from types import SimpleNamespace
 from typing import Any
@@ -19,14 +20,14 @@ from ..config import ClientConfig
 from ..core.events import Phase, ProgressCallback
 from ..core.redact import redact_url
 from ..core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
-from ..errors import StreamerError, UsageError
+from ..core.status import status_error
+from ..errors import StreamerError, UsageError, evolve
 from .bodies import Body
-from .net import NO_ROUTE, EnvRoutes, make_session, mapped_errors
+from .net import NO_ROUTE, EnvRoutes, Timeouts, make_session, mapped_errors
 from .outgoing import (
     body_for_hop,
     body_headers,
     counted,
-    error_for_status,
     phase_reporter,
     split_userinfo,
 )
@@ -51,6 +52,7 @@ class Engine:
             phases=cfg.report_phases,
             ssl_context=context,
         )
+        self.timeouts = Timeouts(cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout)
         # Proxy and ~/.netrc from the environment, looked up once per origin (see EnvRoutes).
         self._routes = EnvRoutes() if cfg.trust_env else None
 
@@ -71,6 +73,7 @@ class Engine:
             speed_limit=cfg.speed_limit,
             speed_time=cfg.speed_time,
             deadline=deadline,
+            timeouts=self.timeouts,
         )
 
     async def open(
@@ -119,8 +122,8 @@ class Engine:
                     headers=headers, hops=hops, policy=policy,
                 )  # fmt: skip
             except StreamerError as exc:
-                exc.url = safe_url  # name the URL that was asked for, not the last hop
-                raise
+                # Name the URL that was asked for, not the last hop.
+                raise evolve(exc, url=safe_url) from exc.__cause__
             body = body_for_hop(body, hop.drop_body, safe_url)
             ctx.on_phase(Phase.REDIRECTING)
             request_url, hop_auth = split_userinfo(hop.url)
@@ -132,7 +135,9 @@ class Engine:
         stream = Stream(resp, url=safe_url, redirects=hops, options=opts, progress=progress)
         if raise_for_status and stream.status >= 400:
             stream.close()
-            raise error_for_status(stream)
+            raise status_error(
+                stream.url, stream.status, stream.reason, stream.headers, now=time.time()
+            )
         return stream
 
     async def _request(
@@ -160,7 +165,7 @@ class Engine:
             headers = body_headers(headers, body)
             data = counted(body, ctx)
             ctx.sending.append(data)
-        with mapped_errors(url, lambda: 0):
+        with mapped_errors(url, timeouts=self.timeouts):
             proxy, proxy_headers, headers = self._route(url, headers)
             return await self._session.request(
                 method,

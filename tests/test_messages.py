@@ -1,0 +1,101 @@
+"""What the CLI prints about a failure (issue 10, Output): streamer's own words on one line,
+with the numbers, never a foreign exception's text, a terminal escape chosen by the server, a
+secret, or a traceback. Real processes against raw or aiohttp servers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trustme
+from aiohttp import web
+
+from tests.faults import End, RawFactory, head
+from tests.helpers import one_error_line, streamer
+from tests.test_tls import server_context, tls_site
+
+ESC = "\x1b"
+
+
+async def test_a_short_body_says_how_many_bytes_of_how_many(
+    raw_server: RawFactory, tmp_path: Path
+) -> None:
+    """A body cut short names bytes read and expected, not aiohttp's ContentLengthError."""
+    srv = await raw_server([head(Content_Length=1000) + b"x" * 400], End.CLOSE)
+    run = await streamer("get", "-o", str(tmp_path / "f"), "--retry", "0", srv.url)
+    line = one_error_line(run, 18, "body cut short: 400 of 1000 bytes")
+    assert "ContentLengthError" not in line and "400," not in line
+
+
+async def test_a_chunked_body_cut_short_says_so(raw_server: RawFactory, tmp_path: Path) -> None:
+    """A chunked body without its last chunk: exit 18, the count, no aiohttp text."""
+    srv = await raw_server([head(Transfer_Encoding="chunked") + b"5\r\nhello\r\n"], End.CLOSE)
+    run = await streamer("get", "-o", str(tmp_path / "f"), "--retry", "0", srv.url)
+    line = one_error_line(run, 18, "chunked body cut short after 5 bytes")
+    assert "Error" not in line
+
+
+async def test_a_read_timeout_says_which_timeout_and_its_value(
+    raw_server: RawFactory, tmp_path: Path
+) -> None:
+    """A silent server: "read timeout (1 s)", not "timed out: TimeoutError"."""
+    srv = await raw_server([head(Content_Length=10) + b"abc"], End.STALL)
+    args = ("--read-timeout", "1", "--retry", "0")
+    run = await streamer("get", "-o", str(tmp_path / "f"), *args, srv.url)
+    line = one_error_line(run, 28, "read timeout (1 s)")
+    assert "TimeoutError" not in line
+
+
+async def test_a_total_timeout_says_which_timeout_and_its_value(
+    raw_server: RawFactory, tmp_path: Path
+) -> None:
+    """--max-time running out is named with its value."""
+    srv = await raw_server([head(Content_Length=10) + b"abc"], End.STALL)
+    args = ("--max-time", "1", "--retry", "0")
+    run = await streamer("get", "-o", str(tmp_path / "f"), *args, srv.url)
+    line = one_error_line(run, 28, "total timeout (1 s)")
+    assert "TimeoutError" not in line
+
+
+async def test_an_untrusted_certificate_says_which_check_failed(tmp_path: Path) -> None:
+    """A certificate from an unknown CA: which check failed, in one line, exit 60."""
+    async with tls_site(server_context(trustme.CA())) as base:
+        run = await streamer("get", "-o", str(tmp_path / "f"), base + "data.bin")
+    line = one_error_line(run, 60, "certificate check failed", "unable to get local issuer")
+    assert "SSLCertVerificationError" not in line and "ssl:" not in line
+
+
+async def test_server_chosen_text_is_printed_escaped(
+    raw_server: RawFactory, tmp_path: Path
+) -> None:
+    """A reason phrase with a C1 control (8-bit CSI) reaches stderr escaped, not raw."""
+    srv = await raw_server([b"HTTP/1.1 404 Gone\x9b2J\x9b0;evil\r\nContent-Length: 0\r\n\r\n"])
+    run = await streamer("get", "-o", str(tmp_path / "f"), srv.url)
+    one_error_line(run, 22, "HTTP 404 Gone\\x9b2J")
+    assert "\x9b" not in run.err and ESC not in run.err
+
+
+async def test_an_upload_error_body_is_escaped_and_one_line(
+    aiohttp_server: object, tmp_path: Path
+) -> None:
+    """A short text error body is shown on one line with its escapes; an HTML page is not."""
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        if request.path == "/text":
+            return web.Response(status=403, text=f"quota {ESC}[2J\nexceeded")
+        page = "<html><head><title>500</title></head><body>" + "x" * 200 + "</body></html>"
+        return web.Response(status=500, text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_put("/{name}", answer)
+    server = await aiohttp_server(app, host="127.0.0.1")  # type: ignore[operator]
+    src = tmp_path / "src"
+    src.write_bytes(b"data")
+    base = f"http://127.0.0.1:{server.port}"
+    run = await streamer("put", str(src), f"{base}/text", "--retry", "0")
+    one_error_line(run, 22, "HTTP 403 Forbidden: quota \\x1b[2J exceeded")
+    assert ESC not in run.err
+    run = await streamer("put", str(src), f"{base}/page", "--retry", "0")
+    line = one_error_line(run, 22, "HTTP 500 Internal Server Error")
+    assert "<html" not in line and line.endswith("Internal Server Error")
