@@ -22,7 +22,7 @@ from ..client import Client
 from ..core.manifest import BadLine, Job, parse_manifest, prescan
 from ..core.retry import RetryPolicy
 from ..core.sizes import format_size
-from ..errors import Result, exit_code
+from ..errors import FileError, Result, exit_code
 from ..storage.journal import JOURNAL_NAME, Journal
 from ..sync import run
 from ..transfer.bulk import BulkOptions, JobResult, download_many
@@ -37,7 +37,14 @@ def _lines(source: str) -> Iterator[IO[str]]:
     if source == "-":
         yield sys.stdin
         return
-    with open(source, encoding="utf-8", errors="replace", newline="") as f:
+    try:
+        f = open(source, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
+    except OSError as exc:  # missing, a directory, unreadable: like a missing upload source
+        raise FileError(
+            f"cannot read manifest {source}: {exc.strerror or exc}", path=source,
+            result=Result.SOURCE_READ_ERROR,
+        ) from None  # fmt: skip
+    with f:
         yield f
 
 

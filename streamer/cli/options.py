@@ -40,6 +40,14 @@ def count_arg(text: str) -> int:
     return value
 
 
+def port_arg(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free port)."""
+    value = count_arg(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return value
+
+
 def add_transfer_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that talks to a server."""
     p.add_argument(

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import Result, StreamerError, UsageError
 from ..server.app import serve
 from ..sync import run
-from .options import count_arg, size_arg
+from .options import port_arg, size_arg
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -25,16 +25,22 @@ def run_serve(args: argparse.Namespace) -> int:
     def ready(base_url: str) -> None:
         print(f"serving {root.resolve()} at {base_url}", file=sys.stderr, flush=True)
 
-    run(
-        serve(
-            root,
-            args.host,
-            args.port,
-            ready=ready,
-            allow_remote=args.allow_remote,
-            max_upload=args.max_upload,
+    try:
+        run(
+            serve(
+                root,
+                args.host,
+                args.port,
+                ready=ready,
+                allow_remote=args.allow_remote,
+                max_upload=args.max_upload,
+            )
         )
-    )
+    except OSError as exc:  # the bind: a busy port, an address not on this machine
+        raise StreamerError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            result=Result.CANT_CONNECT,
+        ) from None
     return 0
 
 
@@ -42,7 +48,7 @@ def add_parser(sub: Any) -> None:
     serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 (the built-in server)")
     serve.add_argument("directory", nargs="?", default=".", metavar="DIR")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=count_arg, default=8000)
+    serve.add_argument("--port", type=port_arg, default=8000)
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow binding to a non-loopback address"
     )
