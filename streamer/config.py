@@ -6,12 +6,29 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import __version__
+from .core.redact import redact_url
 from .errors import UsageError
 from .http.tls import TLSOptions
 
 DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+def _check_proxy(proxy: str) -> None:
+    """Refuse a proxy URL aiohttp could not use, before it echoes it: the message shows the
+    URL redacted (a proxy URL often carries a password, RFC 3986 3.2.1)."""
+    safe = redact_url(proxy)
+    try:
+        parts = urlsplit(proxy)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not 0-65535)
+    except ValueError as exc:
+        raise UsageError(f"invalid proxy URL {safe}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UsageError(f"proxy must be an http:// or https:// URL, not {safe}")
+    if not parts.hostname:
+        raise UsageError(f"invalid proxy URL {safe}: no host")
 
 
 @dataclass(frozen=True)
@@ -57,8 +74,8 @@ class ClientConfig:
                 raise UsageError(f"{name} must be > 0 (or None), not {value}")
         if self.speed_time <= 0:
             raise UsageError(f"speed_time must be > 0, not {self.speed_time}")
-        if self.proxy is not None and not self.proxy.startswith(("http://", "https://")):
-            raise UsageError(f"proxy must be an http:// or https:// URL, not {self.proxy!r}")
+        if self.proxy is not None:
+            _check_proxy(self.proxy)
 
     @property
     def tls(self) -> TLSOptions:

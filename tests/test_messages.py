@@ -5,8 +5,10 @@ secret, or a traceback. Real processes against raw or aiohttp servers on 127.0.0
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 import trustme
 from aiohttp import web
 
@@ -99,3 +101,52 @@ async def test_an_upload_error_body_is_escaped_and_one_line(
     run = await streamer("put", str(src), f"{base}/page", "--retry", "0")
     line = one_error_line(run, 22, "HTTP 500 Internal Server Error")
     assert "<html" not in line and line.endswith("Internal Server Error")
+
+
+# --- secrets never echoed ----------------------------------------------------------------------
+
+CANARY = "Canary7Secret"
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        f"http://user:{CANARY}@127.0.0.1:99999",  # a port out of range
+        f"http://user:{CANARY}@[::1",  # an unclosed bracket
+        f"socks5://user:{CANARY}@127.0.0.1:1080",  # a scheme we do not speak
+    ],
+    ids=["port", "bracket", "socks5"],
+)
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
+async def test_a_bad_proxy_url_is_refused_without_its_password(
+    proxy: str, json_flag: tuple[str, ...], tmp_path: Path
+) -> None:
+    """A malformed proxy URL is a usage error (exit 2) whose message hides the password, on
+    stderr and in --json."""
+    run = await streamer("get", *json_flag, "-x", proxy, "-o", str(tmp_path / "f"), "http://h/")
+    assert run.rc == 2 and "Traceback" not in run.err, run
+    assert CANARY not in run.err and CANARY not in run.out
+    assert "proxy" in run.err
+
+
+async def test_a_malformed_credential_header_is_not_echoed(tmp_path: Path) -> None:
+    """-H "Authorization Bearer TOKEN" (no colon): the error names the header, not the token."""
+    run = await streamer(
+        "get", "-H", f"Authorization Bearer {CANARY}", "-o", str(tmp_path / "f"), "http://h/"
+    )
+    one_error_line(run, 2, "bad header", "Authorization")
+    assert CANARY not in run.err + run.out
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
+async def test_a_bad_manifest_header_value_is_not_echoed(
+    json_flag: tuple[str, ...], tmp_path: Path
+) -> None:
+    """A manifest header value with a control character is refused without echoing it."""
+    manifest = tmp_path / "m.jsonl"
+    line = {"url": "http://127.0.0.1:1/a", "headers": {"Authorization": f"Bearer {CANARY}\x01"}}
+    manifest.write_text(json.dumps(line) + "\n")
+    run = await streamer("get", *json_flag, "-i", str(manifest), "-d", str(tmp_path))
+    assert "Traceback" not in run.err and run.rc == 2, run
+    assert CANARY not in run.err + run.out
+    assert "Authorization" in run.err + run.out

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..core.redact import redact_url
+from ..core.redact import redact_text, redact_url
 from ..core.sizes import format_size
 from ..core.text import printable
 from ..errors import StreamerError, evolve, exit_code
@@ -17,7 +17,7 @@ from ..results import DownloadResult
 def say(line: str) -> None:
     """Print one line on stderr: the output edge, where text a server chose (a reason phrase,
     an error body, an ETag, a name) has its control characters escaped (`core.text`)."""
-    print(printable(line), file=sys.stderr, flush=True)
+    print(printable(redact_text(line)), file=sys.stderr, flush=True)
 
 
 def wants_bar(args: argparse.Namespace) -> bool:
@@ -46,7 +46,7 @@ def failure_json(url: str, exc: StreamerError) -> dict[str, Any]:
         "url": exc.url or redact_url(url),
         "result": exc.result.value,
         "exit_code": exit_code(exc.result),
-        "error": str(exc),
+        "error": redact_text(str(exc)),
         "retryable": exc.retryable,
         "status": getattr(exc, "status", None),
         "path": exc.path,
