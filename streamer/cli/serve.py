@@ -13,8 +13,9 @@ from typing import Any
 
 from ..errors import Result, StreamerError, UsageError
 from ..server.app import serve
+from ..server.guard import DEFAULT_HEAD_TIMEOUT, DEFAULT_MAX_PENDING
 from ..sync import run
-from .options import port_arg, size_arg
+from .options import count_arg, port_arg, seconds_arg, size_arg
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -34,6 +35,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 ready=ready,
                 allow_remote=args.allow_remote,
                 max_upload=args.max_upload,
+                head_timeout=args.head_timeout,
+                max_pending=args.max_pending,
             )
         )
     except OSError as exc:  # the bind: a busy port, an address not on this machine
@@ -57,4 +60,20 @@ def add_parser(sub: Any) -> None:
         type=size_arg,
         metavar="SIZE",
         help="refuse PUT/POST bodies larger than SIZE with 413 (default: no limit)",
+    )
+    serve.add_argument(
+        "--head-timeout",
+        type=seconds_arg,
+        default=DEFAULT_HEAD_TIMEOUT,
+        metavar="SECONDS",
+        help=f"close a connection whose request head is not in after SECONDS "
+        f"(default {DEFAULT_HEAD_TIMEOUT:g})",
+    )
+    serve.add_argument(
+        "--max-pending",
+        type=count_arg,
+        default=DEFAULT_MAX_PENDING,
+        metavar="N",
+        help=f"connections waiting for their head at most; the oldest is closed past N "
+        f"(default {DEFAULT_MAX_PENDING})",
     )
