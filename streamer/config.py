@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from . import __version__
 from .core.redact import redact_url
 from .errors import UsageError
-from .http.tls import TLSOptions
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 
@@ -29,6 +28,16 @@ def _check_proxy(proxy: str) -> None:
         raise UsageError(f"proxy must be an http:// or https:// URL, not {safe}")
     if not parts.hostname:
         raise UsageError(f"invalid proxy URL {safe}: no host")
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    """How the server's certificate is checked and which client certificate is shown."""
+
+    verify: bool = True
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ..core.stall import StallMonitor
 from ..core.status import status_error
 from ..errors import StreamerError, UsageError, evolve
 from .bodies import Body
-from .net import NO_ROUTE, EnvRoutes, Timeouts, make_session, mapped_errors
+from .net import Timeouts, make_session, mapped_errors
 from .outgoing import (
     body_for_hop,
     body_headers,
@@ -33,16 +33,16 @@ from .outgoing import (
     phase_reporter,
     split_userinfo,
 )
+from .routes import NO_ROUTE, EnvRoutes
 from .stream import Stream, StreamOptions
 
 
 class Engine:
     """One aiohttp session and the environment's routes, for the life of one `Client`."""
 
-    def __init__(self, config: ClientConfig, context: ssl.SSLContext | None) -> None:
+    def __init__(self, config: ClientConfig, context: ssl.SSLContext) -> None:
         self.config = cfg = config
         self._session: aiohttp.ClientSession | None = make_session(
-            tls=cfg.tls,
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
             read_bufsize=cfg.chunk_size,

@@ -96,8 +96,12 @@ class QuickPath:
     @staticmethod
     def usable(config: ClientConfig) -> bool:
         """Whether a client with this config may use the lane at all."""
+        # The lane saves bodies as sent: a run that asked for decoded bodies goes to the engine.
         return (
-            config.proxy is None and config.speed_limit is None and _base_fields(config) is not None
+            config.proxy is None
+            and config.speed_limit is None
+            and not config.accept_gzip
+            and _base_fields(config) is not None
         )
 
     async def fetch(self, job: Job, path: Path, throttle: Throttle | None) -> QuickDone | None:
