@@ -5,6 +5,7 @@ secret, or a traceback. Real processes against raw or aiohttp servers on 127.0.0
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -12,8 +13,11 @@ import pytest
 import trustme
 from aiohttp import web
 
+from streamer.core.redact import redact_url
+from streamer.core.resume import ResumeState, dump_state
+from streamer.storage.files import part_path, sidecar_path
 from tests.faults import End, RawFactory, head
-from tests.helpers import one_error_line, streamer
+from tests.helpers import RUN_TIMEOUT, one_error_line, streamer
 from tests.test_tls import server_context, tls_site
 
 ESC = "\x1b"
@@ -150,3 +154,38 @@ async def test_a_bad_manifest_header_value_is_not_echoed(
     assert "Traceback" not in run.err and run.rc == 2, run
     assert CANARY not in run.err + run.out
     assert "Authorization" in run.err + run.out
+
+
+async def test_an_etag_quoted_in_a_resume_note_is_escaped(tmp_path: Path) -> None:
+    """The note "restarting from byte 0: ETag changed ..." shows a hostile ETag escaped."""
+    etag = b'ETag: "b\x9b2J\x1b[31m"\r\n'
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(RUN_TIMEOUT):
+                request = await reader.readuntil(b"\r\n\r\n")
+                if b"\r\nrange:" in request.lower():  # another version: a 206 of it
+                    head = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 2-4/5\r\n"
+                    writer.write(head + etag + b"Content-Length: 3\r\n\r\nllo")
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\n" + etag + b"Content-Length: 5\r\n\r\nhello")
+                await writer.drain()
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/f"
+    target = tmp_path / "f"
+    part_path(target).write_bytes(b"he")
+    state = ResumeState(redact_url(url), url, '"v1"', None, 5, 2)
+    sidecar_path(target).write_text(dump_state(state))
+    try:
+        run = await streamer("get", "-o", str(target), url)
+    finally:
+        server.close()
+    assert run.rc == 0, run
+    assert "ETag changed" in run.err and '"b\\x9b2J\\x1b[31m"' in run.err, run.err
+    assert "\x9b" not in run.err and ESC not in run.err
+    assert target.read_bytes() == b"hello"
