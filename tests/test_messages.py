@@ -189,3 +189,15 @@ async def test_an_etag_quoted_in_a_resume_note_is_escaped(tmp_path: Path) -> Non
     assert "ETag changed" in run.err and '"b\\x9b2J\\x1b[31m"' in run.err, run.err
     assert "\x9b" not in run.err and ESC not in run.err
     assert target.read_bytes() == b"hello"
+
+
+async def test_https_to_a_plain_port_names_the_tls_failure(
+    raw_server: RawFactory, tmp_path: Path
+) -> None:
+    """https:// to a plain-HTTP server: exit 35, "TLS handshake with HOST:PORT failed" and
+    OpenSSL's reason, without aiohttp's "Cannot connect to host ... ssl:default [...]"."""
+    srv = await raw_server([head("HTTP/1.1 400 Bad", Content_Length=0)], read_request=False)
+    url = f"https://127.0.0.1:{srv.port}/x"
+    run = await streamer("get", "-o", str(tmp_path / "f"), "--retry", "0", url)
+    line = one_error_line(run, 35, f"TLS handshake with 127.0.0.1:{srv.port} failed")
+    assert "Cannot connect to host" not in line and "ssl:" not in line and "_ssl.c" not in line

@@ -171,14 +171,26 @@ def _translate_connector(exc: aiohttp.ClientConnectorError, url: str) -> Streame
         )
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return ResolveError(f"cannot resolve host {exc.host!r}", url=safe)
+    where = f"{exc.host}:{exc.port}"
     if isinstance(exc, aiohttp.ClientSSLError):
-        return TLSError(f"TLS handshake failed: {_scrub(exc, url)}", url=safe)
+        return TLSError(f"TLS handshake with {where} failed: {_os_reason(exc)}", url=safe)
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
-        return ConnectError(f"cannot connect to proxy: {_scrub(exc, url)}", url=safe)
-    reason = exc.os_error.strerror or _scrub(exc, url)
-    if exc.os_error.errno == errno.ECONNREFUSED:
-        reason = "connection refused"
-    return ConnectError(f"cannot connect to {exc.host}:{exc.port}: {reason}", url=safe)
+        return ConnectError(f"cannot connect to proxy {where}: {_os_reason(exc)}", url=safe)
+    return ConnectError(f"cannot connect to {where}: {_os_reason(exc)}", url=safe)
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    """The cause in a few words: OpenSSL's reason ("WRONG_VERSION_NUMBER"), or the system's
+    ("connection refused"), never aiohttp's "Cannot connect to host ... ssl:default [...]"."""
+    cause = exc.os_error
+    if cause.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    reason = getattr(cause, "reason", None)  # ssl.SSLError: the OpenSSL reason code
+    if isinstance(reason, str) and reason:
+        return reason.replace("_", " ").lower()
+    if cause.strerror:
+        return cause.strerror.lower() if cause.errno else cause.strerror
+    return type(cause).__name__
 
 
 def _translate_payload(ctx: Context) -> StreamerError:
