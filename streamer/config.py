@@ -9,25 +9,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import __version__
-from .core.redact import redact_url
 from .errors import UsageError
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 
 
 def _check_proxy(proxy: str) -> None:
-    """Refuse a proxy URL aiohttp could not use, before it echoes it: the message shows the
-    URL redacted (a proxy URL often carries a password, RFC 3986 3.2.1)."""
-    safe = redact_url(proxy)
+    """Refuse a proxy URL aiohttp could not use, before it echoes it. The message never
+    quotes the URL: a proxy URL often carries a password (RFC 3986 3.2.1)."""
     try:
         parts = urlsplit(proxy)
         parts.port  # noqa: B018  (raises ValueError for a port that is not 0-65535)
-    except ValueError as exc:
-        raise UsageError(f"invalid proxy URL {safe}: {exc}") from None
+    except ValueError as exc:  # its text names the problem, not the URL
+        raise UsageError(f"invalid proxy URL: {str(exc).lower()}") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise UsageError(f"proxy must be an http:// or https:// URL, not {safe}")
+        scheme = parts.scheme if parts.scheme.isalnum() else "?"
+        raise UsageError(f"proxy must be an http:// or https:// URL, not {scheme}://")
     if not parts.hostname:
-        raise UsageError(f"invalid proxy URL {safe}: no host")
+        raise UsageError("invalid proxy URL: no host")
 
 
 @dataclass(frozen=True)
