@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from streamer.core.http1 import simple_request
+from streamer.errors import TransferTimeout
 from streamer.lane.connection import Lane, Timeouts
 from tests.faults import End, RawFactory, head
 from tests.helpers import one_error_line, streamer
@@ -143,3 +144,26 @@ async def test_speed_limit_covers_an_upload_the_peer_stops_reading(tmp_path: Pat
     async with peer(_stop_reading) as url:
         run = await streamer("put", *SLOW, str(src), url, timeout=60)
     one_error_line(run, 28, "too slow")
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "said"),
+    [
+        (Timeouts(5.0, 0.3, None), "read timeout (0.3 s)"),
+        (Timeouts(5.0, 5.0, 0.3), "total timeout (0.3 s)"),
+    ],
+    ids=["read", "total"],
+)
+async def test_lane_timeouts_say_which_and_their_value(
+    raw_server: RawFactory, timeouts: Timeouts, said: str
+) -> None:
+    """The lane words its timeouts as the engine does: which one, and its value."""
+    srv = await raw_server([head(Content_Length=10) + b"abc"], End.STALL)
+    origin, target = simple_request(srv.url) or pytest.fail("not simple")
+    lane = Lane(timeouts, ssl.create_default_context)
+    try:
+        with pytest.raises(TransferTimeout) as info:
+            await lane.get(origin, target, [], sink=lambda _: None, max_body=100, url=srv.url)
+    finally:
+        lane.close()
+    assert said in str(info.value)

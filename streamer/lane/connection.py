@@ -267,9 +267,12 @@ class _Conn(asyncio.Protocol):
         if self._draining and (expired or (idle is not None and now - self._last >= idle)):
             self._finish(read=False)  # the error status is the answer; its body is not
         elif expired:
-            self._fail(TransferTimeout("timed out: the transfer took too long", url=self._url))
+            total = self._timeouts.total
+            message = f"timed out: total timeout ({total:g} s) for the transfer"
+            self._fail(TransferTimeout(message, url=self._url))
         elif idle is not None and now - self._last >= idle:
-            self._fail(TransferTimeout(f"timed out: no data for {idle:g} s", url=self._url))
+            message = f"timed out: read timeout ({idle:g} s), no data from the server"
+            self._fail(TransferTimeout(message, url=self._url))
         else:
             self._arm()
 
@@ -368,7 +371,10 @@ class Lane:
         except TimeoutError:
             # Not handed off: the full engine would wait out the same timeout again.
             where = f"{origin.host}:{origin.port}"
-            raise TransferTimeout(f"timed out: connecting to {where}", url=url) from None
+            limit = self.timeouts.connect
+            raise TransferTimeout(
+                f"timed out: connect timeout ({limit:g} s) to {where}", url=url
+            ) from None
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise Handoff(f"cannot connect: {type(exc).__name__}") from None
         return conn
