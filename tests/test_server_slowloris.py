@@ -100,3 +100,32 @@ async def test_idle_connections_are_capped_and_a_normal_request_is_served(
         finally:
             for _, writer in idle:
                 writer.close()
+
+
+@pytest.mark.timeout(90)
+async def test_a_second_head_dripped_on_a_kept_alive_connection_is_closed(
+    tmp_path: Path,
+) -> None:
+    """After one answered request, a next head dripped 1 byte per 2 s is disconnected too."""
+    (tmp_path / "a.txt").write_bytes(b"hello")
+    async with served(tmp_path, "--head-timeout", "1") as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(CLOSE_WAIT):
+            first = await reader.readuntil(b"hello")
+        assert first.startswith(b"HTTP/1.1 200")
+
+        async def drip() -> None:
+            for byte in b"GET /a.txt HTTP/1.1\r\nHost: x\r\n":
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(2)
+
+        dripping = asyncio.create_task(drip())
+        try:
+            assert await _closed(reader)
+        finally:
+            dripping.cancel()
+            with contextlib.suppress(BaseException):
+                await dripping
+            writer.close()

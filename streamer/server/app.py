@@ -214,7 +214,13 @@ async def running_server(
     A request head must arrive within `head_timeout` seconds, and at most `max_pending`
     connections may be waiting for theirs (see `streamer.server.guard`)."""
     _check_host(host, allow_remote)
-    runner = web.AppRunner(make_app(root, max_upload=max_upload), shutdown_timeout=SHUTDOWN_TIMEOUT)
+    # aiohttp closes a kept-alive connection still without a complete next head when its
+    # keep-alive time runs out: that bounds every later head as the guard bounds the first.
+    runner = web.AppRunner(
+        make_app(root, max_upload=max_upload),
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        keepalive_timeout=head_timeout,
+    )
     await runner.setup()
     try:
         guard = HeadGuard(head_timeout, max_pending)

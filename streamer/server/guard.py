@@ -8,8 +8,9 @@ RFC 9112 2.1) within `head_timeout` seconds, and at most `max_pending` connectio
 waiting for theirs; a new one past the cap closes the oldest waiting one, so idle
 connections can never lock a normal request out.
 
-Only the first head of a connection is timed: after it, aiohttp's keep-alive timeout bounds
-an idle connection.
+The guard times the first head of a connection; a later head on a kept-alive connection is
+bounded by aiohttp's keep-alive timeout, which `running_server` sets to the same value (aiohttp
+closes a connection whose next request is not complete when that time runs out).
 """
 
 from __future__ import annotations
