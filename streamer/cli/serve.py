@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Result, StreamerError, UsageError
-from ..server.app import serve
-from ..server.guard import DEFAULT_HEAD_TIMEOUT, DEFAULT_MAX_PENDING
 from ..sync import run
 from .options import count_arg, port_arg, seconds_arg, size_arg
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from ..server.app import serve  # aiohttp: loaded only by the commands using it
+
     root = Path(args.directory)
     if not root.is_dir():
         raise UsageError(f"not a directory: {root}", path=str(root))
@@ -35,8 +35,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 ready=ready,
                 allow_remote=args.allow_remote,
                 max_upload=args.max_upload,
-                head_timeout=args.head_timeout,
-                max_pending=args.max_pending,
+                **_guard_options(args),
             )
         )
     except OSError as exc:  # the bind: a busy port, an address not on this machine
@@ -45,6 +44,13 @@ def run_serve(args: argparse.Namespace) -> int:
             result=Result.CANT_CONNECT,
         ) from None
     return 0
+
+
+def _guard_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--head-timeout and --max-pending when given (the server's defaults otherwise: the
+    parser must not import the server, which loads aiohttp)."""
+    given = {"head_timeout": args.head_timeout, "max_pending": args.max_pending}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def add_parser(sub: Any) -> None:
@@ -64,16 +70,12 @@ def add_parser(sub: Any) -> None:
     serve.add_argument(
         "--head-timeout",
         type=seconds_arg,
-        default=DEFAULT_HEAD_TIMEOUT,
         metavar="SECONDS",
-        help=f"close a connection whose request head is not in after SECONDS "
-        f"(default {DEFAULT_HEAD_TIMEOUT:g})",
+        help="close a connection whose request head is not in after SECONDS (default 20)",
     )
     serve.add_argument(
         "--max-pending",
         type=count_arg,
-        default=DEFAULT_MAX_PENDING,
         metavar="N",
-        help=f"connections waiting for their head at most; the oldest is closed past N "
-        f"(default {DEFAULT_MAX_PENDING})",
+        help="connections waiting for their head at most; the oldest is closed past N (default 64)",
     )

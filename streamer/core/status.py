@@ -25,15 +25,22 @@ def status_error(
     body: bytes = b"",
     *,
     now: float,
+    doing: str = "",
+    note: str = "",
 ) -> HTTPStatusError:
     """The error for `status`, complete when constructed: the server's Retry-After (RFC 9110
     10.2.3, relative to `now`, POSIX seconds) and, when it is short text, the body on one line.
 
-    `url` is already redacted; `reason` is kept as sent (printing escapes it)."""
+    `doing` names the step that got the answer ("creating the upload"), `note` adds what we
+    know besides. `url` is already redacted; `reason` is kept as sent (printing escapes it)."""
     message = f"HTTP {status} {reason}".rstrip()
+    if doing:
+        message = f"{doing}: {message}"
     shown = excerpt(body, _field(headers, "Content-Type")) if body else ""
     if shown:
         message = f"{message}: {shown}"
+    if note:
+        message = f"{message} ({note})"
     return HTTPStatusError(
         message,
         url=url,

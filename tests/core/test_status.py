@@ -73,7 +73,7 @@ def test_evolve_returns_a_new_error_and_leaves_the_old_one() -> None:
 
 _EDIT = re.compile(
     r"\b(?:exc|err|error|e)\.(?:url|attempts|message|result|expected|received|retry_after|"
-    r"path|retryable|status|reason)\s*=[^=]"
+    r"path|retryable|status|reason)\s*[-+]?=[^=]"
 )
 
 
