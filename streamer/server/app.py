@@ -15,6 +15,9 @@ be a correct peer for a resuming download client (RFC 9110):
   the root all give 404;
 * bodies go out with ``loop.sendfile`` where the loop supports it, otherwise in 1 MiB chunks,
   so memory stays flat whatever the file size;
+* ``/files/`` is a tus 1.0.0 endpoint for resumable uploads (`streamer.server.tus`), which
+  keeps its uploads in ``ROOT/.streamer-tus/`` (never served) and publishes each finished one
+  into ``ROOT`` under its metadata file name, never over an existing file;
 * ``PUT /path/name`` stores its body as that file and ``POST /dir/`` a multipart form's files
   in that directory, streamed to disk and renamed into place when complete, each body bounded
   by ``max_upload`` (413 otherwise); see `streamer.server.upload`.
@@ -68,6 +71,7 @@ from streamer.server.files import (
     send_body,
     validator_headers,
 )
+from streamer.server.tus import TusConfig, add_tus_routes
 from streamer.server.upload import handle_post, handle_put
 
 SHUTDOWN_TIMEOUT = 2.0
@@ -75,18 +79,26 @@ SHUTDOWN_TIMEOUT = 2.0
 
 
 def make_app(
-    root: Path, *, max_upload: int | None = None, sendfile: bool = True
+    root: Path,
+    *,
+    max_upload: int | None = None,
+    sendfile: bool = True,
+    tus: TusConfig | None = None,
 ) -> web.Application:
     """An application serving the files under ``root`` with GET and HEAD, taking uploads with
-    PUT (a file) and POST (a multipart form into a directory); see `streamer.server.upload`.
+    PUT (a file) and POST (a multipart form into a directory), see `streamer.server.upload`,
+    and resumable ones with tus 1.0.0 at ``/files/``, see `streamer.server.tus`.
 
-    ``max_upload`` bounds each upload body in bytes (None: no limit); ``sendfile=False``
-    forces the chunked body path of GET (for tests and measurements).
+    ``max_upload`` bounds each upload body in bytes (None: no limit), and is the tus
+    endpoint's Tus-Max-Size; ``sendfile=False`` forces the chunked body path of GET (for
+    tests and measurements); ``tus`` sets the tus uploads' expiry and clock.
     """
     app = web.Application()
     app[ROOT_KEY] = root.resolve(strict=True)
     app[MAX_UPLOAD_KEY] = max_upload
     app[SENDFILE_KEY] = sendfile
+    # First: the tus routes win over the catch-all file routes for /files/.
+    add_tus_routes(app, app[ROOT_KEY], max_upload, tus)
     app.router.add_get("/{tail:.*}", _handle, allow_head=True)
     app.router.add_put("/{tail:.*}", handle_put)
     app.router.add_post("/{tail:.*}", handle_post)
@@ -189,10 +201,12 @@ async def running_server(
     *,
     allow_remote: bool = False,
     max_upload: int | None = None,
+    tus: TusConfig | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``root`` while the block runs; yields the base URL, e.g. "http://127.0.0.1:PORT/"."""
     _check_host(host, allow_remote)
-    runner = web.AppRunner(make_app(root, max_upload=max_upload), shutdown_timeout=SHUTDOWN_TIMEOUT)
+    app = make_app(root, max_upload=max_upload, tus=tus)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

@@ -23,6 +23,9 @@ ROOT_KEY = web.AppKey("root", Path)
 MAX_UPLOAD_KEY = web.AppKey[int | None]("max_upload")
 SENDFILE_KEY = web.AppKey("sendfile", bool)
 
+TUS_DIR = ".streamer-tus"
+"""The hidden folder of the served directory holding tus uploads; never served nor written."""
+
 CHUNK_SIZE = 1 << 20
 """Bytes read from disk and written per step when sendfile is not used."""
 
@@ -71,7 +74,12 @@ def resolve_request_path(root: Path, raw_path: str) -> Path | None:
         target = root.joinpath(*parts).resolve(strict=True)
     except (OSError, RuntimeError, ValueError):
         return None
-    return target if target.is_relative_to(root) else None
+    return target if inside(root, target) else None
+
+
+def inside(root: Path, target: Path) -> bool:
+    """Whether a resolved path lies under ``root`` and outside its tus folder (`TUS_DIR`)."""
+    return target.is_relative_to(root) and not target.is_relative_to(root / TUS_DIR)
 
 
 def open_regular_file(path: Path) -> BinaryIO | None:
@@ -115,7 +123,7 @@ def directory_listing(directory: Path, root: Path) -> str:
             target = entry.resolve(strict=True)
         except (OSError, RuntimeError):
             continue
-        if target.is_relative_to(root):
+        if inside(root, target):
             lines.append(entry.name + ("/" if target.is_dir() else ""))
     return "".join(line + "\n" for line in lines)
 

@@ -263,21 +263,13 @@ class PartFile:
         target = self.target if target is None else target
         if durable:
             await self.sync()
-        try:
-            if no_clobber:
-                # link() fails if the target appeared meanwhile, where replace() would clobber it.
-                os.link(self.path, target)
-                os.unlink(self.path)
-            else:
+        if no_clobber:
+            move_no_clobber(self.path, target, self.url)
+        else:
+            try:
                 os.replace(self.path, target)
-        except FileExistsError as exc:
-            raise FileExistsError_(
-                f"{target} exists and was left untouched (not overwriting it)",
-                path=str(target),
-                url=self.url,
-            ) from exc
-        except OSError as exc:
-            raise file_error(exc, target, "rename into", _WRITE, self.url) from exc
+            except OSError as exc:
+                raise file_error(exc, target, "rename into", _WRITE, self.url) from exc
         self.close()
         if durable:
             await fsync_dir(target.parent)
@@ -286,6 +278,26 @@ class PartFile:
         """Close and remove the partial file; never touches the target."""
         self.close()
         remove_quietly(self.path)  # the failure being reported matters more than this one
+
+
+def move_no_clobber(src: Path, target: Path, url: str = "") -> None:
+    """Rename `src` to `target` unless that name is taken (then `FileExistsError_`).
+
+    link() fails if the target appeared meanwhile, where replace() would clobber it; the old
+    name is dropped once the new one exists. The caller fsyncs the data before and the
+    directory after.
+    """
+    try:
+        os.link(src, target)
+    except FileExistsError as exc:
+        raise FileExistsError_(
+            f"{target} exists and was left untouched (not overwriting it)",
+            path=str(target),
+            url=url,
+        ) from exc
+    except OSError as exc:
+        raise file_error(exc, target, "rename into", _WRITE, url) from exc
+    remove_quietly(src)
 
 
 async def fsync_dir(directory: Path) -> None:
