@@ -373,6 +373,8 @@ async def test_cut_patch_with_checksum_keeps_nothing(make: MakeClient, root: Pat
     writer.write(head.encode() + b"x" * 50)
     await writer.drain()
     writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
     # The lock is let go once the cut is settled: an empty PATCH then passes.
     for _ in range(2000):
         resp = await _patch(client, path, 0, b"")
@@ -380,6 +382,8 @@ async def test_cut_patch_with_checksum_keeps_nothing(make: MakeClient, root: Pat
             break
         assert resp.status == 423
         await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the cut PATCH never let go of the upload")
     assert await _offset(client, path) == 0
     assert (root / TUS_DIR / path.removeprefix(TUS_PATH)).stat().st_size == 0
 
@@ -539,3 +543,63 @@ async def test_resume_across_a_server_restart(root: Path) -> None:
             await session.patch(location, headers=patch, data=io.BytesIO(data[1000:]))
         ).status == 204
     assert _sha((root / "upload").read_bytes()) == _sha(data)
+
+
+async def test_long_patch_records_its_progress_on_the_way(
+    aiohttp_client: AiohttpClient, root: Path
+) -> None:
+    """A PATCH without checksum fsyncs and records its offset every `checkpoint` bytes, so
+    HEAD reports progress (and a crashed server keeps it) before the PATCH ends."""
+    tus = TusConfig(checkpoint=1 << 20)
+    client = await aiohttp_client(make_app(root, tus=tus))
+    data = os.urandom(4 << 20)
+    path = await _create(client, len(data), "long.bin")
+    _reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: h\r\nTus-Resumable: 1.0.0\r\nContent-Type: {OCTETS}\r\n"
+        f"Upload-Offset: 0\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    writer.write(head.encode() + data[: 3 << 20])
+    await writer.drain()
+    for _ in range(2000):  # 20 s at most
+        if (offset := await _offset(client, path)) >= 2 << 20:
+            break
+        await asyncio.sleep(0.01)
+    assert 2 << 20 <= offset < len(data)
+    writer.write(data[3 << 20 :])
+    await writer.drain()
+    await _reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    assert _sha((root / "long.bin").read_bytes()) == _sha(data)
+
+
+async def test_finished_upload_answers_head_and_empty_patch(make: MakeClient, root: Path) -> None:
+    """After completion HEAD and an empty PATCH at the end still answer (a client checking);
+    DELETE then forgets the upload but never removes the published file."""
+    client = await make()
+    path = await _create(client, 3, "done.txt")
+    assert (await _patch(client, path, 0, b"abc")).status == 204
+    again = await _patch(client, path, 3, b"")
+    assert again.status == 204
+    assert again.headers["Streamer-Published"] == "/done.txt"
+    assert (await client.delete(path, headers=TUS)).status == 204
+    assert (root / "done.txt").read_bytes() == b"abc"
+    assert _leftovers(root) == []
+
+
+async def test_upload_finished_before_a_crash_is_published_at_start(root: Path) -> None:
+    """A record whose offset reached the length but that a crash left unpublished (the
+    record written, the link not made) is published when the server starts again."""
+    async with running_server(root) as base, aiohttp.ClientSession() as session:
+        headers = {**TUS, "Upload-Length": "6", "Upload-Metadata": f"filename {_b64(b'x.txt')}"}
+        location = (await session.post(base + "files/", headers=headers)).headers["Location"]
+        patch = {**TUS, "Upload-Offset": "0", "Content-Type": OCTETS}
+        assert (await session.patch(location, headers=patch, data=b"abc")).status == 204
+    upload_id = location.rsplit("/", 1)[1]
+    record_path = root / TUS_DIR / f"{upload_id}.json"
+    # What the last PATCH would have left had the server died right after recording it.
+    with open(root / TUS_DIR / upload_id, "ab") as data_file:
+        data_file.write(b"def")
+    record_path.write_text(record_path.read_text().replace('"offset": 3', '"offset": 6'))
+    async with running_server(root):
+        assert (root / "x.txt").read_bytes() == b"abcdef"

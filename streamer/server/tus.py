@@ -70,10 +70,12 @@ _REASONS = {460: "Checksum Mismatch", 423: "Locked"}
 @dataclass(frozen=True)
 class TusConfig:
     """``expire_after``: seconds an unfinished upload lives after its last PATCH (None: for
-    ever); ``clock``: POSIX seconds now (tests move it instead of waiting)."""
+    ever); ``clock``: POSIX seconds now (tests move it instead of waiting); ``checkpoint``:
+    bytes of a PATCH without checksum after which its progress is fsynced and recorded."""
 
     expire_after: float | None = DEFAULT_EXPIRY
     clock: Callable[[], float] = time.time
+    checkpoint: int = CHECKPOINT
 
 
 class TusEndpoint:
@@ -251,12 +253,15 @@ def _left_in_buffer(content: StreamReader) -> bytes:
 
 
 async def _receive(
-    request: web.Request, writer: DataWriter, checkpoint: Callable[[], Awaitable[None]] | None
+    request: web.Request,
+    writer: DataWriter,
+    checkpoint: Callable[[], Awaitable[None]] | None,
+    every: int,
 ) -> str:
     """Stream the body into ``writer``: "whole", "cut" (the connection broke) or "over" (it
-    went past the upload's length). ``checkpoint`` runs every `CHECKPOINT` bytes."""
+    went past the upload's length). ``checkpoint`` runs every ``every`` bytes."""
     content = request.content
-    mark = CHECKPOINT
+    mark = every
     while True:
         try:
             chunk = await content.read(READ_CHUNK)
@@ -268,7 +273,7 @@ async def _receive(
         if not await writer.write(chunk):
             return "over"
         if checkpoint is not None and writer.count >= mark:
-            mark = writer.count + CHECKPOINT
+            mark = writer.count + every
             await checkpoint()
 
 
@@ -284,9 +289,9 @@ async def _append(
     long (tus 1.0.0 asks a server to keep what it can); with one, only a whole body whose
     digest matches is kept.
     """
-    writer = await DataWriter.open(
-        ep.store.data_path(record.id), record.offset, record.length, checksum
-    )
+    if record.complete:  # an empty PATCH re-checking a finished upload; nothing to open
+        return record if record.published else await ep.store.publish(record)
+    writer = DataWriter.open(ep.store.data_path(record.id), record.offset, record.length, checksum)
     saved = record
 
     async def commit() -> None:
@@ -294,11 +299,11 @@ async def _append(
         await writer.sync()
         saved = await ep.save(record.advanced(record.offset + writer.count))
 
+    checkpoint = None if checksum else commit
     try:
         try:
-            refusal = await writer.verdict(
-                await _receive(request, writer, None if checksum else commit)
-            )
+            outcome = await _receive(request, writer, checkpoint, ep.config.checkpoint)
+            refusal = await writer.verdict(outcome)
         except asyncio.CancelledError:
             # The client left (servers with handler_cancellation) or the server is stopping:
             # what arrived is kept all the same.

@@ -7,6 +7,7 @@ blocks of `BLOCK` bytes, each written (and hashed, for Upload-Checksum) in a thr
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -19,7 +20,16 @@ BLOCK = 1 << 20
 
 
 def _open_at(path: Path, offset: int) -> int:
+    """Open the data file for writing at ``offset``, locked: another process serving the
+    same directory cannot write the same upload meanwhile (423 there)."""
     fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise TusRequestError(
+            "the upload is being written by another process", status=423
+        ) from None
     try:
         os.ftruncate(fd, offset)
         os.lseek(fd, offset, os.SEEK_SET)
@@ -44,11 +54,12 @@ class DataWriter:
         self._hasher = hashlib.new(algorithm, usedforsecurity=False)
 
     @classmethod
-    async def open(
+    def open(
         cls, path: Path, offset: int, length: int, checksum: tuple[str, bytes] | None
     ) -> DataWriter:
-        fd = await in_thread(_open_at, path, offset)
-        return cls(fd, offset, length, checksum)
+        """Open on the loop's thread (no fsync; the cut-back only has work after a crash or
+        a 460): with an await here, a cancelled handler would leak the locked descriptor."""
+        return cls(_open_at(path, offset), offset, length, checksum)
 
     async def write(self, data: bytes) -> bool:
         """Take ``data``; False when it went past the upload's length (the rest was left)."""
