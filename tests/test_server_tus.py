@@ -23,6 +23,7 @@ from pytest_aiohttp import AiohttpClient
 from streamer.server.app import make_app, running_server
 from streamer.server.files import TUS_DIR
 from streamer.server.tus import TUS_PATH, TusConfig
+from tests.helpers import RUN_TIMEOUT, kill, spawn, wait_for
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -603,3 +604,60 @@ async def test_upload_finished_before_a_crash_is_published_at_start(root: Path) 
     record_path.write_text(record_path.read_text().replace('"offset": 3', '"offset": 6'))
     async with running_server(root):
         assert (root / "x.txt").read_bytes() == b"abcdef"
+
+
+async def _serve(root: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:
+    """``python -m streamer serve ROOT --port 0 ARGS``; the process and its base URL."""
+    proc = await spawn("serve", str(root), "--port", "0", *args)
+    assert proc.stderr is not None
+    line = (await asyncio.wait_for(proc.stderr.readline(), RUN_TIMEOUT)).decode()
+    assert " at http://" in line, line
+    return proc, line.rsplit(" at ", 1)[1].strip()
+
+
+async def test_serve_cli_upload_survives_kill_9_of_the_server(root: Path) -> None:
+    """`streamer serve --max-upload` is a tus server (Tus-Max-Size); killed with SIGKILL in
+    the middle of a PATCH and started again, it reports the last recorded offset, drops the
+    unrecorded bytes, and the upload completes with the right SHA-256."""
+    data = os.urandom(6 << 20)
+    proc, base = await _serve(root, "--max-upload", "8M")
+    try:
+        async with aiohttp.ClientSession() as session:
+            options = await session.options(base + "files/")
+            assert options.headers["Tus-Max-Size"] == str(8 << 20)
+            headers = {**TUS, "Upload-Length": str(len(data))}
+            location = (await session.post(base + "files/", headers=headers)).headers["Location"]
+            patch = {**TUS, "Upload-Offset": "0", "Content-Type": OCTETS}
+            first = await session.patch(location, headers=patch, data=io.BytesIO(data[: 2 << 20]))
+            assert first.status == 204
+        url = aiohttp.client.URL(location)
+        assert url.host is not None and url.port is not None
+        _reader, writer = await asyncio.open_connection(url.host, url.port)
+        head = (
+            f"PATCH {url.path} HTTP/1.1\r\nHost: h\r\nTus-Resumable: 1.0.0\r\n"
+            f"Content-Type: {OCTETS}\r\nUpload-Offset: {2 << 20}\r\n"
+            f"Content-Length: {4 << 20}\r\n\r\n"
+        )
+        writer.write(head.encode() + data[2 << 20 : 3 << 20])
+        await writer.drain()
+        # Killed once the PATCH's first MiB is in the data file, not yet in the record.
+        data_file = root / TUS_DIR / url.name
+        await wait_for(lambda: data_file.stat().st_size == 3 << 20, "the unrecorded MiB")
+    finally:
+        kill(proc)
+        await proc.communicate()
+    writer.close()
+    proc, base = await _serve(root)
+    try:
+        async with aiohttp.ClientSession() as session:
+            location = base + "files/" + url.name
+            assert (await session.head(location, headers=TUS)).headers["Upload-Offset"] == str(
+                2 << 20
+            )
+            patch = {**TUS, "Upload-Offset": str(2 << 20), "Content-Type": OCTETS}
+            rest = await session.patch(location, headers=patch, data=io.BytesIO(data[2 << 20 :]))
+            assert rest.status == 204
+    finally:
+        kill(proc)
+        await proc.communicate()
+    assert _sha((root / "upload").read_bytes()) == _sha(data)
