@@ -464,8 +464,8 @@ async def test_expired_uploads_are_swept_at_start(root: Path, clock: Clock) -> N
 
 
 async def test_ids_are_unguessable_and_other_ids_are_404(make: MakeClient) -> None:
-    """Ids are 32 URL-safe characters from 192 random bits, all different; an id of another
-    shape (dots, slashes, encoded) is 404 without touching the disk."""
+    """Ids are 32 URL-safe characters from 192 random bits, all different; a path of another
+    shape (dots, slashes, encoded) is no upload (404)."""
     client = await make()
     ids = [(await _create(client, 1)).removeprefix(TUS_PATH) for _ in range(20)]
     assert len(set(ids)) == 20
@@ -512,6 +512,33 @@ async def test_existing_file_is_never_replaced(make: MakeClient, root: Path) -> 
     assert (root / "a.txt").read_bytes() == b"mine"
     assert (root / "a-1.txt").read_bytes() == b"one"
     assert (root / "a-2.txt").read_bytes() == b"two"
+
+
+async def test_other_names_under_files_are_still_served(make: MakeClient, root: Path) -> None:
+    """A served directory named files/ keeps working for GET and HEAD of its files."""
+    client = await make()
+    (root / "files").mkdir()
+    (root / "files" / "readme.txt").write_bytes(b"hello")
+    assert await (await client.get("/files/readme.txt")).read() == b"hello"
+    assert (await client.head("/files/readme.txt")).headers["Content-Length"] == "5"
+
+
+async def test_checksum_mismatch_on_creation_with_upload_still_gives_location(
+    make: MakeClient,
+) -> None:
+    """A 460 on creation-with-upload names the created upload (Location, Upload-Offset 0)."""
+    client = await make()
+    headers = {
+        **TUS,
+        "Upload-Length": "10",
+        "Content-Type": OCTETS,
+        "Upload-Checksum": "md5 " + _b64(hashlib.md5(b"other").digest()),
+    }
+    resp = await client.post(TUS_PATH, headers=headers, data=b"hello")
+    assert resp.status == 460
+    assert resp.headers["Upload-Offset"] == "0"
+    path = resp.headers["Location"].split(str(client.port), 1)[1]
+    assert await _offset(client, path) == 0
 
 
 async def test_tus_folder_is_never_served_nor_written(make: MakeClient, root: Path) -> None:

@@ -234,7 +234,8 @@ async def _create(ep: TusEndpoint, request: web.Request) -> web.Response:
                 record = await _append(ep, request, record, checksum)
     except TusRequestError as exc:
         response = _refusal(exc)  # the upload exists: say where, so it can be resumed
-        response.headers.update({"Location": location, "Upload-Offset": "0"})
+        offset = ep.store.load(record.id).offset
+        response.headers.update({"Location": location, "Upload-Offset": str(offset)})
         return response
     headers = {"Location": location, **_state_headers(record)}
     return web.Response(status=201, headers=headers)
@@ -334,7 +335,8 @@ def add_tus_routes(
     for base in (TUS_PATH, TUS_PATH.rstrip("/")):
         app.router.add_route("OPTIONS", base, _tus(_options))
         app.router.add_post(base, _tus(_create))
-    item = TUS_PATH + "{id}"
+    # Only id-shaped paths: a HEAD of some other /files/NAME still reaches a served file.
+    item = TUS_PATH + "{id:[A-Za-z0-9_-]{32}}"
     app.router.add_route("OPTIONS", item, _tus(_options))
     app.router.add_route("HEAD", item, _tus(_head))
     app.router.add_patch(item, _tus(_patch))
