@@ -463,6 +463,18 @@ async def test_expired_uploads_are_swept_at_start(root: Path, clock: Clock) -> N
         assert _leftovers(root) == []
 
 
+async def test_orphaned_files_are_swept_at_start(root: Path) -> None:
+    """A data file without a record and a record's temp file (a crash between the two
+    writes) are removed when the server starts; a live upload is kept."""
+    async with running_server(root) as base, aiohttp.ClientSession() as session:
+        resp = await session.post(base + "files/", headers={**TUS, "Upload-Length": "9"})
+        live = resp.headers["Location"].rsplit("/", 1)[1]
+    (root / TUS_DIR / ("B" * 32)).write_bytes(b"orphan")
+    (root / TUS_DIR / f"{live}.json.tmp").write_bytes(b"{")
+    async with running_server(root):
+        assert _leftovers(root) == sorted([live, f"{live}.json"])
+
+
 async def test_ids_are_unguessable_and_other_ids_are_404(make: MakeClient) -> None:
     """Ids are 32 URL-safe characters from 192 random bits, all different; a path of another
     shape (dots, slashes, encoded) is no upload (404)."""

@@ -116,7 +116,9 @@ class TusEndpoint:
         return record
 
     async def sweep(self) -> None:
-        """At start: drop expired uploads, publish finished ones a crash left unpublished."""
+        """At start: drop expired uploads and orphaned files, publish finished uploads a
+        crash left unpublished."""
+        self.store.remove_orphans()
         for upload_id in self.store.records():
             with contextlib.suppress(TusRequestError):
                 record = self.fetch(upload_id)

@@ -124,6 +124,15 @@ class TusStore:
             return [p.stem for p in self.folder.glob("*.json") if valid_id(p.stem)]
         return []
 
+    def remove_orphans(self) -> None:
+        """At start, before any request: drop data files without a record (a creation cut
+        between the two) and record temp files a crash left behind."""
+        with contextlib.suppress(OSError):
+            for path in self.folder.iterdir():
+                orphan = valid_id(path.name) and not self._record_path(path.name).exists()
+                if orphan or path.name.endswith(".json.tmp"):
+                    remove_quietly(path)
+
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
