@@ -417,6 +417,24 @@ async def test_concurrent_patch_is_423_locked(make: MakeClient, root: Path) -> N
     assert (root / "lock.bin").read_bytes() == b"0123456789"
 
 
+async def test_method_override_makes_a_post_a_patch_or_delete(make: MakeClient) -> None:
+    """X-HTTP-Method-Override is the method (core protocol): POST+PATCH appends, POST+DELETE
+    terminates; an override that is no upload method is 405."""
+    client = await make()
+    path = await _create(client, 6)
+    headers = {**TUS, "Upload-Offset": "0", "Content-Type": OCTETS}
+    patch = await client.post(
+        path, headers={**headers, "X-HTTP-Method-Override": "PATCH"}, data=b"abc"
+    )
+    assert patch.status == 204
+    assert patch.headers["Upload-Offset"] == "3"
+    bogus = await client.post(path, headers={**TUS, "X-HTTP-Method-Override": "PUT"})
+    assert bogus.status == 405
+    delete = await client.post(path, headers={**TUS, "X-HTTP-Method-Override": "DELETE"})
+    assert delete.status == 204
+    assert (await client.head(path, headers=TUS)).status == 404
+
+
 # --- termination, expiration, ids ---------------------------------------------------------------
 
 

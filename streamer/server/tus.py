@@ -19,6 +19,7 @@ checksum (sha1, md5, sha256) and expiration:
   records its progress every `CHECKPOINT` bytes, so a crashed server loses little.
 * ``DELETE /files/ID``: 204, then 404 (termination).
 * Every request but OPTIONS needs Tus-Resumable: 1.0.0 (412 otherwise, with Tus-Version).
+  X-HTTP-Method-Override on a POST to ``/files/ID`` is taken as the method.
 * An upload expires `TusConfig.expire_after` seconds after its last PATCH (Upload-Expires):
   it then answers 410 once, 404 after. Expired records are also swept when the app starts.
 
@@ -132,6 +133,8 @@ Handler = Callable[[TusEndpoint, web.Request], Awaitable[web.StreamResponse]]
 
 def _refusal(exc: TusRequestError) -> web.Response:
     headers = {"Tus-Version": TUS_VERSION} if exc.status == 412 else {}
+    if exc.status == 405:
+        headers["Allow"] = "OPTIONS, HEAD, PATCH, DELETE, POST"
     reason = _REASONS.get(exc.status)
     return web.Response(status=exc.status, reason=reason, text=exc.message + "\n", headers=headers)
 
@@ -340,9 +343,21 @@ def add_tus_routes(
     # Only id-shaped paths: a HEAD of some other /files/NAME still reaches a served file.
     item = TUS_PATH + "{id:[A-Za-z0-9_-]{32}}"
     app.router.add_route("OPTIONS", item, _tus(_options))
-    app.router.add_route("HEAD", item, _tus(_head))
-    app.router.add_patch(item, _tus(_patch))
-    app.router.add_delete(item, _tus(_delete))
+    for method in ("HEAD", "PATCH", "DELETE", "POST"):
+        app.router.add_route(method, item, _tus(_item))
+
+
+_ITEM_METHODS: dict[str, Handler] = {"HEAD": _head, "PATCH": _patch, "DELETE": _delete}
+
+
+async def _item(ep: TusEndpoint, request: web.Request) -> web.StreamResponse:
+    """HEAD, PATCH or DELETE of one upload. tus 1.0.0 (core protocol): X-HTTP-Method-Override,
+    when present, is the method, for clients that can only send POST (and GET)."""
+    method = request.headers.get("X-HTTP-Method-Override", request.method).strip().upper()
+    handler = _ITEM_METHODS.get(method)
+    if handler is None:
+        raise TusRequestError(f"{method[:20]} is not a method of an upload", status=405)
+    return await handler(ep, request)
 
 
 __all__ = ["CHECKPOINT", "DEFAULT_EXPIRY", "TUS_KEY", "TUS_PATH", "TusConfig", "add_tus_routes"]
