@@ -58,6 +58,7 @@ from streamer.core.tus_server import (
 from streamer.core.validators import format_http_date
 from streamer.server.tus_store import TusStore
 from streamer.server.tus_writer import DataWriter
+from streamer.server.upload import in_thread
 
 TUS_PATH = "/files/"
 CHECKPOINT = 64 << 20
@@ -92,11 +93,11 @@ class TusEndpoint:
         after = self.config.expire_after
         return None if after is None else self.config.clock() + after
 
-    def fetch(self, upload_id: str) -> UploadRecord:
+    async def fetch(self, upload_id: str) -> UploadRecord:
         """The record, or 404; an expired one (not being written) is removed: 410."""
         record = self.store.load(upload_id)
         if record.expired(self.config.clock()) and upload_id not in self.busy:
-            self.store.remove(upload_id)
+            await self.store.remove(upload_id)
             raise TusRequestError(f"upload {upload_id} has expired", status=410)
         return record
 
@@ -119,10 +120,10 @@ class TusEndpoint:
     async def sweep(self) -> None:
         """At start: drop expired uploads and orphaned files, publish finished uploads a
         crash left unpublished."""
-        self.store.remove_orphans()
+        await in_thread(self.store.remove_orphans)
         for upload_id in self.store.records():
             with contextlib.suppress(TusRequestError):
-                record = self.fetch(upload_id)
+                record = await self.fetch(upload_id)
                 if record.complete and record.published is None:
                     await self.store.publish(record)
 
@@ -177,7 +178,7 @@ async def _options(ep: TusEndpoint, request: web.Request) -> web.Response:
 
 
 async def _head(ep: TusEndpoint, request: web.Request) -> web.Response:
-    record = ep.fetch(request.match_info["id"])
+    record = await ep.fetch(request.match_info["id"])
     headers = _state_headers(record)
     headers["Upload-Length"] = str(record.length)
     headers["Cache-Control"] = "no-store"
@@ -187,9 +188,9 @@ async def _head(ep: TusEndpoint, request: web.Request) -> web.Response:
 
 
 async def _delete(ep: TusEndpoint, request: web.Request) -> web.Response:
-    record = ep.fetch(request.match_info["id"])
+    record = await ep.fetch(request.match_info["id"])
     with ep.locked(record.id):
-        ep.store.remove(record.id)
+        await ep.store.remove(record.id)
     return web.Response(status=204)
 
 
@@ -199,7 +200,7 @@ def _checksum(request: web.Request) -> tuple[str, bytes] | None:
 
 
 async def _patch(ep: TusEndpoint, request: web.Request) -> web.Response:
-    record = ep.fetch(request.match_info["id"])
+    record = await ep.fetch(request.match_info["id"])
     if not is_offset_stream(request.headers.get("Content-Type")):
         raise TusRequestError(
             "PATCH needs Content-Type: application/offset+octet-stream", status=415
@@ -207,7 +208,7 @@ async def _patch(ep: TusEndpoint, request: web.Request) -> web.Response:
     claimed = parse_size(request.headers.get("Upload-Offset"), "Upload-Offset")
     checksum = _checksum(request)
     with ep.locked(record.id):
-        record = ep.fetch(record.id)  # as the last PATCH left it
+        record = await ep.fetch(record.id)  # as the last PATCH left it
         stored = record.offset
         check_patch(
             stored=stored, length=record.length, claimed=claimed, body=request.content_length

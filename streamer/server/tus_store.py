@@ -91,9 +91,10 @@ class TusStore:
     async def save(self, record: UploadRecord) -> None:
         await in_thread(write_sidecar, self._record_path(record.id), record.to_json())
 
-    def remove(self, upload_id: str) -> None:
-        """Forget an upload: its record first (so it is gone at once), then its data."""
-        remove_quietly(self._record_path(upload_id), self.data_path(upload_id))
+    async def remove(self, upload_id: str) -> None:
+        """Forget an upload: its record first (so it is gone at once), then its data, in a
+        thread (unlinking a file of many GiB can take seconds)."""
+        await in_thread(remove_quietly, self._record_path(upload_id), self.data_path(upload_id))
 
     async def publish(self, record: UploadRecord) -> UploadRecord:
         """Give the finished data file its public name (never replacing a file); the record
