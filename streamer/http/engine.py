@@ -21,7 +21,7 @@ from ..core.redact import redact_url
 from ..core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
 from ..errors import StreamerError, UsageError
 from .bodies import Body
-from .net import NO_ROUTE, EnvRoutes, make_session, mapped_errors
+from .net import make_session, mapped_errors
 from .outgoing import (
     body_for_hop,
     body_headers,
@@ -30,6 +30,7 @@ from .outgoing import (
     phase_reporter,
     split_userinfo,
 )
+from .routes import NO_ROUTE, EnvRoutes
 from .stream import Stream, StreamOptions
 
 
