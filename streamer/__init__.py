@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from .core.retry import RetryPolicy
     from .http.bodies import FilePart
     from .http.stream import Stream
-    from .results import DownloadResult, FetchResult, UploadResult
-    from .sync import download, fetch, upload
+    from .results import DownloadResult, FetchResult, TusResult, UploadResult
+    from .sync import download, fetch, upload, upload_resumable
     from .transfer.bulk import BulkOptions, JobResult
     from .transfer.handover import BulkRun
 
@@ -68,10 +68,12 @@ _LAZY = {
     "ProgressCallback": "core.events",
     "RetryPolicy": "core.retry",
     "Stream": "http.stream",
+    "TusResult": "results",
     "UploadResult": "results",
     "download": "sync",
     "fetch": "sync",
     "upload": "sync",
+    "upload_resumable": "sync",
 }
 
 
@@ -125,6 +127,7 @@ __all__ = [
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",
+    "TusResult",
     "UnsafeRedirect",
     "UploadResult",
     "UsageError",
@@ -132,4 +135,5 @@ __all__ = [
     "download",
     "fetch",
     "upload",
+    "upload_resumable",
 ]

@@ -95,8 +95,8 @@ class SlowServer:
         pass for the cut or the close that aiohttp makes of it."""
         try:
             return await self._handle(request)
-        except (web.HTTPException, asyncio.CancelledError):
-            raise
+        except (web.HTTPException, asyncio.CancelledError, ConnectionError):
+            raise  # answers, and a client that went away: not the handler's bugs
         except BaseException as exc:
             self.crashes.append(exc)
             raise

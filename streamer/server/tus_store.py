@@ -31,16 +31,11 @@ from streamer.core.tus_server import (
     parse_metadata,
     valid_id,
 )
-from streamer.errors import FileExistsError_, StreamerError
+from streamer.errors import StreamerError
 from streamer.server.files import TUS_DIR
 from streamer.server.upload import in_thread
-from streamer.storage.files import (
-    fsync_dir,
-    move_no_clobber,
-    read_sidecar,
-    remove_quietly,
-    write_sidecar,
-)
+from streamer.storage.atomic import publish, sync_dir
+from streamer.storage.files import StrayLink, read_sidecar, remove_quietly, write_sidecar
 
 NAME_TRIES = 100
 DATA_MODE = 0o600
@@ -73,14 +68,17 @@ class TusStore:
         os.close(fd)
         record = UploadRecord(upload_id, length, 0, metadata, expires)
         await self.save(record)
-        await fsync_dir(self.folder)
+        await in_thread(sync_dir, self.folder)
         return record
 
     def load(self, upload_id: str) -> UploadRecord:
         """The record of ``upload_id``; 404 when it is unknown, unreadable or not an id."""
         if not valid_id(upload_id):
             raise _gone(upload_id)
-        text = read_sidecar(self._record_path(upload_id))
+        try:
+            text = read_sidecar(self._record_path(upload_id))
+        except StrayLink:  # not ours: a link planted in the folder is never followed
+            text = None
         if text is None:
             raise _gone(upload_id)
         record = UploadRecord.from_json(text)
@@ -107,13 +105,13 @@ class TusStore:
             if _same_file(data, target):
                 break  # published before a crash took the record's update
             try:
-                await in_thread(move_no_clobber, data, target)
-            except FileExistsError_:
+                # The data was fsynced by the last PATCH; link, drop the old name, fsync DIR.
+                await publish(None, data, target, no_clobber=True)
+            except FileExistsError:
                 continue
             break
         else:
             raise StreamerError(f"no free name for {wanted!r} after {NAME_TRIES} tries")
-        await fsync_dir(self.root)
         published = dataclasses.replace(record, published=name)
         await self.save(published)
         remove_quietly(data)
