@@ -11,6 +11,7 @@ import io
 import itertools
 import os
 import re
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -20,10 +21,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from streamer.core.tus_server import TUS_DIR
 from streamer.server.app import make_app, running_server
-from streamer.server.files import TUS_DIR
 from streamer.server.tus import TUS_PATH, TusConfig
-from tests.helpers import RUN_TIMEOUT, kill, spawn, wait_for
+from tests.helpers import RUN_TIMEOUT, kill, spawn, streamer, wait_for
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -718,3 +719,39 @@ async def test_serve_cli_upload_survives_kill_9_of_the_server(root: Path) -> Non
         kill(proc)
         await proc.communicate()
     assert _sha((root / "upload").read_bytes()) == _sha(data)
+
+
+def _held(root: Path) -> int:
+    """Bytes in the server's data files of uploads (0 before the first POST)."""
+    with contextlib.suppress(OSError):
+        return sum(p.stat().st_size for p in (root / TUS_DIR).iterdir() if p.suffix == "")
+    return 0
+
+
+async def test_put_tus_killed_mid_upload_resumes_on_serve(root: Path, tmp_path: Path) -> None:
+    """`streamer put --tus` to `streamer serve`, SIGKILLed mid-PATCH, then run again: the
+    rerun resumes at the bytes the server kept and the published file has the source's
+    SHA-256. (The server is paused with SIGSTOP before the kill so the first run cannot
+    finish first, whatever the machine's speed.)"""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(64 << 20))
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    server, base = await _serve(root)
+    try:
+        put = await spawn("put", "--tus", str(big), base + "files/", "-q", env=env)
+        try:
+            await wait_for(lambda: _held(root) > 0, "the first PATCH bytes on the server")
+            server.send_signal(signal.SIGSTOP)
+        finally:
+            kill(put)
+            await put.wait()
+            server.send_signal(signal.SIGCONT)
+        run = await streamer("put", "--tus", str(big), base + "files/", "--json", env=env)
+        assert run.rc == 0, run.err
+        doc = run.json()
+        assert 0 < doc["resumed_from"] < big.stat().st_size
+        assert doc["sent"] == big.stat().st_size - doc["resumed_from"]
+    finally:
+        kill(server)
+        await server.communicate()
+    assert _sha((root / "big.bin").read_bytes()) == _sha(big.read_bytes())

@@ -23,6 +23,8 @@ from streamer.core.names import safe_name
 from streamer.errors import Result, StreamerError
 
 TUS_VERSION = "1.0.0"
+TUS_DIR = ".streamer-tus"
+"""The hidden folder of a served directory holding its tus uploads; never served nor written."""
 EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 RECORD_VERSION = 1
@@ -239,6 +241,7 @@ __all__ = [
     "ID_BYTES",
     "OFFSET_CONTENT_TYPE",
     "RECORD_VERSION",
+    "TUS_DIR",
     "TUS_VERSION",
     "TusRequestError",
     "UploadRecord",

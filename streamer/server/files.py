@@ -17,14 +17,12 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from streamer.core.tus_server import TUS_DIR
 from streamer.core.validators import format_http_date, make_etag
 
 ROOT_KEY = web.AppKey("root", Path)
 MAX_UPLOAD_KEY = web.AppKey[int | None]("max_upload")
 SENDFILE_KEY = web.AppKey("sendfile", bool)
-
-TUS_DIR = ".streamer-tus"
-"""The hidden folder of the served directory holding tus uploads; never served nor written."""
 
 CHUNK_SIZE = 1 << 20
 """Bytes read from disk and written per step when sendfile is not used."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from streamer.core.tus_server import (
     ID_BYTES,
+    TUS_DIR,
     TusRequestError,
     UploadRecord,
     candidate_names,
@@ -32,7 +33,6 @@ from streamer.core.tus_server import (
     valid_id,
 )
 from streamer.errors import StreamerError
-from streamer.server.files import TUS_DIR
 from streamer.server.upload import in_thread
 from streamer.storage.atomic import publish, sync_dir
 from streamer.storage.files import StrayLink, read_sidecar, remove_quietly, write_sidecar
