@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import math
 import os
 import uuid
@@ -37,6 +38,7 @@ from .transfer.bulk import BulkOptions, JobResult
 from .transfer.shard import ShardOutcome, ShardTask, run_shard
 
 LOCK_NAME = ".streamer-dask.lock"
+PLAN_NAME = ".streamer-dask-plan.json"  # how the jobs were cut into shards
 SHARDS_PER_WORKER = 4
 MAX_SHARD_JOBS = 10_000  # a shard's jobs and results travel as one message each
 CONNECT_TIMEOUT = 20.0  # seconds to reach the scheduler, then to see a first worker
@@ -263,6 +265,32 @@ def _shard_error(index: int, exc: BaseException | None) -> StreamerError:
     return StreamerError(f"shard {index} {why}", result=Result.REQUEST_FAILED)
 
 
+def read_plan(out_dir: Path) -> int | None:
+    """The shard size an earlier run into `out_dir` used, if any: a rerun cuts the jobs the
+    same way whatever the cluster's size now, so each shard finds its own journal."""
+    try:
+        plan = json.loads((out_dir / PLAN_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    size = plan.get("shard_jobs") if isinstance(plan, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
+def write_plan(out_dir: Path, size: int) -> None:
+    """Record the shard size (through a temporary file and a rename: never half written)."""
+    path = out_dir / PLAN_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps({"version": 1, "shard_jobs": size}) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise FileError(
+            f"cannot write {path}: {exc.strerror}",
+            path=str(path),
+            result=Result.DOWNLOAD_FILE_WRITE_ERROR,
+        ) from exc
+
+
 def shard_size(total: int | None, shards: int) -> int:
     """Jobs per shard: `total` cut into `shards` pieces, at most MAX_SHARD_JOBS each."""
     if total is None:
@@ -286,7 +314,9 @@ def as_completed(
 
     `jobs_or_manifest` is a manifest file's path or an iterable of `Job`s (or URLs). Bad
     manifest lines go to `on_bad_line`; without it, one raises `UsageError` before anything is
-    submitted. `shards` defaults to 4 per worker (each at most MAX_SHARD_JOBS jobs); `options`
+    submitted. `shards` defaults to 4 per worker (each at most MAX_SHARD_JOBS jobs), or to
+    the cut an earlier run into `out_dir` recorded (so a rerun finds each shard's journal,
+    whatever the cluster's size); given, it replaces that record. `options`
     (-j, max_per_host, memory budget) apply to each task on its worker.
     """
     require_distributed()
@@ -301,8 +331,11 @@ def as_completed(
         raise UsageError(f"shards must be at least 1, not {shards}")
     source = _Source(jobs_or_manifest, out, on_bad_line)
     with DirLock(out), connected(scheduler, client, connect_timeout) as dask_client:
-        wanted = shards or SHARDS_PER_WORKER * max(1, len(dask_client.nthreads()))
-        size = shard_size(source.total, wanted)
+        size = read_plan(out) if shards is None else None
+        if size is None:
+            wanted = shards or SHARDS_PER_WORKER * max(1, len(dask_client.nthreads()))
+            size = shard_size(source.total, wanted)
+            write_plan(out, size)
         submitter = _Submitter(
             dask_client, out, options or BulkOptions(), config or ClientConfig(), size
         )
@@ -337,6 +370,7 @@ def download_many(
 
 __all__ = [
     "LOCK_NAME",
+    "PLAN_NAME",
     "DirLock",
     "DistributedResult",
     "as_completed",
