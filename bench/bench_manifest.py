@@ -2,7 +2,7 @@
 """Planning a huge manifest: `streamer get -i M -d DIR --dry-run -q` over N generated lines.
 
 Lines are ``http://127.0.0.1:9/dK/fNNNNNNNN.bin`` (1,000 per directory, all distinct, nothing
-is fetched). The command runs under GNU time (``/usr/bin/time -f "%e s %M KiB"``): wall time
+is fetched). The command runs under GNU time (``/usr/bin/time -f "%e s %M KiB %U %S"``): wall time
 and peak RSS of the whole run (the duplicate scan, the job count, the journal check and the
 planning of every job). See bench/README.md.
 
@@ -33,14 +33,14 @@ def write_manifest(path: Path, lines: int) -> None:
             )
 
 
-def measure(manifest: Path, out: Path) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS KiB, exit code) of one dry run."""
+def measure(manifest: Path, out: Path) -> tuple[float, float, int, int]:
+    """(wall seconds, CPU seconds, peak RSS KiB, exit code) of one dry run."""
     if TIME is None:
         sys.exit("GNU time (/usr/bin/time) is needed")
     cmd = [
         TIME,
         "-f",
-        "%e s %M KiB",
+        "%e s %M KiB %U %S",
         sys.executable,
         "-m",
         "streamer",
@@ -53,10 +53,11 @@ def measure(manifest: Path, out: Path) -> tuple[float, int, int]:
         "-q",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    found = re.search(r"([\d.]+) s (\d+) KiB", proc.stderr)
+    found = re.search(r"([\d.]+) s (\d+) KiB ([\d.]+) ([\d.]+)", proc.stderr)
     if found is None:
         sys.exit(f"no figures from GNU time: {proc.stderr[-500:]}")
-    return float(found.group(1)), int(found.group(2)), proc.returncode
+    cpu = float(found.group(3)) + float(found.group(4))
+    return float(found.group(1)), cpu, int(found.group(2)), proc.returncode
 
 
 def main() -> None:
@@ -70,8 +71,11 @@ def main() -> None:
             write_manifest(manifest, args.lines)
         out = Path(tmp) / "out"
         out.mkdir()
-        wall, kib, rc = measure(manifest, out)
-    print(f"{args.lines:,} lines: {wall:.1f} s, peak RSS {kib / 1024:.1f} MiB, exit {rc}")
+        wall, cpu, kib, rc = measure(manifest, out)
+    print(
+        f"{args.lines:,} lines: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {kib / 1024:.1f} MiB,"
+        f" exit {rc}"
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 A manifest's targets are checked before any job starts: every name a job writes (see
 `claimed_keys`) is reduced to its 64-bit key and appended to one of 256 flat arrays chosen by
 the key's top byte. Each array is then sorted on its own (a short-lived list of a 256th of the
-keys) and equal neighbours are the duplicates. Ten million names cost ~85 MB; a hash table at
+keys) and equal neighbours are the duplicates. Ten million names cost ~84 MB; a hash table at
 most half full, as `DuplicateFinder` is, costs 16-32 bytes per name and twice that while it
 grows.
 
@@ -23,6 +23,8 @@ from .manifest import BadLine, Job, parse_manifest, target_for
 from .targets import PARTIAL_SUFFIXES, claimed_keys, key_of_normal, normal_path
 
 BUCKET_BITS = 8
+FIRST_CHUNK_KEYS = 256  # a bucket's chunks double from 2 KiB...
+CHUNK_KEYS = 4096  # ...up to 32 KiB
 MAX_RECHECK = 100_000  # duplicate keys checked by name; past this they are taken as real
 
 
@@ -37,24 +39,49 @@ class Scan:
 
 
 class KeyCounter:
-    """Collects 64-bit keys in 8 bytes each; `repeated` lists the keys added more than once."""
+    """Collects 64-bit keys in 8 bytes each; `repeated` lists the keys added more than once.
+
+    Each bucket is a list of chunks of a few fixed sizes, filled in place: growing arrays would be
+    reallocated again and again, and the holes they leave in the heap (the command line keeps
+    freed memory for reuse, see cli/tuning.py) would cost as much as the keys themselves.
+    """
 
     def __init__(self) -> None:
-        self._buckets = [array("Q") for _ in range(1 << BUCKET_BITS)]
+        buckets = 1 << BUCKET_BITS
+        self._chunks: list[list[array[int]]] = [[] for _ in range(buckets)]
+        self._fill = [0] * buckets  # next free place in the bucket's last chunk
+        self._room = [0] * buckets  # the size of the bucket's last chunk
         self._shift = 64 - BUCKET_BITS
 
     def add(self, key: int) -> None:
-        self._buckets[key >> self._shift].append(key)
+        bucket = key >> self._shift
+        place = self._fill[bucket]
+        if place == self._room[bucket]:  # full: the next chunk is twice as big, up to a cap
+            room = min(CHUNK_KEYS, 2 * place) or FIRST_CHUNK_KEYS
+            self._chunks[bucket].append(array("Q", [0]) * room)
+            self._room[bucket], place = room, 0
+        self._chunks[bucket][-1][place] = key
+        self._fill[bucket] = place + 1
 
     def __len__(self) -> int:
-        return sum(len(bucket) for bucket in self._buckets)
+        return sum(
+            sum(map(len, chunks[:-1])) + fill
+            for chunks, fill in zip(self._chunks, self._fill, strict=True)
+            if chunks
+        )
 
     def repeated(self) -> set[int]:
         """The keys added twice or more; the counter is emptied bucket by bucket as it goes."""
         found: set[int] = set()
-        for i, bucket in enumerate(self._buckets):
-            keys = sorted(bucket)
-            self._buckets[i] = array("Q")
+        for i, chunks in enumerate(self._chunks):
+            if not chunks:
+                continue
+            keys: list[int] = []
+            for chunk in chunks[:-1]:
+                keys.extend(chunk)
+            keys.extend(chunks[-1][: self._fill[i]])
+            self._chunks[i], self._fill[i], self._room[i] = [], 0, 0
+            keys.sort()
             found.update(a for a, b in itertools.pairwise(keys) if a == b)
         return found
 
