@@ -35,7 +35,7 @@ from .core.targets import DuplicateFinder
 from .errors import ConnectError, FileError, Result, StreamerError, TargetBusyError, UsageError
 from .storage.manifests import manifest_lines, scan_manifest
 from .transfer.bulk import BulkOptions, JobResult
-from .transfer.shard import ShardOutcome, ShardTask, run_shard
+from .transfer.shard import ShardOutcome, ShardTask, download_shard, unfinished
 
 LOCK_NAME = ".streamer-dask.lock"
 PLAN_NAME = ".streamer-dask-plan.json"  # how the jobs were cut into shards
@@ -72,6 +72,26 @@ def _task(task: ShardTask) -> ShardOutcome:
     from distributed import get_worker
 
     return run_shard(task, str(get_worker().address))
+
+
+def run_shard(task: ShardTask, worker: str = "") -> ShardOutcome:
+    """Run `task` to the end on a new event loop in this thread; a run-wide failure (the
+    shard's journal cannot be read or written) becomes the result of each job without one."""
+    from .sync import run
+
+    results: list[JobResult] = []
+    try:
+        run(_shard(task, results))
+    except StreamerError as exc:
+        results.extend(unfinished(task, results, exc))
+    return ShardOutcome(task.index, worker, tuple(results))
+
+
+async def _shard(task: ShardTask, results: list[JobResult]) -> None:
+    from .client import Client
+
+    async with Client(task.config) as client:
+        await download_shard(client, task, results)
 
 
 class DirLock:
@@ -376,5 +396,6 @@ __all__ = [
     "as_completed",
     "download_many",
     "require_distributed",
+    "run_shard",
     "shard_size",
 ]

@@ -1,4 +1,4 @@
-"""One shard of a distributed bulk run: a plain function that a cluster worker calls.
+"""One shard of a distributed bulk run, as a cluster worker runs it (streamer.distributed).
 
 The shard's jobs arrive as data (the manifest need not be on the worker). The bulk engine runs
 in-process, on the calling thread's own event loop, so nothing it starts can outlive the worker.
@@ -14,12 +14,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import ClientConfig
 from ..core.manifest import Job, target_for
 from ..errors import StreamerError
 from ..storage.journal import Journal
 from .bulk import BulkOptions, JobResult, download_many
+
+if TYPE_CHECKING:
+    from .opener import Opener
 
 SHARD_JOURNAL = ".streamer-journal.shard-{index}.jsonl"
 
@@ -49,36 +53,22 @@ class ShardOutcome:
     results: tuple[JobResult, ...]
 
 
-def run_shard(task: ShardTask, worker: str = "") -> ShardOutcome:
-    """Run `task` to the end on a new event loop; a run-wide failure (the shard's journal cannot
-    be opened or written) becomes the result of every job that has none yet."""
-    from ..sync import run  # the client stack loads on the worker, not with this module
-
-    results: list[JobResult] = []
-    try:
-        run(_download(task, results))
-    except StreamerError as exc:
-        results.extend(_unfinished(task, results, exc))
-    return ShardOutcome(task.index, worker, tuple(results))
-
-
-async def _download(task: ShardTask, results: list[JobResult]) -> None:
-    from ..client import Client
-
+async def download_shard(client: Opener, task: ShardTask, results: list[JobResult]) -> None:
+    """Run `task`'s jobs with its own journal, appending each result to `results` (so that a
+    run-wide failure still leaves the results made before it; see `unfinished`)."""
     out_dir = Path(task.out_dir)
     journal = Journal(shard_journal(out_dir, task.index), out_dir)
     journal.load()
     if not task.options.dry_run:  # a dry run creates no file, not even the journal
         journal.open()
     try:
-        async with Client(task.config) as client:
-            async for res in download_many(client, task.jobs, out_dir, task.options, journal):
-                results.append(res)
+        async for res in download_many(client, task.jobs, out_dir, task.options, journal):
+            results.append(res)
     finally:
         await journal.close()
 
 
-def _unfinished(
+def unfinished(
     task: ShardTask, results: Sequence[JobResult], exc: StreamerError
 ) -> list[JobResult]:
     """A result carrying `exc` for each job of `task` that has no result in `results`."""
@@ -100,4 +90,11 @@ def _identity(job: Job) -> tuple[int, str, str | None]:
     return (job.line, job.url, job.path)
 
 
-__all__ = ["SHARD_JOURNAL", "ShardOutcome", "ShardTask", "run_shard", "shard_journal"]
+__all__ = [
+    "SHARD_JOURNAL",
+    "ShardOutcome",
+    "ShardTask",
+    "download_shard",
+    "shard_journal",
+    "unfinished",
+]
