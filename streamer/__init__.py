@@ -45,14 +45,16 @@ if TYPE_CHECKING:
     from .core.retry import RetryPolicy
     from .http.bodies import FilePart
     from .http.stream import Stream
-    from .results import DownloadResult, FetchResult, UploadResult
-    from .sync import download, fetch, upload
+    from .results import DownloadResult, FetchResult, TusResult, UploadResult
+    from .sync import download, fetch, upload, upload_resumable
     from .transfer.bulk import BulkOptions, JobResult
+    from .transfer.handover import BulkRun
 
 # The I/O layers (aiohttp, aiofiles, tqdm) load on first use, so that importing the pure core
 # (`streamer.core.*`) or the error tree stays free of them; a test holds this.
 _LAZY = {
     "BulkOptions": "transfer.bulk",
+    "BulkRun": "transfer.handover",
     "Checksum": "core.checksum",
     "Client": "client",
     "ClientConfig": "config",
@@ -66,10 +68,12 @@ _LAZY = {
     "ProgressCallback": "core.events",
     "RetryPolicy": "core.retry",
     "Stream": "http.stream",
+    "TusResult": "results",
     "UploadResult": "results",
     "download": "sync",
     "fetch": "sync",
     "upload": "sync",
+    "upload_resumable": "sync",
 }
 
 
@@ -88,6 +92,7 @@ __all__ = [
     "BodyTooLarge",
     "BodyTruncatedError",
     "BulkOptions",
+    "BulkRun",
     "Cancelled",
     "CertificateError",
     "Checksum",
@@ -122,6 +127,7 @@ __all__ = [
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",
+    "TusResult",
     "UnsafeRedirect",
     "UploadResult",
     "UsageError",
@@ -129,4 +135,5 @@ __all__ = [
     "download",
     "fetch",
     "upload",
+    "upload_resumable",
 ]

@@ -33,9 +33,11 @@ from .core.retry import RetryPolicy
 from .errors import StreamerError, UsageError
 from .http.bodies import Body, FilePart, MultipartBody, Source, make_body
 from .http.tls import TLSOptions, make_ssl_context
-from .results import DownloadResult, FetchResult, UploadResult
-from .transfer.bulk import BulkOptions, JobResult
+from .results import DownloadResult, FetchResult, TusResult, UploadResult
+from .transfer.bulk import BulkOptions
 from .transfer.download import DownloadRequest, run_download
+from .transfer.handover import BulkRun
+from .transfer.special import is_special, run_into_special
 from .transfer.upload import UploadRequest, expect_headers, run_upload
 
 if TYPE_CHECKING:
@@ -63,12 +65,13 @@ class Client:
 
     async def __aenter__(self) -> Client:
         if self.config.tls != TLSOptions():  # a bad CA or certificate file fails here, at once
-            self._context = make_ssl_context(self.config.tls)
+            self.tls_context()
         self._open = True
         return self
 
     def tls_context(self) -> ssl.SSLContext:
-        """The context for https connections (the system's CAs unless configured otherwise)."""
+        """The one TLS context of this client, for the engine and the lane alike (the system's
+        CAs unless configured otherwise; the default one is shared by the whole process)."""
         if self._context is None:
             self._context = make_ssl_context(self.config.tls)
         return self._context
@@ -80,7 +83,7 @@ class Client:
         if self._engine_ is None:
             from .http.engine import Engine
 
-            self._engine_ = Engine(self.config, self._context)
+            self._engine_ = Engine(self.config, self.tls_context())
         return self._engine_
 
     def plain_route(self, url: str) -> bool:
@@ -246,8 +249,16 @@ class Client:
             accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
             remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
         )  # fmt: skip
+        if is_special(request.path):  # -o /dev/null, a FIFO: written straight in, as curl does
+            return await run_into_special(self, request, progress)
         if split > 1:
             from .transfer.segmented import run_segmented
+
+            if self.config.accept_gzip if accept_gzip is None else accept_gzip:
+                raise UsageError(
+                    "split > 1 cannot decode: byte ranges of an encoded body cannot be joined",
+                    url=redact_url(url),
+                )
 
             return await run_segmented(self, request, split, progress)
         return await run_download(self, request, progress)
@@ -259,9 +270,11 @@ class Client:
         options: BulkOptions | None = None,
         *,
         journal: str | Path | None = None,
-    ) -> AsyncIterator[JobResult]:
-        """Download many jobs (Job values or plain URLs) into `out_dir`; yields one `JobResult`
-        per job as each finishes. Failures are results, never exceptions that stop the rest.
+    ) -> BulkRun:
+        """Download many jobs (Job values or plain URLs) into `out_dir`; the `BulkRun` yields one
+        `JobResult` per job as each finishes. Failures are results, never exceptions that stop
+        the rest. Use it as ``async with client.download_many(...) as results:`` so that leaving
+        the loop early stops the transfers still running.
 
         With ``journal`` (a path), completed files are recorded there and skipped next time.
         """
@@ -273,7 +286,8 @@ class Client:
             log = Journal(Path(journal), Path(out_dir))
             log.load()
             log.open()
-        return download_many(self, as_jobs(jobs), Path(out_dir), options or BulkOptions(), log)
+        opts = options or BulkOptions()
+        return BulkRun(download_many(self, as_jobs(jobs), Path(out_dir), opts, log))
 
     async def upload(
         self,
@@ -321,6 +335,51 @@ class Client:
             url, body, method=method, headers=expect_headers(headers or {}, body, expect_continue),
             retry=retry, cross_origin=cross_origin, progress=progress,
         )  # fmt: skip
+
+    async def upload_resumable(
+        self,
+        endpoint: str,
+        path: str | Path,
+        *,
+        chunk_size: int | None = None,
+        metadata: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        checksum: str | None = None,
+        retry: RetryPolicy | int | None = 3,
+        headers: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TusResult:
+        """Upload a file to a tus 1.0.0 creation `endpoint`, resuming where the server stands.
+
+        The upload's URL is remembered (see `streamer.storage.upload_state`), so calling this
+        again after any interruption sends only what the server lacks. ``metadata`` goes into
+        Upload-Metadata after ``filename`` (the file's base name); ``checksum`` (sha1, md5,
+        sha256) adds Upload-Checksum to every PATCH. See `streamer.transfer.tus`.
+        """
+        from .core.tus import check_algorithm
+        from .transfer.tus import TusRequest, run_tus
+
+        if retry is None or isinstance(retry, int):
+            retry = RetryPolicy(retries=retry or 0)
+        pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or [])
+        path = Path(path)
+        request = TusRequest(
+            endpoint,
+            path,
+            chunk_size=chunk_size,
+            metadata=(("filename", path.name), *pairs),
+            checksum=None if checksum is None else check_algorithm(checksum),
+            headers=dict(headers or {}),
+            retry=retry,
+        )
+        return await run_tus(self, request, progress)
+
+    async def abort_resumable(
+        self, endpoint: str, path: str | Path, *, headers: Mapping[str, str] | None = None
+    ) -> str:
+        """Terminate the remembered tus upload of `path` to `endpoint` (DELETE); its URL."""
+        from .transfer.tus import TusRequest, abort_tus
+
+        return await abort_tus(self, TusRequest(endpoint, Path(path), headers=dict(headers or {})))
 
     async def _upload(
         self,

@@ -315,6 +315,18 @@ async def test_options_that_cannot_apply_are_refused(tmp_path: Path) -> None:
         assert name in run.err and "--dask" in run.err, run.err
 
 
+def test_the_run_files_are_no_job_targets() -> None:
+    """A job's path may not name a shard journal, the lock or the plan of a Dask run (a name
+    taken from a URL never starts with a dot)."""
+    from streamer import Job, UsageError
+    from streamer.distributed import PLAN_NAME
+
+    for name in (shard_journal(Path("d"), 12).name, LOCK_NAME, PLAN_NAME, PLAN_NAME + ".tmp"):
+        with pytest.raises(UsageError, match="reserved"):
+            Job("http://h/x", path=f"sub/{name}")
+    assert Job("http://h/x", path=".streamer-dask.lock.txt").path  # only the exact names
+
+
 async def test_without_the_extra_dask_is_a_usage_error(tmp_path: Path) -> None:
     """With ``distributed`` not importable, --dask is exit 2 naming streamer[dask]."""
     blocker = tmp_path / "blocker"

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..core.manifest import BadLine
-from ..errors import StreamerError
+from ..errors import StreamerError, UsageError
 from .bulk import _options, _Tally
 from .options import client_config
 from .output import wants_bar
@@ -31,26 +31,21 @@ _REFUSED = (
         "--host-request-rate",
         "a per-host spacing cannot be kept across machines",
     ),
-    ("wait_lock", "--wait-lock", "one run at a time writes into DIR"),
 )
 CONNECT_TIMEOUT = 20.0  # seconds: the scheduler, then a first worker (at most --connect-timeout)
 
 
-def refuse_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exit 2 naming the first option that cannot apply with --dask."""
-    if args.input_file is None:
-        parser.error("--dask runs a manifest: give -i MANIFEST -d DIR")
+def refuse_options(args: argparse.Namespace) -> None:
+    """A `UsageError` (exit 2) naming the first option that cannot apply with --dask."""
     if args.input_file == "-":
-        parser.error("-i - cannot be used with --dask: the manifest is read twice, give a file")
+        raise UsageError("-i - does not apply with --dask: the manifest is read twice; give a file")
     for attr, name, why in _REFUSED:
         if getattr(args, attr) is not None:
-            parser.error(f"{name} cannot be used with --dask: {why}")
-    if args.split > 1:
-        parser.error("--split cannot be used with --dask")
+            raise UsageError(f"{name} does not apply with --dask: {why}")
 
 
-def run_dask(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    refuse_options(parser, args)
+def run_dask(args: argparse.Namespace) -> int:
+    refuse_options(args)
     from .. import distributed
 
     try:

@@ -10,6 +10,8 @@ from ..core.retry import RetryPolicy
 from ..errors import StreamerError
 from ..results import DownloadResult
 from ..sync import run
+from . import contract
+from .contract import Mode
 from .options import (
     add_transfer_options,
     client_config,
@@ -21,6 +23,10 @@ from .options import (
 )
 from .output import report_failure, report_success, wants_bar
 from .signals import stop_on_sigterm
+
+# The parser's defaults and each option's flag, for the contract check (see contract.py).
+GET_DEFAULTS: dict[str, Any] = {}
+GET_NAMES: dict[str, str] = {}
 
 
 def add_parser(sub: Any) -> None:
@@ -136,22 +142,21 @@ def add_parser(sub: Any) -> None:
         "--no-resume", action="store_true", help="ignore a partial download and start over"
     )
     add_transfer_options(get)
+    # argparse keeps its actions in a private list; it offers no public way to walk them.
+    for action in get._actions:
+        GET_DEFAULTS[action.dest] = action.default
+        flags = sorted(action.option_strings, key=len)
+        GET_NAMES[action.dest] = "/".join(flags) if flags else action.dest
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.dask is not None and args.input_file is None:
-        parser.error("--dask runs a manifest: give -i MANIFEST -d DIR")
     if (args.url is None) == (args.input_file is None):
         parser.error("give one URL, or -i MANIFEST")
-    if args.input_file is not None:
-        if args.output or args.remote_header_name:
-            parser.error("-o and -J name one file; with -i use -d DIR")
+    if contract.check(args, GET_DEFAULTS, GET_NAMES) is Mode.MANY:
         if args.dask is not None:
             from .dask import run_dask
 
-            return run_dask(parser, args)
-        if args.shards is not None:
-            parser.error("--shards needs --dask")
+            return run_dask(args)
         from .bulk import run_bulk
 
         return run_bulk(args)

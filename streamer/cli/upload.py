@@ -18,6 +18,7 @@ from ..sync import run
 from .options import add_transfer_options, client_config, parse_headers
 from .output import report_failure, wants_bar
 from .signals import stop_on_sigterm
+from .tus import add_tus_options, run_tus_command
 
 
 def add_upload_commands(sub: Any) -> None:
@@ -27,6 +28,7 @@ def add_upload_commands(sub: Any) -> None:
     put.add_argument("-X", "--request", default="PUT", metavar="METHOD")
     put.add_argument("--content-type", metavar="MIME")
     add_transfer_options(put)
+    add_tus_options(put)
     post = sub.add_parser("post", help="send a multipart/form-data form (curl -F)")
     post.add_argument("url", metavar="URL")
     post.add_argument(
@@ -52,6 +54,8 @@ def add_upload_commands(sub: Any) -> None:
 
 
 def run_upload_command(args: argparse.Namespace) -> int:
+    if args.command == "put" and (args.tus or args.abort):
+        return run_tus_command(args)
     config = client_config(args)
     headers = parse_headers(args.header, args.url)
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)

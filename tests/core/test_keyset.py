@@ -57,7 +57,7 @@ def test_finds_what_prescan_finds() -> None:
 
 def test_a_second_read_only_for_duplicates() -> None:
     """Without a key claimed twice the lines are read once; with one, twice."""
-    clean, clashing = Reads(CASES[4]), Reads(CASES[1])
+    clean, clashing = Reads(CASES[4]), Reads(["http://h/a", "http://g/a"])
     scan_lines(clean)
     scan_lines(clashing)
     assert (clean.calls, clashing.calls) == (1, 2)
