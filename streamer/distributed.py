@@ -355,7 +355,8 @@ def as_completed(
         if size is None:
             wanted = shards or SHARDS_PER_WORKER * max(1, len(dask_client.nthreads()))
             size = shard_size(source.total, wanted)
-            write_plan(out, size)
+            if not (options or BulkOptions()).dry_run:
+                write_plan(out, size)
         submitter = _Submitter(
             dask_client, out, options or BulkOptions(), config or ClientConfig(), size
         )
