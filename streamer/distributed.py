@@ -33,6 +33,7 @@ from .core.manifest import BadLine, Job, claimed_keys, parse_manifest, target_fo
 from .core.redact import redact_url
 from .core.targets import DuplicateFinder
 from .errors import ConnectError, FileError, Result, StreamerError, TargetBusyError, UsageError
+from .storage.atomic import write_atomic
 from .storage.manifests import manifest_lines, scan_manifest
 from .transfer.bulk import BulkOptions, JobResult
 from .transfer.shard import ShardOutcome, ShardTask, download_shard, unfinished
@@ -297,12 +298,11 @@ def read_plan(out_dir: Path) -> int | None:
 
 
 def write_plan(out_dir: Path, size: int) -> None:
-    """Record the shard size (through a temporary file and a rename: never half written)."""
+    """Record the shard size (temp file, fsync, rename: never half written)."""
     path = out_dir / PLAN_NAME
-    tmp = path.with_name(path.name + ".tmp")
+    text = json.dumps({"version": 1, "shard_jobs": size}) + "\n"
     try:
-        tmp.write_text(json.dumps({"version": 1, "shard_jobs": size}) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise FileError(
             f"cannot write {path}: {exc.strerror}",
