@@ -329,6 +329,7 @@ def as_completed(
     config: ClientConfig | None = None,
     on_bad_line: BadLineHandler | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
+    on_total: Callable[[int | None], None] | None = None,
 ) -> Iterator[DistributedResult]:
     """Run the jobs on the cluster; yield one result per job as its shard finishes.
 
@@ -337,7 +338,8 @@ def as_completed(
     submitted. `shards` defaults to 4 per worker (each at most MAX_SHARD_JOBS jobs), or to
     the cut an earlier run into `out_dir` recorded (so a rerun finds each shard's journal,
     whatever the cluster's size); given, it replaces that record. `options`
-    (-j, max_per_host, memory budget) apply to each task on its worker.
+    (-j, max_per_host, memory budget) apply to each task on its worker. `on_total` is told
+    the number of jobs (None for an iterable without a length) before the first is submitted.
     """
     require_distributed()
     out = Path(out_dir)
@@ -350,6 +352,8 @@ def as_completed(
     if shards is not None and shards < 1:
         raise UsageError(f"shards must be at least 1, not {shards}")
     source = _Source(jobs_or_manifest, out, on_bad_line)
+    if on_total is not None:
+        on_total(source.total)
     with DirLock(out), connected(scheduler, client, connect_timeout) as dask_client:
         size = read_plan(out) if shards is None else None
         if size is None:

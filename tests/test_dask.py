@@ -219,6 +219,7 @@ async def test_run_then_rerun_fetches_nothing(
     assert sorted(r["path"] for r in got) == sorted(str(out / n) for n in names)
     assert all(r["ok"] and r["worker"].startswith("tcp://127.0.0.1:") for r in got)
     assert len({r["worker"] for r in got}) == 2  # 8 shards over two workers
+    assert len(list(out.glob(".streamer-journal.shard-*.jsonl"))) == 8  # 4 per worker
     check_files(out, names)
     assert set(origin.gets.values()) == {1}
     rerun = await streamer(*dask_get(cluster, manifest, out), timeout=120)

@@ -55,7 +55,7 @@ def run_dask(args: argparse.Namespace) -> int:
         return exc.exit_code
     # distributed logs its retries and disconnects; the user gets one line per failure.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
-    tally = _Tally(None, wants_bar(args))
+    tally = _Tally(None, bar=False)  # the bar opens once the manifest's jobs are counted
     try:
         results = distributed.as_completed(
             Path(args.input_file),
@@ -66,6 +66,7 @@ def run_dask(args: argparse.Namespace) -> int:
             config=replace(client_config(args), report_phases=False),
             on_bad_line=lambda bad: _bad_line(args, tally, bad),
             connect_timeout=min(args.connect_timeout, CONNECT_TIMEOUT),
+            on_total=tally.open_bar if wants_bar(args) else None,
         )
         for res in results:
             tally.add(res)
