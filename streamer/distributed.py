@@ -18,8 +18,6 @@ names the extra.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import math
 import os
 import uuid
@@ -32,14 +30,12 @@ from .config import ClientConfig
 from .core.manifest import BadLine, Job, claimed_keys, parse_manifest, target_for
 from .core.redact import redact_url
 from .core.targets import DuplicateFinder
-from .errors import ConnectError, FileError, Result, StreamerError, TargetBusyError, UsageError
-from .storage.atomic import write_atomic
+from .errors import ConnectError, FileError, Result, StreamerError, UsageError
+from .storage.dask_dir import LOCK_NAME, PLAN_NAME, DirLock, read_plan, write_plan
 from .storage.manifests import manifest_lines, scan_manifest
 from .transfer.bulk import BulkOptions, JobResult
 from .transfer.shard import ShardOutcome, ShardTask, download_shard, unfinished
 
-LOCK_NAME = ".streamer-dask.lock"
-PLAN_NAME = ".streamer-dask-plan.json"  # how the jobs were cut into shards
 SHARDS_PER_WORKER = 4
 MAX_SHARD_JOBS = 10_000  # a shard's jobs and results travel as one message each
 CONNECT_TIMEOUT = 20.0  # seconds to reach the scheduler, then to see a first worker
@@ -93,41 +89,6 @@ async def _shard(task: ShardTask, results: list[JobResult]) -> None:
 
     async with Client(task.config) as client:
         await download_shard(client, task, results)
-
-
-class DirLock:
-    """An exclusive lock on ``DIR/.streamer-dask.lock``, held for one run (flock(2): released
-    by the kernel if the holder dies)."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / LOCK_NAME
-        self._fd: int | None = None
-
-    def __enter__(self) -> DirLock:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise FileError(
-                f"cannot create {self.path}: {exc.strerror}",
-                path=str(self.path),
-                result=Result.DOWNLOAD_FILE_CANT_OPEN,
-            ) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise TargetBusyError(
-                f"another streamer --dask run is writing into {self.path.parent}; "
-                "wait for it to finish",
-                path=str(self.path.parent),
-            ) from None
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the last descriptor releases the lock
-            self._fd = None
 
 
 @contextlib.contextmanager
@@ -286,31 +247,6 @@ def _shard_error(index: int, exc: BaseException | None) -> StreamerError:
     return StreamerError(f"shard {index} {why}", result=Result.REQUEST_FAILED)
 
 
-def read_plan(out_dir: Path) -> int | None:
-    """The shard size an earlier run into `out_dir` used, if any: a rerun cuts the jobs the
-    same way whatever the cluster's size now, so each shard finds its own journal."""
-    try:
-        plan = json.loads((out_dir / PLAN_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    size = plan.get("shard_jobs") if isinstance(plan, dict) else None
-    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
-
-
-def write_plan(out_dir: Path, size: int) -> None:
-    """Record the shard size (temp file, fsync, rename: never half written)."""
-    path = out_dir / PLAN_NAME
-    text = json.dumps({"version": 1, "shard_jobs": size}) + "\n"
-    try:
-        write_atomic(path, text.encode("utf-8"))
-    except OSError as exc:
-        raise FileError(
-            f"cannot write {path}: {exc.strerror}",
-            path=str(path),
-            result=Result.DOWNLOAD_FILE_WRITE_ERROR,
-        ) from exc
-
-
 def shard_size(total: int | None, shards: int) -> int:
     """Jobs per shard: `total` cut into `shards` pieces, at most MAX_SHARD_JOBS each."""
     if total is None:
@@ -400,7 +336,9 @@ __all__ = [
     "DistributedResult",
     "as_completed",
     "download_many",
+    "read_plan",
     "require_distributed",
     "run_shard",
     "shard_size",
+    "write_plan",
 ]
