@@ -227,6 +227,7 @@ class Client:
         clobber: bool = False,
         split: int = 1,
         wait_lock: float | None = None,
+        limit_rate: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> DownloadResult:
         """Stream `url` into `path` through a partial file; the target appears only when whole.
@@ -238,13 +239,18 @@ class Client:
         connections in byte ranges (when the server supports ranges), each resumable.
         Another process downloading to the same target makes this fail at once with
         `TargetBusyError`, or, with ``wait_lock`` seconds, wait for it that long first.
+        ``limit_rate`` caps the average rate in bytes per second (all segments together).
         """
+        from .transfer.throttle import rate_throttle
+
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
+        throttle = rate_throttle(limit_rate) if limit_rate is not None else None
         request = DownloadRequest(
             url, Path(path), max_bytes=max_bytes, checksum=checksum, headers=headers or {},
             accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
             remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
+            throttle=throttle,
         )  # fmt: skip
         if split > 1:
             from .transfer.segmented import run_segmented

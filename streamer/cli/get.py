@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from ..client import Client
+from ..core.checksum import Checksum
 from ..core.retry import RetryPolicy
-from ..errors import StreamerError
+from ..errors import Result, StreamerError, UsageError, exit_code
 from ..results import DownloadResult
 from ..sync import run
+from .curlopts import (
+    add_get_options,
+    apply_silence,
+    check_get_modes,
+    create_dirs,
+    error_line,
+    time_cond_headers,
+    write_out,
+    write_out_values,
+)
 from .options import (
     add_transfer_options,
     client_config,
@@ -52,7 +66,8 @@ def add_parser(sub: Any) -> None:
         "--limit-rate",
         type=size_arg,
         metavar="BYTES",
-        help="total download rate limit in bytes/s (K, M, G suffixes)",
+        help="download rate limit in bytes/s (K, M, G suffixes): the file's, or the whole"
+        " run's with -i",
     )
     bulk.add_argument(
         "--processes",
@@ -123,12 +138,22 @@ def add_parser(sub: Any) -> None:
     get.add_argument(
         "--no-resume", action="store_true", help="ignore a partial download and start over"
     )
+    add_get_options(get)
     add_transfer_options(get)
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if (args.url is None) == (args.input_file is None):
         parser.error("give one URL, or -i MANIFEST")
+    apply_silence(args)
+    try:
+        check_get_modes(args)
+        create_dirs(args)
+    except UsageError as exc:
+        parser.error(exc.message)
+    except OSError as exc:
+        error_line(args, f"--create-dirs: {exc}")
+        return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
     if args.input_file is not None:
         if args.output or args.remote_header_name:
             parser.error("-o and -J name one file; with -i use -d DIR")
@@ -140,34 +165,65 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 
 def run_get(args: argparse.Namespace) -> int:
     url = args.url
-    path = default_output(url, args.output, args.output_dir)
+    to_stdout = args.output == "-"
+    path = Path("-") if to_stdout else default_output(url, args.output, args.output_dir)
     bar = None
     if wants_bar(args):
         from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
 
         bar = TqdmProgress(path.name)
-    config = client_config(args, accept_gzip=args.compressed)
-    headers = parse_headers(args.header, url)
-
-    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
-
-    async def go() -> DownloadResult:
-        stop_on_sigterm()
-        async with Client(config) as client:
-            return await client.download(
-                url, path, max_bytes=args.max_filesize, checksum=args.checksum,
-                headers=headers, no_clobber=args.no_clobber, progress=bar,
-                resume=not args.no_resume, retry=retry, remote_name=args.remote_header_name,
-                clobber=args.clobber, split=max(args.split, 1), wait_lock=args.wait_lock,
-            )  # fmt: skip
-
+    started = time.monotonic()
     try:
-        result = run(go())
+        result = run(_download(args, path, bar, to_stdout))
     except StreamerError as exc:
         if bar is not None:
             bar.close()
-        return report_failure(args, url, exc)
+        code = report_failure(args, url, exc)
+        _write_out(args, (getattr(exc, "status", None), 0, started, exc.url or url, code))
+        return code
     if bar is not None:
         bar.close()
     report_success(args, result)
+    _write_out(args, (result.status, result.size, started, result.final_url, 0))
     return 0
+
+
+async def _download(
+    args: argparse.Namespace, path: Path, bar: Any, to_stdout: bool
+) -> DownloadResult:
+    stop_on_sigterm()
+    url = args.url
+    config = client_config(args, accept_gzip=args.compressed)
+    headers = {**parse_headers(args.header, url), **time_cond_headers(args.time_cond)}
+    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
+    async with Client(config) as client:
+        if to_stdout:
+            from ..transfer.sink import SinkRequest, run_to_sink
+            from ..transfer.throttle import rate_throttle
+            from .stdout import stdout_sink
+
+            checksum = Checksum.parse(args.checksum) if args.checksum else None
+            throttle = rate_throttle(args.limit_rate) if args.limit_rate else None
+            req = SinkRequest(url, args.max_filesize, checksum, headers, retry, throttle)
+            return await run_to_sink(client, req, stdout_sink(url))
+        # curl: -o names the file even with -J; -J chooses only when no -o was given.
+        remote_name = args.remote_header_name and args.output is None
+        return await client.download(
+            url, path, max_bytes=args.max_filesize, checksum=args.checksum,
+            headers=headers, no_clobber=args.no_clobber, progress=bar,
+            resume=not args.no_resume, retry=retry, remote_name=remote_name,
+            clobber=args.clobber, split=max(args.split, 1), wait_lock=args.wait_lock,
+            limit_rate=args.limit_rate,
+        )  # fmt: skip
+
+
+def _write_out(args: argparse.Namespace, outcome: tuple[int | None, int, float, str, int]) -> None:
+    """-w: (status, size, started, url, exit code) of the transfer, formatted on stdout."""
+    if args.write_out is None:
+        return
+    status, size, started, url, code = outcome
+    values = write_out_values(
+        status=status, size=size, elapsed=time.monotonic() - started, url=url, code=code
+    )
+    sys.stdout.write(write_out(args.write_out, values))
+    sys.stdout.flush()

@@ -16,6 +16,7 @@ from .. import __version__
 from ..core.redact import redact_url
 from ..errors import StreamerError, exit_code
 from . import demo, get, serve, upload
+from .curlopts import apply_silence, error_line
 from .options import USAGE_EXIT
 from .tuning import tune_malloc
 
@@ -50,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else USAGE_EXIT
+    apply_silence(args)
     try:
         if args.command == "get":
             return get.run_command(parser, args)
@@ -65,5 +67,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("streamer: terminated; a partial download is kept for resuming", file=sys.stderr)
         return 143
     except StreamerError as exc:
-        print(f"streamer: {exc}", file=sys.stderr)
+        error_line(args, str(exc))
         return exit_code(exc.result)

@@ -11,6 +11,7 @@ from ..core.redact import redact_url
 from ..core.sizes import format_size
 from ..errors import StreamerError, exit_code
 from ..results import DownloadResult
+from .curlopts import error_line
 
 
 def wants_bar(args: argparse.Namespace) -> bool:
@@ -25,7 +26,7 @@ def report_success(args: argparse.Namespace, result: DownloadResult) -> None:
             print(f"streamer: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json()), flush=True)
-    elif not args.quiet:
+    elif not args.quiet and result.status != 304:  # a 304's one line is its note
         rate = result.size / result.elapsed if result.elapsed > 0 else 0.0
         note = "" if result.length_verified else " (length unverified: no Content-Length)"
         print(
@@ -52,5 +53,5 @@ def report_failure(args: argparse.Namespace, url: str, exc: StreamerError) -> in
         print(json.dumps(failure_json(url, exc)), flush=True)
     if not exc.url:
         exc.url = redact_url(url)
-    print(f"streamer: {exc}", file=sys.stderr)
+    error_line(args, str(exc))
     return exit_code(exc.result)

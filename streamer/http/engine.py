@@ -18,7 +18,7 @@ from yarl import URL
 from ..config import ClientConfig
 from ..core.events import Phase, ProgressCallback
 from ..core.redact import redact_url
-from ..core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
+from ..core.redirects import RedirectPolicy, follows, plan_redirect
 from ..errors import StreamerError, UsageError
 from .bodies import Body
 from .net import NO_ROUTE, EnvRoutes, make_session, mapped_errors
@@ -109,9 +109,9 @@ class Engine:
             resp = await self._request(
                 method, request_url, headers=headers, ctx=ctx, opts=opts, body=body
             )
-            if resp.status not in REDIRECT_STATUSES:
-                break
             location = resp.headers.get("Location")
+            if not follows(resp.status, location):
+                break
             resp.release()
             try:
                 hop = plan_redirect(

@@ -153,8 +153,10 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         progress=progress,
     ) as stream:  # fmt: skip
         offset = _judge(partial, plan, stream)
-        if stream.status == 304 and req.path.is_file():
-            return _not_modified(job, stream)
+        if stream.status == 304:
+            return await _not_modified(job, stream, keep_partial=plan.action is Action.RESUME)
+        if 300 <= stream.status < 400:
+            partial.notes.append(f"HTTP {stream.status} without a Location: saved its body")
         if offset is None:  # 416 to a resume: we hold every byte (and maybe unrecorded junk)
             partial.part.truncate(plan.offset)
         verifier = await _prepare(req, partial, stream, offset)
@@ -183,16 +185,23 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
     )  # fmt: skip
 
 
-def _not_modified(job: _Job, stream: Stream) -> DownloadResult:
-    """304 to a conditional request (the caller's If-None-Match or If-Modified-Since): the
-    file we have is current (RFC 9110 15.4.5), so it is kept as it is, not emptied."""
-    job.partial.discard()
+async def _not_modified(job: _Job, stream: Stream, *, keep_partial: bool) -> DownloadResult:
+    """304 to a conditional request (the caller's If-None-Match or If-Modified-Since, -z): the
+    file we have is current (RFC 9110 15.4.5), so it is kept as it is, not emptied; without a
+    file nothing is created (as curl), and a partial being resumed stays for the next run."""
+    path = job.req.path
+    if keep_partial:
+        await job.partial.save()
+    else:
+        job.partial.discard()
+    exists = path.is_file()
+    outcome = f"kept the existing file {path}" if exists else "no file written"
     return DownloadResult(
-        url=job.partial.url, final_url=redact_url(stream.final_url), path=job.req.path,
-        status=304, size=job.req.path.stat().st_size, elapsed=time.monotonic() - job.started,
-        length_verified=False, content_type=None, checksum=None, redirects=stream.redirects,
-        resumed_from=0, attempts=job.attempts,
-        notes=(*job.partial.notes, "304 Not Modified: kept the existing file"),
+        url=job.partial.url, final_url=redact_url(stream.final_url), path=path,
+        status=304, size=path.stat().st_size if exists else 0,
+        elapsed=time.monotonic() - job.started, length_verified=False, content_type=None,
+        checksum=None, redirects=stream.redirects, resumed_from=0, attempts=job.attempts,
+        notes=(*job.partial.notes, f"304 Not Modified: {outcome}"),
     )  # fmt: skip
 
 
@@ -281,7 +290,7 @@ def _final_target(req: DownloadRequest, stream: Stream) -> Path:
     """
     if not req.remote_name:
         return req.path
-    name = name_from_content_disposition(stream.headers.get("Content-Disposition", ""))
+    name = name_from_content_disposition(stream.header_text("Content-Disposition") or "")
     return req.path.parent / name if name else req.path
 
 
