@@ -59,9 +59,19 @@ async def test_limit_rate_holds_for_one_download(files: str, tmp_path: Path, spl
 async def test_output_dash_writes_the_body_to_stdout(peer: str, tmp_path: Path) -> None:
     """-o - sends the body to stdout: no file named '-', no .part, no sidecar."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamer", "get", f"{peer}/big/300000", "-o", "-", "-q",
-        cwd=tmp_path, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamer",
+        "get",
+        f"{peer}/big/300000",
+        "-o",
+        "-",
+        "-q",
+        cwd=tmp_path,
+        env=ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
     assert proc.returncode == 0, err
     assert out == pattern(300000)

@@ -209,12 +209,21 @@ async def _download(
         # curl: -o names the file even with -J; -J chooses only when no -o was given.
         remote_name = args.remote_header_name and args.output is None
         return await client.download(
-            url, path, max_bytes=args.max_filesize, checksum=args.checksum,
-            headers=headers, no_clobber=args.no_clobber, progress=bar,
-            resume=not args.no_resume, retry=retry, remote_name=remote_name,
-            clobber=args.clobber, split=max(args.split, 1), wait_lock=args.wait_lock,
+            url,
+            path,
+            max_bytes=args.max_filesize,
+            checksum=args.checksum,
+            headers=headers,
+            no_clobber=args.no_clobber,
+            progress=bar,
+            resume=not args.no_resume,
+            retry=retry,
+            remote_name=remote_name,
+            clobber=args.clobber,
+            split=max(args.split, 1),
+            wait_lock=args.wait_lock,
             limit_rate=args.limit_rate,
-        )  # fmt: skip
+        )
 
 
 def _write_out(args: argparse.Namespace, outcome: tuple[int | None, int, float, str, int]) -> None:

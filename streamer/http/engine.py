@@ -19,6 +19,7 @@ from ..config import ClientConfig
 from ..core.events import Phase, ProgressCallback
 from ..core.redact import redact_url
 from ..core.redirects import RedirectPolicy, follows, plan_redirect
+from ..core.wire import wire_url
 from ..errors import StreamerError, UsageError
 from .bodies import Body
 from .net import NO_ROUTE, EnvRoutes, make_session, mapped_errors
@@ -164,7 +165,8 @@ class Engine:
             proxy, proxy_headers, headers = self._route(url, headers)
             return await self._session.request(
                 method,
-                url,
+                # The path and query byte for byte (core.wire): yarl would re-encode them.
+                URL(wire_url(url), encoded=True),
                 headers=headers,
                 data=data,
                 allow_redirects=False,

@@ -197,12 +197,20 @@ async def _not_modified(job: _Job, stream: Stream, *, keep_partial: bool) -> Dow
     exists = path.is_file()
     outcome = f"kept the existing file {path}" if exists else "no file written"
     return DownloadResult(
-        url=job.partial.url, final_url=redact_url(stream.final_url), path=path,
-        status=304, size=path.stat().st_size if exists else 0,
-        elapsed=time.monotonic() - job.started, length_verified=False, content_type=None,
-        checksum=None, redirects=stream.redirects, resumed_from=0, attempts=job.attempts,
+        url=job.partial.url,
+        final_url=redact_url(stream.final_url),
+        path=path,
+        status=304,
+        size=path.stat().st_size if exists else 0,
+        elapsed=time.monotonic() - job.started,
+        length_verified=False,
+        content_type=None,
+        checksum=None,
+        redirects=stream.redirects,
+        resumed_from=0,
+        attempts=job.attempts,
         notes=(*job.partial.notes, f"304 Not Modified: {outcome}"),
-    )  # fmt: skip
+    )
 
 
 def _judge(partial: Partial, plan: Plan, stream: Stream) -> int | None:

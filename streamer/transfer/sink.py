@@ -61,12 +61,20 @@ async def run_to_sink(client: Client, req: SinkRequest, sink: Sink) -> DownloadR
             if verifier is not None:
                 verifier.check()  # too late to hold the bytes back, not to fail the exit code
             return DownloadResult(
-                url=st.url, final_url=redact_url(st.final_url), path=Path("-"), status=st.status,
-                size=written, elapsed=time.monotonic() - started,
-                length_verified=st.length_verified, content_type=st.headers.get("Content-Type"),
-                checksum=str(req.checksum) if req.checksum else None, redirects=st.redirects,
-                resumed_from=0, attempts=n, notes=(),
-            )  # fmt: skip
+                url=st.url,
+                final_url=redact_url(st.final_url),
+                path=Path("-"),
+                status=st.status,
+                size=written,
+                elapsed=time.monotonic() - started,
+                length_verified=st.length_verified,
+                content_type=st.headers.get("Content-Type"),
+                checksum=str(req.checksum) if req.checksum else None,
+                redirects=st.redirects,
+                resumed_from=0,
+                attempts=n,
+                notes=(),
+            )
 
     def may_retry(_exc: StreamerError) -> bool:
         return written == 0  # bytes already handed on cannot be sent again
