@@ -255,7 +255,13 @@ class Client:
         if split > 1:
             from .transfer.segmented import run_segmented
 
-            return await run_segmented(self, request, split)
+            if self.config.accept_gzip if accept_gzip is None else accept_gzip:
+                raise UsageError(
+                    "split > 1 cannot decode: byte ranges of an encoded body cannot be joined",
+                    url=redact_url(url),
+                )
+
+            return await run_segmented(self, request, split, progress)
         return await run_download(self, request, progress)
 
     def download_many(

@@ -135,12 +135,6 @@ def check_get_modes(args: argparse.Namespace) -> None:
         raise UsageError(
             f"-C {args.continue_at}: only '-C -' is supported (resume from the partial file)"
         )
-    bulk = args.input_file is not None
-    for given, option in ((args.write_out, "-w/--write-out"), (args.time_cond, "-z/--time-cond")):
-        if given is not None and bulk:
-            raise UsageError(f"{option} applies to one download, not to -i runs")
-    if args.time_cond is not None and args.split > 1:
-        raise UsageError("-z/--time-cond is not supported with --split")
     if args.output == "-":
         for given, option in (
             (args.split > 1, "--split"),

@@ -14,6 +14,8 @@ from ..core.retry import RetryPolicy
 from ..errors import Result, StreamerError, UsageError, exit_code
 from ..results import DownloadResult
 from ..sync import run
+from . import contract
+from .contract import Mode
 from .curlopts import (
     add_get_options,
     apply_silence,
@@ -35,6 +37,10 @@ from .options import (
 )
 from .output import report_failure, report_success, wants_bar
 from .signals import stop_on_sigterm
+
+# The parser's defaults and each option's flag, for the contract check (see contract.py).
+GET_DEFAULTS: dict[str, Any] = {}
+GET_NAMES: dict[str, str] = {}
 
 
 def add_parser(sub: Any) -> None:
@@ -140,6 +146,11 @@ def add_parser(sub: Any) -> None:
     )
     add_get_options(get)
     add_transfer_options(get)
+    # argparse keeps its actions in a private list; it offers no public way to walk them.
+    for action in get._actions:
+        GET_DEFAULTS[action.dest] = action.default
+        flags = sorted(action.option_strings, key=len)
+        GET_NAMES[action.dest] = "/".join(flags) if flags else action.dest
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -147,6 +158,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         parser.error("give one URL, or -i MANIFEST")
     apply_silence(args)
     try:
+        mode = contract.check(args, GET_DEFAULTS, GET_NAMES)
         check_get_modes(args)
         create_dirs(args)
     except UsageError as exc:
@@ -154,9 +166,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     except OSError as exc:
         error_line(args, f"--create-dirs: {exc}")
         return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
-    if args.input_file is not None:
-        if args.output or args.remote_header_name:
-            parser.error("-o and -J name one file; with -i use -d DIR")
+    if mode is Mode.MANY:
         from .bulk import run_bulk
 
         return run_bulk(args)

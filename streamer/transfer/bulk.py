@@ -9,12 +9,13 @@ One failing job never stops the others: its error is data in its `JobResult`.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -24,13 +25,13 @@ from ..core.ratelimit import HostLimiter, TokenBucket
 from ..core.redact import redact_url
 from ..core.retry import RetryPolicy
 from ..core.targets import DuplicateFinder, owner_key, target_key
-from ..errors import Result, StreamerError, UsageError
+from ..errors import FileExistsError_, Result, StreamerError, UsageError
 from ..lane.fetch import QuickDone, QuickPath
 from ..storage.journal import Done, Journal
 from .download import DownloadRequest, run_download
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from .opener import Opener
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class BulkOptions:
     duplicates_known: bool = False  # skip_duplicates holds all of them (the jobs were prescanned)
     dry_run: bool = False  # plan every job (targets, duplicates, journal) and fetch nothing
     quick: bool = True  # small bodies on the lane (quick.py); False: every job on the full engine
+    # What every job of the run honours, as one download does (a job's own values win where
+    # it has them: its headers replace these by name, its max_bytes applies when smaller).
+    max_bytes: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    no_clobber: bool = False  # an existing target fails its job with FILE_EXISTS
 
     def __post_init__(self) -> None:
         if self.jobs < 1 or self.max_per_host < 1:
@@ -118,7 +124,7 @@ class _Hosts:
 
 class _Run:
     def __init__(
-        self, client: Client, out_dir: Path, opts: BulkOptions, journal: Journal | None, width: int
+        self, client: Opener, out_dir: Path, opts: BulkOptions, journal: Journal | None, width: int
     ) -> None:
         self.client = client
         self.out_dir = out_dir
@@ -135,7 +141,11 @@ class _Run:
         self.quick: QuickPath | None = None
         if opts.quick and QuickPath.usable(client.config):
             self.quick = QuickPath(
-                client.config, client.plain_route, client.tls_context, durable=journal is None
+                client.config,
+                client.plain_route,
+                client.tls_context,
+                durable=journal is None,
+                no_clobber=opts.no_clobber,
             )
         self.bucket: TokenBucket | None = None
         if opts.limit_rate is not None:
@@ -183,8 +193,18 @@ class _Run:
         if self._clashes(key, rel):
             err = UsageError(f"two jobs write {rel}; not started", url=redact_url(job.url))
             return JobResult(job, path, err.result, error=err)
-        if self.journal is not None and self.journal.is_done(rel, path, key):
+        job = self._with_run_options(job)
+        if self.journal is not None and self.journal.is_done(
+            rel, path, key, (job.url, job.checksum)
+        ):
             return JobResult(job, path, Result.SUCCESS, size=path.stat().st_size, skipped=True)
+        if self.opts.no_clobber and os.path.lexists(path):
+            exists = FileExistsError_(
+                f"{path} exists and --no-clobber was given; nothing was downloaded",
+                path=str(path),
+                url=redact_url(job.url),
+            )
+            return JobResult(job, path, exists.result, error=exists)
         if self.opts.dry_run:
             return JobResult(job, path, Result.SUCCESS, planned=True)
         if self.hosts is None:  # the per-host cap cannot bind: no more workers than it allows
@@ -198,6 +218,18 @@ class _Run:
             return await self._download(job, rel, path, key)
         finally:
             self.hosts.release(host)
+
+    def _with_run_options(self, job: Job) -> Job:
+        """The job with the run's limits and headers (its own values win), checked again."""
+        opts = self.opts
+        if opts.max_bytes is None and not opts.headers:
+            return job
+        limit = job.max_bytes
+        if opts.max_bytes is not None:
+            limit = opts.max_bytes if limit is None else min(limit, opts.max_bytes)
+        own = {name.lower() for name, _ in job.headers}
+        headers = tuple((n, v) for n, v in opts.headers if n.lower() not in own) + job.headers
+        return replace(job, max_bytes=limit, headers=headers)
 
     async def _download(self, job: Job, rel: str, path: Path, key: int) -> JobResult:
         started = time.monotonic()
@@ -233,6 +265,7 @@ class _Run:
         req = DownloadRequest(
             job.url, path, max_bytes=job.max_bytes, checksum=job.checksum,
             headers=dict(job.headers), resume=self.opts.resume, retry=policy,
+            no_clobber=self.opts.no_clobber,
             durable=self.journal is None, throttle=self.throttle if self.bucket else None,
             may_retry=self.take_retry,
         )  # fmt: skip
@@ -240,7 +273,7 @@ class _Run:
             res = await run_download(self.client, req, None)
         except StreamerError as exc:
             return self._failed(job, path, exc, started)
-        done = QuickDone(res.size, str(res.checksum) if res.checksum else None)
+        done = QuickDone(res.size, str(res.checksum) if res.checksum else None, res.validator)
         return await self._succeeded(
             job, target, path, done, started=started, status=res.status, attempts=res.attempts
         )
@@ -257,7 +290,8 @@ class _Run:
     ) -> JobResult:  # fmt: skip
         """Journal the target (its relative path and key) and report success."""
         if self.journal is not None:
-            entry = Done(target[0], done.size, done.checksum, redact_url(job.url))
+            url = redact_url(job.url)
+            entry = Done(target[0], done.size, done.checksum, url, done.validator)
             await self.journal.record(entry)
         return JobResult(
             job, path, Result.SUCCESS, size=done.size, status=status, attempts=attempts,
@@ -355,7 +389,7 @@ class _Outbox:
 
 
 async def download_many(
-    client: Client,
+    client: Opener,
     jobs: Iterable[Job] | AsyncIterable[Job],
     out_dir: Path,
     opts: BulkOptions,
