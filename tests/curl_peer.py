@@ -4,12 +4,26 @@
 - ``/s/{code}``: that status with an empty body and no Location; ``/s/{code}/loc``: the same
   status with ``Location: /ok``;
 - ``/ok``: ``ok\\n``; ``/nm``: ``304 Not Modified`` to every request;
-- ``/cd``: a body named ``report.pdf`` by Content-Disposition.
+- ``/cd``: a body named ``report.pdf`` by Content-Disposition;
+- ``/enc/{coding}``: the request's Accept-Encoding, then TEXT, encoded with br or zstd;
+  ``/bomb/{coding}``: 256 MiB of zeros as a small br or zstd body;
+- ``/signed/{mac}``: 200 only when `mac` is the HMAC-SHA256 (hex, 16 digits) of the raw query
+  as it arrived on the wire, as S3 and CDNs check signed URLs; 403 otherwise.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
+
+import brotli
+import zstandard
 from aiohttp import web
+
+KEY = b"curl-parity-signing-key"
+TEXT = b"".join(b"line %d of a compressible body\n" % i for i in range(2000))
+MiB = 1 << 20
 
 PIECE = 1 << 16
 
@@ -52,6 +66,43 @@ async def _cd(request: web.Request) -> web.Response:
     )
 
 
+def sign(raw_query: str) -> str:
+    return hmac.new(KEY, raw_query.encode("ascii"), hashlib.sha256).hexdigest()[:16]
+
+
+async def _signed(request: web.Request) -> web.Response:
+    raw_query = request.raw_path.partition("?")[2]  # the request-target as sent
+    ok = hmac.compare_digest(sign(raw_query), request.match_info["mac"])
+    return web.Response(status=200 if ok else 403, body=b"signed ok\n" if ok else b"")
+
+
+def _encode(coding: str, data: bytes) -> bytes:
+    if coding == "br":
+        return bytes(brotli.compress(data, quality=5))
+    return bytes(zstandard.ZstdCompressor().compress(data))
+
+
+async def _enc(request: web.Request) -> web.Response:
+    coding = request.match_info["coding"]
+    asked = request.headers.get("Accept-Encoding", "").encode() + b"\n"
+    return web.Response(body=_encode(coding, asked + TEXT), headers={"Content-Encoding": coding})
+
+
+@functools.cache
+def bomb(coding: str) -> bytes:
+    zeros = bytes(MiB)
+    if coding == "br":
+        c = brotli.Compressor(quality=5)
+        return b"".join([*(c.process(zeros) for _ in range(256)), c.finish()])
+    z = zstandard.ZstdCompressor().compressobj()
+    return b"".join([*(z.compress(zeros) for _ in range(256)), z.flush()])
+
+
+async def _bomb(request: web.Request) -> web.Response:
+    coding = request.match_info["coding"]
+    return web.Response(body=bomb(coding), headers={"Content-Encoding": coding})
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/big/{n}", _big)
@@ -60,4 +111,7 @@ def make_app() -> web.Application:
     app.router.add_get("/ok", _ok)
     app.router.add_get("/nm", _not_modified)
     app.router.add_get("/cd", _cd)
+    app.router.add_get("/enc/{coding}", _enc)
+    app.router.add_get("/bomb/{coding}", _bomb)
+    app.router.add_get("/signed/{mac}", _signed)
     return app

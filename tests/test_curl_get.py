@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from streamer.server.app import running_server
 from tests.conftest import RawFactory
-from tests.curl_peer import make_app, pattern
+from tests.curl_peer import TEXT, make_app, pattern, sign
 from tests.faults import head
 from tests.helpers import ENV, RUN_TIMEOUT, app_servers, one_error_line, streamer
 
@@ -217,3 +218,56 @@ async def test_create_dirs(peer: str, tmp_path: Path) -> None:
     run = await streamer("get", f"{peer}/ok", "-o", str(out), "-q", "--create-dirs")
     assert run.rc == 0, run
     assert out.read_bytes() == b"ok\n"
+
+
+# --- 8: the URL goes on the wire as given ------------------------------------------------------
+
+SIGNED_QUERY = "sig=a%2Bb%2Fc%3D&next=%2Fx%3Fy&t=%7E%41"
+
+
+async def test_signed_query_is_sent_byte_for_byte(peer: str, tmp_path: Path) -> None:
+    """A query signed over its raw bytes (%2F, %3F, %7E, %41 as written) passes the server's
+    HMAC check on the full engine (one download) and on the bulk lane alike."""
+    url = f"{peer}/signed/{sign(SIGNED_QUERY)}?{SIGNED_QUERY}"
+    run = await streamer("get", url, "-o", str(tmp_path / "one"), "-q")
+    assert run.rc == 0, run
+    manifest = tmp_path / "urls.jsonl"
+    manifest.write_text(json.dumps({"url": url, "path": "lane"}) + "\n")
+    run = await streamer("get", "-i", str(manifest), "-d", str(tmp_path), "-q")
+    assert run.rc == 0, run
+    assert (tmp_path / "one").read_bytes() == (tmp_path / "lane").read_bytes() == b"signed ok\n"
+
+
+async def test_only_unsendable_characters_are_encoded(peer: str, tmp_path: Path) -> None:
+    """A space and a non-ASCII letter cannot go on the wire: they (only) are percent-encoded
+    as UTF-8, so a query signed in its encoded form still matches."""
+    wire = "q=a%20b&n=%C3%A9&keep=%2f"
+    url = f"{peer}/signed/{sign(wire)}?q=a b&n=é&keep=%2f"
+    run = await streamer("get", url, "-o", str(tmp_path / "out"), "-q")
+    assert run.rc == 0, run
+
+
+# --- 9: br and zstd ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+async def test_compressed_asks_for_and_decodes_br_and_zstd(
+    peer: str, tmp_path: Path, coding: str
+) -> None:
+    """--compressed asks for br and zstd (installed here) and saves the decoded body."""
+    out = tmp_path / "out"
+    run = await streamer("get", f"{peer}/enc/{coding}", "-o", str(out), "--compressed", "-q")
+    assert run.rc == 0, run
+    assert out.read_bytes() == b"gzip, deflate, br, zstd\n" + TEXT
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+async def test_br_and_zstd_bombs_stop_at_the_limit(peer: str, tmp_path: Path, coding: str) -> None:
+    """256 MiB of zeros in a small br or zstd body stops at --max-filesize (exit 63), counted
+    in decoded bytes, and leaves nothing behind."""
+    out = tmp_path / "out"
+    run = await streamer(
+        "get", f"{peer}/bomb/{coding}", "-o", str(out), "--compressed", "--max-filesize", "4M"
+    )
+    one_error_line(run, 63)
+    assert list(tmp_path.iterdir()) == []

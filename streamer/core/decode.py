@@ -205,12 +205,12 @@ class _Brotli(_Stage):
                 raise self._error("unexpected data after the end of the br stream")
             return
         out = self._process(data)
-        while True:
-            if out:
-                yield out
-            if self._d.is_finished() or self._d.can_accept_more_data():
+        # Each call's output is bounded; an empty one means the input so far is all decoded.
+        while out:
+            yield from _split(out, self.piece)  # the buffer may end a little past its limit
+            if self._d.is_finished():
                 return
-            out = self._process(b"")  # more output is held back: drain it before new input
+            out = self._process(b"")
 
     def finish(self) -> Iterator[bytes]:
         if not self._d.is_finished():
@@ -226,7 +226,7 @@ class _Zstd(_Stage):
 
     def __init__(self, url: str, piece: int) -> None:
         super().__init__(url, piece)
-        self._std = importlib.util.find_spec("compression.zstd") is not None
+        self._std = _installed("compression.zstd")
         self._lib: Any = importlib.import_module("compression.zstd" if self._std else "zstandard")
         self._obj: Any = None  # the decoder of the frame in progress
 
