@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import stat
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ..client import Client
 from ..core.formspec import parse_form_arg
 from ..core.retry import RetryPolicy
 from ..core.sizes import format_size
+from ..core.wire import with_file_name
 from ..errors import StreamerError
-from ..http.bodies import FilePart
+from ..http.bodies import FilePart, Source
 from ..results import UploadResult
 from ..sync import run
 from .options import add_transfer_options, client_config, parse_headers
@@ -22,7 +27,7 @@ from .signals import stop_on_sigterm
 
 def add_upload_commands(sub: Any) -> None:
     put = sub.add_parser("put", help="upload a file as the request body (curl -T)")
-    put.add_argument("file", metavar="FILE")
+    put.add_argument("file", metavar="FILE", help="the file to send; - for standard input")
     put.add_argument("url", metavar="URL")
     put.add_argument("-X", "--request", default="PUT", metavar="METHOD")
     put.add_argument("--content-type", metavar="MIME")
@@ -66,8 +71,9 @@ def run_upload_command(args: argparse.Namespace) -> int:
         stop_on_sigterm()
         async with Client(config) as client:
             if args.command == "put":
+                url, source = put_source(args.url, args.file)
                 return await client.upload(
-                    args.url, args.file, method=args.request, headers=headers,
+                    url, source, method=args.request, headers=headers,
                     content_type=args.content_type, retry=retry,
                     cross_origin=args.location_trusted, progress=bar,
                 )  # fmt: skip
@@ -86,6 +92,23 @@ def run_upload_command(args: argparse.Namespace) -> int:
             bar.close()
     _report(args, result)
     return 0
+
+
+def put_source(url: str, file: str) -> tuple[str, Source]:
+    """curl -T's URL and body: FILE's name appended to a URL ending in "/"; "-" is stdin, sent
+    with its length when it is a regular file (replayable), else chunked and sent once."""
+    if file != "-":
+        return with_file_name(url, os.path.basename(file)), file
+    if stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode):
+        return url, sys.stdin.buffer
+    return url, _stdin_chunks()
+
+
+async def _stdin_chunks() -> AsyncIterator[bytes]:
+    """Standard input in reads of up to 1 MiB, off the event loop (a pipe may block)."""
+    fd = sys.stdin.fileno()
+    while chunk := await asyncio.to_thread(os.read, fd, 1 << 20):
+        yield chunk
 
 
 def _form(specs: list[str]) -> tuple[list[tuple[str, str]], list[FilePart]]:

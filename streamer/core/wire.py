@@ -11,9 +11,9 @@ segments are removed (RFC 3986 5.2.4, as curl does) and the fragment is never se
 from __future__ import annotations
 
 import re
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
-__all__ = ["wire_url"]
+__all__ = ["wire_url", "with_file_name"]
 
 # RFC 3986 2.2/2.3 plus ":@/?" (3.3 pchar, 3.4 query); "%" only before two hex digits.
 _UNSENDABLE = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]")
@@ -64,3 +64,13 @@ def wire_url(url: str) -> str:
     query = _UNSENDABLE.sub(_escape, parts.query)
     has_query = "?" in url.partition("#")[0]
     return f"{parts.scheme}://{_host(parts)}{path}" + (f"?{query}" if has_query else "")
+
+
+def with_file_name(url: str, name: str) -> str:
+    """curl -T: a URL without a file part (its path empty or ending in "/") gets the local
+    file's base name appended, percent-encoded whole; any other URL is kept as given."""
+    parts = urlsplit(url)
+    if parts.path and not parts.path.endswith("/"):
+        return url
+    path = (parts.path or "/") + quote(name, safe="")
+    return parts._replace(path=path).geturl()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -34,6 +35,7 @@ from ..errors import (
     TransferTimeout,
     UsageError,
 )
+from .lastwords import AnswerKeepingHandler
 from .tls import TLSOptions, make_ssl_context
 
 PhaseCallback = Callable[[Phase], None]
@@ -171,6 +173,9 @@ def make_session(
     elif tls != TLSOptions():
         context = make_ssl_context(tls)
     connector = aiohttp.TCPConnector(ssl=context, limit=limit, limit_per_host=limit_per_host)
+    # The connector's protocol factory is private; ours reads an early answer (lastwords.py).
+    factory: Any = functools.partial(AnswerKeepingHandler, loop=asyncio.get_running_loop())
+    connector._factory = factory
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=connect_timeout, connect=None, sock_read=read_timeout
     )

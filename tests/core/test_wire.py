@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.core.wire import wire_url
+from streamer.core.wire import wire_url, with_file_name
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,11 @@ def test_fragment_dot_segments_and_idna() -> None:
     assert wire_url("http://h/a/..") == "http://h/"
     assert wire_url("http://bücher.example:81/x") == "http://xn--bcher-kva.example:81/x"
     assert wire_url("http://h") == "http://h/"
+
+
+def test_with_file_name_follows_curl_upload_rules() -> None:
+    """curl -T: the name is appended (encoded whole) only when the URL has no file part."""
+    assert with_file_name("http://h/dir/", "my file.txt") == "http://h/dir/my%20file.txt"
+    assert with_file_name("http://h", "a?b") == "http://h/a%3Fb"
+    assert with_file_name("http://h/dir/?x=1", "f") == "http://h/dir/f?x=1"
+    assert with_file_name("http://h/dir/name", "f") == "http://h/dir/name"
