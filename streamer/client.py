@@ -31,7 +31,7 @@ from .core.manifest import Job
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .errors import StreamerError, UsageError
-from .http.bodies import Body, FilePart, MultipartBody, Source, make_body
+from .http.bodies import Body, FilePart, MultipartBody, Source, TextPart, make_body
 from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, UploadResult
 from .transfer.bulk import BulkOptions, JobResult
@@ -319,6 +319,7 @@ class Client:
         *,
         fields: Sequence[tuple[str, str]] | Mapping[str, str] = (),
         files: Sequence[FilePart] = (),
+        parts: Sequence[TextPart | FilePart] = (),
         method: str = "POST",
         headers: Mapping[str, str] | None = None,
         retry: RetryPolicy | int | None = None,
@@ -326,9 +327,10 @@ class Client:
         expect_continue: bool | None = None,
         progress: ProgressCallback | None = None,
     ) -> UploadResult:
-        """Send a multipart/form-data body (RFC 7578) whose files stream from their sources."""
+        """Send a multipart/form-data body (RFC 7578) whose files stream from their sources:
+        ``fields``, then ``files``, then ``parts`` (text and file parts in their order)."""
         pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
-        body = MultipartBody(pairs, list(files))
+        body = MultipartBody(pairs, list(files), parts=parts)
         return await self._upload(
             url, body, method=method, headers=expect_headers(headers or {}, body, expect_continue),
             retry=retry, cross_origin=cross_origin, progress=progress,

@@ -61,6 +61,7 @@ EXPECTED_ALL = [
     "StreamerError",
     "TLSError",
     "TargetBusyError",
+    "TextPart",
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",

@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..client import Client
-from ..core.formspec import parse_form_arg
+from ..core.formspec import curl_content_type, parse_form_arg
+from ..core.multipart import DEFAULT_FILE_TYPE
 from ..core.retry import RetryPolicy
 from ..core.sizes import format_size
 from ..core.wire import with_file_name
 from ..errors import StreamerError
-from ..http.bodies import FilePart, Source
+from ..http.bodies import FilePart, Source, TextPart
 from ..results import UploadResult
 from ..sync import run
 from .options import add_transfer_options, client_config, parse_headers
@@ -40,7 +41,8 @@ def add_upload_commands(sub: Any) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE|@FILE",
-        help="a field, or a file with name=@path[;type=MIME][;filename=NAME]",
+        help="a part, as curl -F: name=value, name=@file, name=<file; then ;type=MIME"
+        ' ;filename=NAME ;headers=LINE ;encoder=base64 (quote a value with "...")',
     )
     post.add_argument("-X", "--request", default="POST", metavar="METHOD")
     post.add_argument(
@@ -77,9 +79,8 @@ def run_upload_command(args: argparse.Namespace) -> int:
                     content_type=args.content_type, retry=retry,
                     cross_origin=args.location_trusted, progress=bar,
                 )  # fmt: skip
-            fields, files = _form(args.form)
             return await client.upload_form(
-                args.url, fields=fields, files=files, method=args.request, headers=headers,
+                args.url, parts=form_parts(args.form), method=args.request, headers=headers,
                 retry=retry, cross_origin=args.location_trusted, progress=bar,
             )  # fmt: skip
 
@@ -111,16 +112,36 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _form(specs: list[str]) -> tuple[list[tuple[str, str]], list[FilePart]]:
-    fields: list[tuple[str, str]] = []
-    files: list[FilePart] = []
+def form_parts(specs: list[str]) -> list[TextPart | FilePart]:
+    """The -F list as curl builds it: parts in the order given, a part with a file name typed
+    by its extension (curl's table) unless ``type=`` says otherwise."""
+    parts: list[TextPart | FilePart] = []
     for spec in specs:
         arg = parse_form_arg(spec)
+        for warning in arg.warnings:
+            print(f"streamer: warning: -F {spec!r}: {warning}", file=sys.stderr)
         if arg.path is None:
-            fields.append((arg.name, arg.value))
-        else:
-            files.append(FilePart(arg.name, arg.path, arg.filename, arg.content_type))
-    return fields, files
+            ctype = arg.content_type or curl_content_type(arg.filename)
+            parts.append(
+                TextPart(arg.name, arg.value, ctype, arg.filename, arg.headers, arg.encoder)
+            )
+            continue
+        filename = None if arg.as_text else arg.filename or os.path.basename(arg.path)
+        ctype = arg.content_type or curl_content_type(filename)
+        if ctype is None and not arg.as_text:
+            ctype = DEFAULT_FILE_TYPE
+        parts.append(
+            FilePart(
+                arg.name,
+                arg.path,
+                filename,
+                ctype,
+                headers=arg.headers,
+                encoder=arg.encoder,
+                send_filename=not arg.as_text,
+            )
+        )
+    return parts
 
 
 def _report(args: argparse.Namespace, result: UploadResult) -> None:
