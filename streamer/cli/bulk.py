@@ -26,6 +26,7 @@ from ..errors import Result, exit_code
 from ..storage.journal import JOURNAL_NAME, Journal
 from ..sync import run
 from ..transfer.bulk import BulkOptions, JobResult, download_many
+from ..transfer.handover import BulkRun
 from .options import client_config, parse_headers
 from .output import wants_bar
 from .shards import Counts, Throttled, emit, run_sharded, shard_count
@@ -232,8 +233,11 @@ async def _go(
         with _lines(args.input_file) as f:
             jobs = _jobs(parse_manifest(f, shard), args, tally)
             config = replace(client_config(args, accept_gzip=args.compressed), report_phases=False)
-            async with Client(config) as client:
-                async for res in download_many(client, jobs, out_dir, opts, journal):
+            async with (
+                Client(config) as client,
+                BulkRun(download_many(client, jobs, out_dir, opts, journal)) as run,
+            ):
+                async for res in run:
                     tally.add(res)
                     _report(args, res)
     finally:

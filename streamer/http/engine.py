@@ -37,10 +37,9 @@ from .stream import Stream, StreamOptions
 class Engine:
     """One aiohttp session and the environment's routes, for the life of one `Client`."""
 
-    def __init__(self, config: ClientConfig, context: ssl.SSLContext | None) -> None:
+    def __init__(self, config: ClientConfig, context: ssl.SSLContext) -> None:
         self.config = cfg = config
         self._session: aiohttp.ClientSession | None = make_session(
-            tls=cfg.tls,
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
             read_bufsize=cfg.chunk_size,

@@ -36,7 +36,6 @@ from ..errors import (
     UsageError,
 )
 from .lastwords import AnswerKeepingHandler
-from .tls import TLSOptions, make_ssl_context
 
 PhaseCallback = Callable[[Phase], None]
 
@@ -148,7 +147,6 @@ def _env_route(url: URL) -> Route:
 
 def make_session(
     *,
-    tls: TLSOptions,
     connect_timeout: float | None,
     read_timeout: float | None,
     read_bufsize: int,
@@ -158,21 +156,14 @@ def make_session(
     limit_per_host: int = 0,
     expect_timeout: float = 1.0,
     phases: bool = True,
-    ssl_context: ssl.SSLContext | None = None,
+    ssl_context: ssl.SSLContext,
 ) -> aiohttp.ClientSession:
     """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off.
 
     Keep ``trust_env`` False and pass what `EnvRoutes` finds with each request instead (aiohttp
     would look the environment up again, in a thread, for every request).
     """
-    # The default options need no context of our own: aiohttp's (built once, at import) verifies
-    # against the system CAs, and loading them again would cost every command ~20 ms.
-    context: ssl.SSLContext | bool = True
-    if ssl_context is not None:
-        context = ssl_context
-    elif tls != TLSOptions():
-        context = make_ssl_context(tls)
-    connector = aiohttp.TCPConnector(ssl=context, limit=limit, limit_per_host=limit_per_host)
+    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=limit, limit_per_host=limit_per_host)
     # The connector's protocol factory is private; ours reads an early answer (lastwords.py).
     factory: Any = functools.partial(AnswerKeepingHandler, loop=asyncio.get_running_loop())
     connector._factory = factory

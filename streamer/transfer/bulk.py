@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +26,8 @@ from ..errors import FileExistsError_, Result, StreamerError, UsageError
 from ..lane.fetch import QuickDone, QuickPath
 from ..storage.journal import Done, Journal
 from .download import DownloadRequest, run_download
+from .handover import Outbox, ungrouped
+from .retrying import retry_delay
 
 if TYPE_CHECKING:
     from .opener import Opener
@@ -245,11 +244,8 @@ class _Run:
                 quick = await self.quick.fetch(job, path, self.throttle if self.bucket else None)
             except StreamerError as exc:
                 # The lane's answer was attempt 1; a retry goes to the full engine.
-                delay = policy.next_delay(
-                    exc, elapsed=time.monotonic() - started, rand=random.random(),
-                    retry_after=getattr(exc, "retry_after", None),
-                )  # fmt: skip
-                if delay is None or not self.take_retry(exc):
+                delay = retry_delay(policy, exc, started, self.take_retry)
+                if delay is None:
                     return self._failed(job, path, exc, started)
                 policy = policy.increment(exc)
                 await asyncio.sleep(delay)
@@ -325,80 +321,17 @@ def effective_jobs(opts: BulkOptions, chunk_size: int) -> int:
     return max(1, min(opts.jobs, opts.memory_budget // per_transfer))
 
 
-@contextmanager
-def _ungrouped() -> Iterator[None]:
-    """A run-wide failure (the journal cannot be written) leaves the task group as itself,
-    typed, rather than wrapped in an ExceptionGroup the caller would not expect."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        first = _only_streamer_errors(group)
-        if first is None:
-            raise
-        raise first from None
-
-
-def _only_streamer_errors(group: BaseExceptionGroup[BaseException]) -> StreamerError | None:
-    """The first error of `group` when all of them are StreamerErrors, else None."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(reversed(exc.exceptions))
-        else:
-            leaves.append(exc)
-    if leaves and all(isinstance(exc, StreamerError) for exc in leaves):
-        first = leaves[0]
-        assert isinstance(first, StreamerError)
-        return first
-    return None
-
-
-class _Outbox:
-    """Results from the workers to the consumer: a bounded list drained in batches (one wake-up
-    of the consumer per batch, not one hand-over per result as with a Queue)."""
-
-    def __init__(self, limit: int, workers: int) -> None:
-        self.items: deque[JobResult] = deque()
-        self.limit = limit
-        self.working = workers
-        self.ready = asyncio.Event()
-        self.room = asyncio.Event()
-        self.room.set()
-
-    async def put(self, item: JobResult) -> None:
-        self.items.append(item)
-        self.ready.set()
-        if len(self.items) >= self.limit:  # the consumer is behind: wait for it
-            self.room.clear()
-            await self.room.wait()
-
-    def worker_done(self) -> None:
-        self.working -= 1
-        self.ready.set()
-
-    async def batches(self) -> AsyncIterator[list[JobResult]]:
-        while self.working or self.items:
-            await self.ready.wait()
-            self.ready.clear()
-            batch = list(self.items)
-            self.items.clear()
-            self.room.set()
-            yield batch
-
-
 async def download_many(
     client: Opener,
     jobs: Iterable[Job] | AsyncIterable[Job],
     out_dir: Path,
     opts: BulkOptions,
     journal: Journal | None = None,
-) -> AsyncIterator[JobResult]:
+) -> AsyncGenerator[JobResult, None]:
     """Run `jobs` with bounded concurrency; yield each result as it finishes (any order)."""
     width = effective_jobs(opts, client.config.chunk_size)
     run = _Run(client, out_dir, opts, journal, width)
-    outbox = _Outbox(2 * width, width)
+    outbox = Outbox(2 * width, width)
     todo: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * width)
     shared = iter(jobs) if isinstance(jobs, Iterable) else None  # workers pull it in turn
 
@@ -419,7 +352,7 @@ async def download_many(
             outbox.worker_done()
 
     try:
-        with _ungrouped():
+        with ungrouped():
             async with asyncio.TaskGroup() as tg:
                 if shared is None:
                     tg.create_task(feed())

@@ -23,7 +23,7 @@ from ..core.redact import redact_url
 from ..core.resume import ResumeState, strong_validators
 from ..core.resume import total_from_response as resource_total
 from ..core.segments import Segment, check_segment_response, split
-from ..errors import BodyTruncatedError, Result, StreamerError
+from ..errors import BodyTooLarge, BodyTruncatedError, Result, StreamerError
 from ..results import DownloadResult
 from ..storage.files import check_free_space, file_error, preflight
 from ..storage.partial import Partial
@@ -168,6 +168,9 @@ async def run_segmented(
         result = await run_download(client, req, progress)
         note = f"segmented download restarted with one stream: {why}"
         return replace(result, notes=(note, *result.notes))
+    except BodyTooLarge:
+        partial.discard()  # bytes over the limit are not worth keeping, as on one stream
+        raise
     except BaseException:
         partial.part.close()  # the partial and its sidecar (already current) stay for a re-run
         raise
