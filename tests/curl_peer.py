@@ -7,6 +7,10 @@
 - ``/cd``: a body named ``report.pdf`` by Content-Disposition;
 - ``/enc/{coding}``: the request's Accept-Encoding, then TEXT, encoded with br or zstd;
   ``/bomb/{coding}``: 256 MiB of zeros as a small br or zstd body;
+- ``/dated``: ``ok\n`` last modified in 2020, 304 to an If-Modified-Since from then on;
+- ``POST /form``: 200, recording the body with its boundary replaced by BOUNDARY in
+  ``app[FORMS]``;
+- ``PUT /put/...``: 201, recording the raw path, Transfer-Encoding and body in ``app[PUTS]``;
 - ``/signed/{mac}``: 200 only when `mac` is the HMAC-SHA256 (hex, 16 digits) of the raw query
   as it arrived on the wire, as S3 and CDNs check signed URLs; 403 otherwise.
 """
@@ -22,6 +26,9 @@ import zstandard
 from aiohttp import web
 
 KEY = b"curl-parity-signing-key"
+PUTS = web.AppKey("puts", list)
+FORMS = web.AppKey("forms", list)
+DATED = "Wed, 01 Jan 2020 00:00:00 GMT"
 TEXT = b"".join(b"line %d of a compressible body\n" % i for i in range(2000))
 MiB = 1 << 20
 
@@ -85,6 +92,8 @@ def _encode(coding: str, data: bytes) -> bytes:
 async def _enc(request: web.Request) -> web.Response:
     coding = request.match_info["coding"]
     asked = request.headers.get("Accept-Encoding", "").encode() + b"\n"
+    if request.query.get("echo") == "0":
+        asked = b""
     return web.Response(body=_encode(coding, asked + TEXT), headers={"Content-Encoding": coding})
 
 
@@ -103,8 +112,36 @@ async def _bomb(request: web.Request) -> web.Response:
     return web.Response(body=bomb(coding), headers={"Content-Encoding": coding})
 
 
+async def _dated(request: web.Request) -> web.Response:
+    since = request.if_modified_since
+    if since is not None and since.timestamp() >= 1577836800:  # RFC 9110 13.1.3
+        return web.Response(status=304)
+    return web.Response(body=b"ok\n", headers={"Last-Modified": DATED})
+
+
+async def _put(request: web.Request) -> web.Response:
+    body = await request.read()
+    te = request.headers.get("Transfer-Encoding", "")
+    request.app[PUTS].append((request.raw_path, te, body))
+    return web.Response(status=201, body=b"")
+
+
+async def _form(request: web.Request) -> web.Response:
+    boundary = request.content_type == "multipart/form-data" and request.headers[
+        "Content-Type"
+    ].partition("boundary=")[2].strip('"')
+    body = await request.read()
+    request.app[FORMS].append(body.replace(f"--{boundary}".encode(), b"--BOUNDARY"))
+    return web.Response(body=b"")
+
+
 def make_app() -> web.Application:
     app = web.Application()
+    app[PUTS] = []
+    app[FORMS] = []
+    app.router.add_post("/form", _form)
+    app.router.add_get("/dated", _dated)
+    app.router.add_put("/put/{tail:.*}", _put)
     app.router.add_get("/big/{n}", _big)
     app.router.add_get("/s/{code}", _status)
     app.router.add_get("/s/{code}/loc", _status)
