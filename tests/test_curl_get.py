@@ -104,9 +104,12 @@ async def test_broken_stdout_pipe_exits_23_without_a_traceback(peer: str, tmp_pa
 
 
 async def test_output_dash_is_refused_with_split(peer: str) -> None:
-    """-o - with --split cannot write at offsets: refused up front (exit 2) naming both."""
+    """-o - with --split cannot write at offsets, and --json would mix with the body: refused
+    up front (exit 2) naming both options."""
     run = await streamer("get", f"{peer}/ok", "-o", "-", "--split", "2")
     one_error_line(run, 2, "--split", "-o -")
+    run = await streamer("get", f"{peer}/ok", "-o", "-", "--json")
+    one_error_line(run, 2, "--json", "-o -")
 
 
 async def test_remote_header_name_with_output_writes_the_output(peer: str, tmp_path: Path) -> None:

@@ -146,3 +146,14 @@ async def test_put_dash_reads_stdin(
     (p1, h1, b1), (p2, h2, b2) = seen
     assert (p1, b1, h1.get("Transfer-Encoding")) == ("/piped", b"from a pipe\n" * 1000, "chunked")
     assert (p2, b2, h2.get("Content-Length")) == ("/filed", b"from a file\n" * 1000, "12000")
+
+
+async def test_put_write_out_and_silent(
+    recorder: tuple[str, list[tuple[str, dict[str, str], bytes]]], tmp_path: Path
+) -> None:
+    """-w works for uploads too (after the server's answer on stdout); -s silences the rest."""
+    base, _seen = recorder
+    local = tmp_path / "f.txt"
+    local.write_bytes(b"x")
+    run = await streamer("put", str(local), base + "w/", "-s", "-w", "%{http_code} %{exitcode}")
+    assert (run.rc, run.out, run.err) == (0, "stored\n201 0", "")

@@ -8,6 +8,7 @@ import email.utils
 import os
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,20 @@ def write_out_values(
     }
 
 
+def emit_write_out(
+    args: argparse.Namespace, outcome: tuple[int | None, int, float, str, int]
+) -> None:
+    """-w: (status, size, started, url, exit code) of the transfer, formatted on stdout."""
+    if getattr(args, "write_out", None) is None:
+        return
+    status, size, started, url, code = outcome
+    values = write_out_values(
+        status=status, size=size, elapsed=time.monotonic() - started, url=url, code=code
+    )
+    sys.stdout.write(write_out(args.write_out, values))
+    sys.stdout.flush()
+
+
 def time_cond_headers(text: str | None) -> dict[str, str]:
     """-z: If-Modified-Since from a date or a file's mtime; a leading '-' for
     If-Unmodified-Since (RFC 9110 13.1.3, 13.1.4). An existing file wins over a date."""
@@ -137,6 +152,7 @@ def check_get_modes(args: argparse.Namespace) -> None:
         )
     if args.output == "-":
         for given, option in (
+            (args.json, "--json"),
             (args.split > 1, "--split"),
             (args.no_clobber, "--no-clobber"),
             (args.wait_lock is not None, "--wait-lock"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,9 @@ from .curlopts import (
     apply_silence,
     check_get_modes,
     create_dirs,
+    emit_write_out,
     error_line,
     time_cond_headers,
-    write_out,
-    write_out_values,
 )
 from .options import (
     add_transfer_options,
@@ -189,12 +187,12 @@ def run_get(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
         code = report_failure(args, url, exc)
-        _write_out(args, (getattr(exc, "status", None), 0, started, exc.url or url, code))
+        emit_write_out(args, (getattr(exc, "status", None), 0, started, exc.url or url, code))
         return code
     if bar is not None:
         bar.close()
     report_success(args, result)
-    _write_out(args, (result.status, result.size, started, result.final_url, 0))
+    emit_write_out(args, (result.status, result.size, started, result.final_url, 0))
     return 0
 
 
@@ -234,15 +232,3 @@ async def _download(
             wait_lock=args.wait_lock,
             limit_rate=args.limit_rate,
         )
-
-
-def _write_out(args: argparse.Namespace, outcome: tuple[int | None, int, float, str, int]) -> None:
-    """-w: (status, size, started, url, exit code) of the transfer, formatted on stdout."""
-    if args.write_out is None:
-        return
-    status, size, started, url, code = outcome
-    values = write_out_values(
-        status=status, size=size, elapsed=time.monotonic() - started, url=url, code=code
-    )
-    sys.stdout.write(write_out(args.write_out, values))
-    sys.stdout.flush()

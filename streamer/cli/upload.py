@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from ..errors import StreamerError
 from ..http.bodies import FilePart, Source, TextPart
 from ..results import UploadResult
 from ..sync import run
+from .curlopts import emit_write_out
 from .options import add_transfer_options, client_config, parse_headers
 from .output import report_failure, wants_bar
 from .signals import stop_on_sigterm
@@ -84,14 +86,19 @@ def run_upload_command(args: argparse.Namespace) -> int:
                 retry=retry, cross_origin=args.location_trusted, progress=bar,
             )  # fmt: skip
 
+    started = time.monotonic()
     try:
         result = run(go())
     except StreamerError as exc:
-        return report_failure(args, args.url, exc)
-    finally:
         if bar is not None:
             bar.close()
+        code = report_failure(args, args.url, exc)
+        emit_write_out(args, (getattr(exc, "status", None), 0, started, exc.url, code))
+        return code
+    if bar is not None:
+        bar.close()
     _report(args, result)
+    emit_write_out(args, (result.status, len(result.body), started, result.final_url, 0))
     return 0
 
 
