@@ -37,6 +37,7 @@ from .results import DownloadResult, FetchResult, UploadResult
 from .transfer.bulk import BulkOptions
 from .transfer.download import DownloadRequest, run_download
 from .transfer.handover import BulkRun
+from .transfer.special import is_special, run_into_special
 from .transfer.upload import UploadRequest, expect_headers, run_upload
 
 if TYPE_CHECKING:
@@ -254,6 +255,8 @@ class Client:
             remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
             throttle=throttle,
         )  # fmt: skip
+        if is_special(request.path):  # -o /dev/null, a FIFO: written straight in, as curl does
+            return await run_into_special(self, request, progress)
         if split > 1:
             from .transfer.segmented import run_segmented
 

@@ -22,7 +22,7 @@ from ..core.redirects import RedirectPolicy, follows, plan_redirect
 from ..core.wire import wire_url
 from ..errors import StreamerError, UsageError
 from .bodies import Body
-from .net import NO_ROUTE, EnvRoutes, make_session, mapped_errors
+from .net import make_session, mapped_errors
 from .outgoing import (
     body_for_hop,
     body_headers,
@@ -31,6 +31,7 @@ from .outgoing import (
     phase_reporter,
     split_userinfo,
 )
+from .routes import NO_ROUTE, EnvRoutes
 from .stream import Stream, StreamOptions
 
 
