@@ -21,7 +21,7 @@ from .retrying import with_retries
 from .throttle import Throttle
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from .opener import Opener
 
 Sink = Callable[[bytes], Awaitable[None]]
 
@@ -38,7 +38,7 @@ class SinkRequest:
     throttle: Throttle | None = None
 
 
-async def run_to_sink(client: Client, req: SinkRequest, sink: Sink) -> DownloadResult:
+async def run_to_sink(client: Opener, req: SinkRequest, sink: Sink) -> DownloadResult:
     """Stream `req.url` into `sink`; HTTP errors raise before a byte is written."""
     from ..http.outgoing import error_for_status
 
