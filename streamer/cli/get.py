@@ -176,7 +176,7 @@ def run_get(args: argparse.Namespace) -> int:
     to_stdout = args.output == "-"
     path = Path("-") if to_stdout else default_output(url, args.output, args.output_dir)
     bar = None
-    if wants_bar(args):
+    if wants_bar(args) and not to_stdout:  # stdout: the body is the output, no bar
         from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
 
         bar = TqdmProgress(path.name)

@@ -134,3 +134,14 @@ def test_never_crashes(arg: str) -> None:
         return
     assert isinstance(result, FormArg)
     assert result.name
+
+
+def test_curl_content_types_by_extension() -> None:
+    """curl's own extension table, case-insensitive; anything else has no type of its own."""
+    from streamer.core.formspec import curl_content_type
+
+    assert curl_content_type("a.TXT") == "text/plain"
+    assert curl_content_type("x.jpeg") == curl_content_type("x.jpg") == "image/jpeg"
+    assert curl_content_type("d.json") is None
+    assert curl_content_type("noext") is None
+    assert curl_content_type(None) is None
