@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from .core.retry import RetryPolicy
     from .http.bodies import FilePart, TextPart
     from .http.stream import Stream
-    from .results import DownloadResult, FetchResult, UploadResult
-    from .sync import download, fetch, upload
+    from .results import DownloadResult, FetchResult, TusResult, UploadResult
+    from .sync import download, fetch, upload, upload_resumable
     from .transfer.bulk import BulkOptions, JobResult
     from .transfer.handover import BulkRun
 
@@ -69,10 +69,12 @@ _LAZY = {
     "RetryPolicy": "core.retry",
     "Stream": "http.stream",
     "TextPart": "http.bodies",
+    "TusResult": "results",
     "UploadResult": "results",
     "download": "sync",
     "fetch": "sync",
     "upload": "sync",
+    "upload_resumable": "sync",
 }
 
 
@@ -127,6 +129,7 @@ __all__ = [
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",
+    "TusResult",
     "UnsafeRedirect",
     "UploadResult",
     "UsageError",
@@ -134,4 +137,5 @@ __all__ = [
     "download",
     "fetch",
     "upload",
+    "upload_resumable",
 ]

@@ -33,7 +33,7 @@ from .core.retry import RetryPolicy
 from .errors import StreamerError, UsageError
 from .http.bodies import Body, FilePart, MultipartBody, Source, TextPart, make_body
 from .http.tls import TLSOptions, make_ssl_context
-from .results import DownloadResult, FetchResult, UploadResult
+from .results import DownloadResult, FetchResult, TusResult, UploadResult
 from .transfer.bulk import BulkOptions
 from .transfer.download import DownloadRequest, run_download
 from .transfer.handover import BulkRun
@@ -343,6 +343,51 @@ class Client:
             url, body, method=method, headers=expect_headers(headers or {}, body, expect_continue),
             retry=retry, cross_origin=cross_origin, progress=progress,
         )  # fmt: skip
+
+    async def upload_resumable(
+        self,
+        endpoint: str,
+        path: str | Path,
+        *,
+        chunk_size: int | None = None,
+        metadata: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        checksum: str | None = None,
+        retry: RetryPolicy | int | None = 3,
+        headers: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TusResult:
+        """Upload a file to a tus 1.0.0 creation `endpoint`, resuming where the server stands.
+
+        The upload's URL is remembered (see `streamer.storage.upload_state`), so calling this
+        again after any interruption sends only what the server lacks. ``metadata`` goes into
+        Upload-Metadata after ``filename`` (the file's base name); ``checksum`` (sha1, md5,
+        sha256) adds Upload-Checksum to every PATCH. See `streamer.transfer.tus`.
+        """
+        from .core.tus import check_algorithm
+        from .transfer.tus import TusRequest, run_tus
+
+        if retry is None or isinstance(retry, int):
+            retry = RetryPolicy(retries=retry or 0)
+        pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or [])
+        path = Path(path)
+        request = TusRequest(
+            endpoint,
+            path,
+            chunk_size=chunk_size,
+            metadata=(("filename", path.name), *pairs),
+            checksum=None if checksum is None else check_algorithm(checksum),
+            headers=dict(headers or {}),
+            retry=retry,
+        )
+        return await run_tus(self, request, progress)
+
+    async def abort_resumable(
+        self, endpoint: str, path: str | Path, *, headers: Mapping[str, str] | None = None
+    ) -> str:
+        """Terminate the remembered tus upload of `path` to `endpoint` (DELETE); its URL."""
+        from .transfer.tus import TusRequest, abort_tus
+
+        return await abort_tus(self, TusRequest(endpoint, Path(path), headers=dict(headers or {})))
 
     async def _upload(
         self,

@@ -157,3 +157,15 @@ async def test_put_write_out_and_silent(
     local.write_bytes(b"x")
     run = await streamer("put", str(local), base + "w/", "-s", "-w", "%{http_code} %{exitcode}")
     assert (run.rc, run.out, run.err) == (0, "stored\n201 0", "")
+
+
+async def test_tus_refuses_write_out_and_stdin(tmp_path: Path) -> None:
+    """--tus has no -w and no stdin source: refused up front (exit 2) naming the option."""
+    local = tmp_path / "f.bin"
+    local.write_bytes(b"x")
+    run = await streamer(
+        "put", "--tus", str(local), "http://127.0.0.1:9/files", "-w", "%{http_code}"
+    )
+    assert run.rc == 2 and "-w/--write-out" in run.err, run
+    run = await streamer("put", "--tus", "-", "http://127.0.0.1:9/files")
+    assert run.rc == 2 and "stdin" in run.err, run

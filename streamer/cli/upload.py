@@ -22,10 +22,11 @@ from ..errors import StreamerError
 from ..http.bodies import FilePart, Source, TextPart
 from ..results import UploadResult
 from ..sync import run
-from .curlopts import emit_write_out
-from .options import add_transfer_options, client_config, parse_headers
+from .curlopts import emit_write_out, error_line
+from .options import USAGE_EXIT, add_transfer_options, client_config, parse_headers
 from .output import report_failure, wants_bar
 from .signals import stop_on_sigterm
+from .tus import add_tus_options, run_tus_command
 
 
 def add_upload_commands(sub: Any) -> None:
@@ -35,6 +36,7 @@ def add_upload_commands(sub: Any) -> None:
     put.add_argument("-X", "--request", default="PUT", metavar="METHOD")
     put.add_argument("--content-type", metavar="MIME")
     add_transfer_options(put)
+    add_tus_options(put)
     post = sub.add_parser("post", help="send a multipart/form-data form (curl -F)")
     post.add_argument("url", metavar="URL")
     post.add_argument(
@@ -61,6 +63,12 @@ def add_upload_commands(sub: Any) -> None:
 
 
 def run_upload_command(args: argparse.Namespace) -> int:
+    if args.command == "put" and (args.tus or args.abort):
+        if args.write_out is not None or args.file == "-":
+            what = "-w/--write-out" if args.write_out is not None else "- (stdin)"
+            error_line(args, f"{what} does not apply to --tus uploads")
+            return USAGE_EXIT
+        return run_tus_command(args)
     config = client_config(args)
     headers = parse_headers(args.header, args.url)
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)

@@ -108,9 +108,20 @@ class _CachedFirstReader:
 
 
 class FileBody:
-    """A file on disk, sent from the first byte on every opening, checked for changes."""
+    """A file on disk, sent from the first byte on every opening, checked for changes.
 
-    def __init__(self, path: Path, content_type: str | None = None) -> None:
+    With ``start`` and ``length``, only that slice of the file is the body (a tus PATCH);
+    the whole file is still checked for changes.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        content_type: str | None = None,
+        *,
+        start: int = 0,
+        length: int | None = None,
+    ) -> None:
         self.path = path
         try:
             st = os.stat(path)
@@ -127,7 +138,10 @@ class FileBody:
                 result=Result.SOURCE_READ_ERROR,
             )
         self._identity = _identity(st)
-        self.length: int | None = st.st_size
+        if not 0 <= start <= st.st_size or (length is not None and start + length > st.st_size):
+            raise UsageError(f"slice {start}+{length} lies outside {path} ({st.st_size} bytes)")
+        self._start = start
+        self.length: int | None = st.st_size - start if length is None else length
         self.replayable = True
         self.content_type = content_type
 
@@ -140,6 +154,7 @@ class FileBody:
 
     async def open(self) -> AsyncIterator[bytes]:
         size = self._identity[0]
+        end = self._start + (self.length or 0)
         try:
             # Opened here, not in a thread (aiofiles.open): a send cancelled during a threaded
             # open would leave the file opened after all, and never closed. Closed here too:
@@ -149,9 +164,9 @@ class FileBody:
                 if _identity(os.fstat(f.fileno())) != self._identity:
                     raise self._changed("it is not the file whose size was declared")
                 reader = _CachedFirstReader(raw, f)
-                sent, held = 0, b""
-                while sent < size:
-                    data = await reader.read_at(min(READ_SIZE, size - sent), sent)
+                sent, held = self._start, b""
+                while sent < end:
+                    data = await reader.read_at(min(READ_SIZE, end - sent), sent)
                     if not data:
                         raise self._changed(f"it shrank to {sent} bytes of {size}")
                     if held:
