@@ -230,7 +230,6 @@ class Client:
         clobber: bool = False,
         split: int = 1,
         wait_lock: float | None = None,
-        limit_rate: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> DownloadResult:
         """Stream `url` into `path` through a partial file; the target appears only when whole.
@@ -242,20 +241,16 @@ class Client:
         connections in byte ranges (when the server supports ranges), each resumable.
         Another process downloading to the same target makes this fail at once with
         `TargetBusyError`, or, with ``wait_lock`` seconds, wait for it that long first.
-        ``limit_rate`` caps the average rate in bytes per second (all segments together).
         """
-        from .transfer.throttle import rate_throttle
-
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
-        throttle = rate_throttle(limit_rate) if limit_rate is not None else None
         request = DownloadRequest(
             url, Path(path), max_bytes=max_bytes, checksum=checksum, headers=headers or {},
             accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
             remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
-            throttle=throttle,
         )  # fmt: skip
         if is_special(request.path):  # -o /dev/null, a FIFO: written straight in, as curl does
+            _check_special(request, url)
             return await run_into_special(self, request, progress)
         if split > 1:
             from .transfer.segmented import run_segmented
@@ -265,7 +260,6 @@ class Client:
                     "split > 1 cannot decode: byte ranges of an encoded body cannot be joined",
                     url=redact_url(url),
                 )
-
             return await run_segmented(self, request, split, progress)
         return await run_download(self, request, progress)
 
@@ -326,8 +320,7 @@ class Client:
         url: str,
         *,
         fields: Sequence[tuple[str, str]] | Mapping[str, str] = (),
-        files: Sequence[FilePart] = (),
-        parts: Sequence[TextPart | FilePart] = (),
+        files: Sequence[FilePart | TextPart] = (),
         method: str = "POST",
         headers: Mapping[str, str] | None = None,
         retry: RetryPolicy | int | None = None,
@@ -335,10 +328,9 @@ class Client:
         expect_continue: bool | None = None,
         progress: ProgressCallback | None = None,
     ) -> UploadResult:
-        """Send a multipart/form-data body (RFC 7578) whose files stream from their sources:
-        ``fields``, then ``files``, then ``parts`` (text and file parts in their order)."""
+        """Send multipart/form-data (RFC 7578): `fields`, then `files` (TextPart too) in order."""
         pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
-        body = MultipartBody(pairs, list(files), parts=parts)
+        body = MultipartBody(pairs, list(files))
         return await self._upload(
             url, body, method=method, headers=expect_headers(headers or {}, body, expect_continue),
             retry=retry, cross_origin=cross_origin, progress=progress,
@@ -410,6 +402,28 @@ class Client:
 
 
 __all__ = ["Client", "StreamerError"]
+
+
+def _check_special(request: DownloadRequest, url: str) -> None:
+    """What cannot hold when the target is a FIFO or a device is refused, not ignored: bytes
+    written into one cannot be taken back, replaced, or written at an offset."""
+    refused = [
+        name
+        for name, given in (
+            ("split", request.split > 1),
+            ("remote_name (-J)", request.remote_name),
+            ("no_clobber", request.no_clobber),
+            ("retry", request.retry.retries > 0),
+        )
+        if given
+    ]
+    if refused:
+        raise UsageError(
+            f"{request.path} is a FIFO or a device, written straight in: "
+            f"{', '.join(refused)} cannot apply to it",
+            url=redact_url(url),
+            path=str(request.path),
+        )
 
 
 def _plain_environment() -> bool:

@@ -6,11 +6,27 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import __version__
 from .errors import UsageError
 
 DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+def _check_proxy(proxy: str) -> None:
+    """Refuse a proxy URL aiohttp could not use, before it echoes it. The message never
+    quotes the URL: a proxy URL often carries a password (RFC 3986 3.2.1)."""
+    try:
+        parts = urlsplit(proxy)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not 0-65535)
+    except ValueError as exc:  # its text names the problem, not the URL
+        raise UsageError(f"invalid proxy URL: {str(exc).lower()}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme if parts.scheme.isalnum() else "?"
+        raise UsageError(f"proxy must be an http:// or https:// URL, not {scheme}://")
+    if not parts.hostname:
+        raise UsageError("invalid proxy URL: no host")
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,9 @@ class ClientConfig:
     keyfile: str | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     accept_gzip: bool = False
+    # Bytes per second for each download (curl's --limit-rate; a --split file's segments share
+    # it). Bulk runs limit the whole run instead (BulkOptions.limit_rate).
+    limit_rate: float | None = None
     user_agent: str = f"streamer/{__version__}"
     max_connections: int = 100
     max_per_host: int = 0
@@ -60,14 +79,20 @@ class ClientConfig:
         _positive("chunk_size", self.chunk_size)
         if self.max_redirects < 0:
             raise UsageError(f"max_redirects must be >= 0, not {self.max_redirects}")
-        for name in ("connect_timeout", "read_timeout", "total_timeout", "speed_limit"):
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "total_timeout",
+            "speed_limit",
+            "limit_rate",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"{name} must be > 0 (or None), not {value}")
         if self.speed_time <= 0:
             raise UsageError(f"speed_time must be > 0, not {self.speed_time}")
-        if self.proxy is not None and not self.proxy.startswith(("http://", "https://")):
-            raise UsageError(f"proxy must be an http:// or https:// URL, not {self.proxy!r}")
+        if self.proxy is not None:
+            _check_proxy(self.proxy)
 
     @property
     def tls(self) -> TLSOptions:

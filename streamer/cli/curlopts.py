@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .output import say
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:
@@ -55,12 +56,6 @@ def apply_silence(args: argparse.Namespace) -> None:
     """-s means quiet (no bar, no summary); errors are silenced too unless -S."""
     if getattr(args, "silent", False):
         args.quiet = True
-
-
-def error_line(args: argparse.Namespace, text: str) -> None:
-    if getattr(args, "silent", False) and not getattr(args, "show_error", False):
-        return
-    print(f"streamer: {text}", file=sys.stderr)
 
 
 _VARIABLE = re.compile(r"%\{([a-z_]+)\}|%%|\\[nrt\\]")
@@ -118,7 +113,7 @@ def time_cond_headers(text: str | None) -> dict[str, str]:
     when = _file_time(text) or _parse_date(text)
     if when is None:
         # curl warns and goes on unconditionally, so `-z FILE -o FILE` works on the first run.
-        print(f"streamer: -z {text!r}: not a date and not a file; no condition", file=sys.stderr)
+        say(f"streamer: -z {text!r}: not a date and not a file; no condition")
         return {}
     return {name: email.utils.format_datetime(when, usegmt=True)}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from .curlopts import (
     check_get_modes,
     create_dirs,
     emit_write_out,
-    error_line,
     time_cond_headers,
 )
 from .options import (
@@ -33,7 +33,7 @@ from .options import (
     seconds_arg,
     size_arg,
 )
-from .output import report_failure, report_success, wants_bar
+from .output import error_line, report_failure, report_success, wants_bar
 from .signals import stop_on_sigterm
 
 # The parser's defaults and each option's flag, for the contract check (see contract.py).
@@ -201,7 +201,7 @@ async def _download(
 ) -> DownloadResult:
     stop_on_sigterm()
     url = args.url
-    config = client_config(args, accept_gzip=args.compressed)
+    config = replace(client_config(args, accept_gzip=args.compressed), limit_rate=args.limit_rate)
     headers = {**parse_headers(args.header, url), **time_cond_headers(args.time_cond)}
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     async with Client(config) as client:
@@ -230,5 +230,4 @@ async def _download(
             clobber=args.clobber,
             split=max(args.split, 1),
             wait_lock=args.wait_lock,
-            limit_rate=args.limit_rate,
         )

@@ -16,8 +16,9 @@ from .. import __version__
 from ..core.redact import redact_url
 from ..errors import StreamerError, exit_code
 from . import demo, get, serve, upload
-from .curlopts import apply_silence, error_line
+from .curlopts import apply_silence
 from .options import USAGE_EXIT
+from .output import error_line
 from .tuning import tune_malloc
 
 

@@ -22,9 +22,9 @@ from ..errors import StreamerError
 from ..http.bodies import FilePart, Source, TextPart
 from ..results import UploadResult
 from ..sync import run
-from .curlopts import emit_write_out, error_line
+from .curlopts import emit_write_out
 from .options import USAGE_EXIT, add_transfer_options, client_config, parse_headers
-from .output import report_failure, wants_bar
+from .output import error_line, report_failure, say, wants_bar
 from .signals import stop_on_sigterm
 from .tus import add_tus_options, run_tus_command
 
@@ -90,7 +90,7 @@ def run_upload_command(args: argparse.Namespace) -> int:
                     cross_origin=args.location_trusted, progress=bar,
                 )  # fmt: skip
             return await client.upload_form(
-                args.url, parts=form_parts(args.form), method=args.request, headers=headers,
+                args.url, files=form_parts(args.form), method=args.request, headers=headers,
                 retry=retry, cross_origin=args.location_trusted, progress=bar,
             )  # fmt: skip
 
@@ -134,7 +134,7 @@ def form_parts(specs: list[str]) -> list[TextPart | FilePart]:
     for spec in specs:
         arg = parse_form_arg(spec)
         for warning in arg.warnings:
-            print(f"streamer: warning: -F {spec!r}: {warning}", file=sys.stderr)
+            say(f"streamer: warning: -F {spec!r}: {warning}")
         if arg.path is None:
             ctype = arg.content_type or curl_content_type(arg.filename)
             parts.append(
@@ -167,8 +167,7 @@ def _report(args: argparse.Namespace, result: UploadResult) -> None:
     sys.stdout.flush()
     if not args.quiet:
         rate = result.sent / result.elapsed if result.elapsed > 0 else 0.0
-        print(
+        say(
             f"sent {format_size(result.sent)} in {result.elapsed:.2f} s "
-            f"({format_size(int(rate))}/s): {result.status} {result.reason}",
-            file=sys.stderr,
+            f"({format_size(int(rate))}/s): {result.status} {result.reason}"
         )

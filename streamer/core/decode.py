@@ -51,6 +51,9 @@ ZSTD_MAX_WINDOW = 1 << 23
 # The zstandard package has no output bound per call, so its input goes in slices: a 4-byte RLE
 # block can expand to 128 KiB (RFC 8878 3.1.1.2), so 64 bytes expand to 2 MiB at the very most.
 _ZSTD_SLICE = 64
+# RFC 9110 8.4 sets no bound on stacked codings, but nobody applies more than a couple; curl
+# refuses more than five. Each stage holds a zlib stream, so the bound caps memory and depth.
+MAX_CODINGS = 5
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib expects a gzip header and trailer
 _ZLIB_WBITS = zlib.MAX_WBITS  # zlib header (RFC 1950 2.2) and Adler-32 trailer
@@ -290,6 +293,11 @@ def _parse_codings(encoding: str | None, url: str) -> list[str]:
     if unknown:
         raise DecompressError(
             f"unsupported Content-Encoding {encoding!r} (supported: {', '.join(SUPPORTED)})",
+            url=url,
+        )
+    if len(codings) > MAX_CODINGS:
+        raise DecompressError(
+            f"Content-Encoding stacks {len(codings)} codings; at most {MAX_CODINGS} are undone",
             url=url,
         )
     return codings[::-1]

@@ -360,19 +360,17 @@ def _text_part(tp: TextPart) -> tuple[PartSpec, Body]:
 class MultipartBody:
     """multipart/form-data (RFC 7578) streamed part by part, with an exact length when known.
 
-    ``fields`` then ``files`` then ``parts`` (text and file parts in the order given, as
-    curl's -F list)."""
+    ``fields`` first, then ``files``: file and text parts in the order given (curl's -F list).
+    """
 
     def __init__(
         self,
         fields: Sequence[tuple[str, str]],
-        files: Sequence[FilePart],
+        files: Sequence[FilePart | TextPart],
         boundary: str = "",
-        *,
-        parts: Sequence[TextPart | FilePart] = (),
     ) -> None:
         self.boundary = boundary or new_boundary()
-        ordered = [TextPart(name, value) for name, value in fields] + [*files, *parts]
+        ordered = [TextPart(name, value) for name, value in fields] + list(files)
         self._parts = [_text_part(p) if isinstance(p, TextPart) else _file_part(p) for p in ordered]
         self.length = content_length(self.boundary, [spec for spec, _ in self._parts])
         self.replayable = all(body.replayable for _, body in self._parts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from ..core.redact import redact_url
 from ..core.resume import Action, Plan, ResumeState, Verdict, judge_response, strong_validators
 from ..core.resume import total_from_response as resource_total
 from ..core.retry import RetryPolicy
+from ..core.status import status_error
 from ..errors import (
     BodyTooLarge,
     BodyTruncatedError,
@@ -35,6 +36,7 @@ from ..results import DownloadResult
 from ..storage.files import check_free_space, preflight
 from ..storage.partial import Partial
 from .retrying import with_retries
+from .throttle import rate_throttle
 
 Throttle = Callable[[int], Awaitable[None]]
 
@@ -97,6 +99,7 @@ async def run_download(
     client: Opener, req: DownloadRequest, progress: ProgressCallback | None
 ) -> DownloadResult:
     """Carry out `req`; on failure the target is untouched and a resumable partial is kept."""
+    req = with_rate_limit(req, client.config.limit_rate)
     safe_url = redact_url(req.url)
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
     job = _Job(client, req, Partial(req.path, url=safe_url), progress, time.monotonic())
@@ -121,6 +124,13 @@ async def _with_retries(job: _Job) -> DownloadResult:
     return await with_retries(
         attempt, job.req.retry, may_retry=may_retry, before_retry=before_retry
     )
+
+
+def with_rate_limit(req: DownloadRequest, rate: float | None) -> DownloadRequest:
+    """`req` held to `rate` bytes/s (the client's --limit-rate) unless it has a throttle."""
+    if rate is None or req.throttle is not None:
+        return req
+    return replace(req, throttle=rate_throttle(rate))
 
 
 async def _leave(partial: Partial, exc: BaseException) -> None:
@@ -224,11 +234,11 @@ async def _not_modified(job: _Job, stream: Stream, *, keep_partial: bool) -> Dow
 
 def _judge(partial: Partial, plan: Plan, stream: Stream) -> int | None:
     """Where to write the body: an offset, or None when a 416 says we are already complete."""
-    from ..http.outgoing import error_for_status
-
     resuming = plan.action is Action.RESUME
     if stream.status >= 400 and not (resuming and stream.status == 416):
-        raise error_for_status(stream)
+        raise status_error(
+            stream.url, stream.status, stream.reason, stream.headers, now=time.time()
+        )
     if not resuming:
         if stream.status == 206:
             raise ProtocolError("206 Partial Content to a request without Range", url=stream.url)

@@ -23,11 +23,12 @@ from ..core.redact import redact_url
 from ..core.resume import ResumeState, strong_validators
 from ..core.resume import total_from_response as resource_total
 from ..core.segments import Segment, check_segment_response, split
+from ..core.status import status_error
 from ..errors import BodyTooLarge, BodyTruncatedError, Result, StreamerError
 from ..results import DownloadResult
 from ..storage.files import check_free_space, file_error, preflight
 from ..storage.partial import Partial
-from .download import DownloadRequest, final_target, run_download
+from .download import DownloadRequest, final_target, run_download, with_rate_limit
 from .retrying import with_retries
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ async def run_segmented(
     client: Opener, req: DownloadRequest, parts: int, progress: ProgressCallback | None = None
 ) -> DownloadResult:
     """Download `req` over up to `parts` connections; one stream when it cannot be split."""
+    req = with_rate_limit(req, client.config.limit_rate)  # one bucket for every segment
     safe_url = redact_url(req.url)
     started = time.monotonic()
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
@@ -191,9 +193,7 @@ async def _probe(client: Opener, req: DownloadRequest, parts: int) -> ResumeStat
     headers = {**req.headers, "Range": "bytes=0-"}
     async with client.stream(req.url, headers=headers, accept_gzip=False) as st:
         if st.status >= 400:
-            from ..http.outgoing import error_for_status
-
-            raise error_for_status(st)
+            raise status_error(st.url, st.status, st.reason, st.headers, now=time.time())
         total = resource_total(st.status, st.headers) if st.status == 206 else None
         etag, last_modified = strong_validators(st.headers)
         has_identity = etag is not None or last_modified is not None or req.checksum is not None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..core.checksum import Checksum, Verifier
 from ..core.redact import redact_url
 from ..core.retry import RetryPolicy
+from ..core.status import status_error
 from ..errors import StreamerError
 from ..results import DownloadResult
 from .retrying import with_retries
@@ -40,8 +41,6 @@ class SinkRequest:
 
 async def run_to_sink(client: Opener, req: SinkRequest, sink: Sink) -> DownloadResult:
     """Stream `req.url` into `sink`; HTTP errors raise before a byte is written."""
-    from ..http.outgoing import error_for_status
-
     started = time.monotonic()
     written = 0
 
@@ -49,7 +48,7 @@ async def run_to_sink(client: Opener, req: SinkRequest, sink: Sink) -> DownloadR
         nonlocal written
         async with client.stream(req.url, headers=req.headers, max_bytes=req.max_bytes) as st:
             if st.status >= 400:
-                raise error_for_status(st)
+                raise status_error(st.url, st.status, st.reason, st.headers, now=time.time())
             verifier = Verifier(req.checksum, url=st.url) if req.checksum else None
             async for chunk in st:
                 if verifier is not None:
