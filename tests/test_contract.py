@@ -80,6 +80,8 @@ SAMPLES: dict[str, list[str]] = {
     "fail": ["-f"],
     "write_out": ["-w", "%{http_code}"],
     "time_cond": ["-z", "Sun, 06 Nov 1994 08:49:37 GMT"],
+    "dask": ["--dask", "tcp://127.0.0.1:9"],
+    "shards": ["--shards", "2"],
 }
 
 

@@ -35,6 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "server": {"core", "storage", *BASE},
     "client": {"core", "http", "lane", "storage", "transfer", *BASE},
     "sync": {"client", "core", "http", "transfer", *BASE},
+    # Bulk runs on a Dask cluster: beside client/sync, above transfer.
+    "distributed": {"client", "sync", "core", "storage", "transfer", *BASE},
     "cli": {
         "client",
         "sync",
@@ -46,6 +48,7 @@ ALLOWED: dict[str, set[str]] = {
         "server",
         "progress",
         "streamer",
+        "distributed",
         *BASE,
     },
     "streamer": {"client", "sync", "core", "http", "transfer", *BASE},  # __init__ (lazy names)
