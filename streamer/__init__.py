@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .core.events import Phase, Progress, ProgressCallback
     from .core.manifest import Job
     from .core.retry import RetryPolicy
-    from .http.bodies import FilePart
+    from .http.bodies import FilePart, TextPart
     from .http.stream import Stream
     from .results import DownloadResult, FetchResult, TusResult, UploadResult
     from .sync import download, fetch, upload, upload_resumable
@@ -68,6 +68,7 @@ _LAZY = {
     "ProgressCallback": "core.events",
     "RetryPolicy": "core.retry",
     "Stream": "http.stream",
+    "TextPart": "http.bodies",
     "TusResult": "results",
     "UploadResult": "results",
     "download": "sync",
@@ -124,6 +125,7 @@ __all__ = [
     "StreamerError",
     "TLSError",
     "TargetBusyError",
+    "TextPart",
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",
