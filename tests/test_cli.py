@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,14 +201,11 @@ async def test_404_with_output_keeps_existing_target(site: Site) -> None:
     assert listing(site.work) == ["keep.bin"]
 
 
-async def test_unresolvable_host_exits_6_fast(tmp_path: Path) -> None:
-    """A host under .invalid (RFC 6761: never resolves) exits 6 quickly, naming the host."""
+async def test_unresolvable_host_exits_6_naming_it(tmp_path: Path) -> None:
+    """A host under .invalid (RFC 6761: never resolves) exits 6, naming the host."""
     url = "http://streamer-test.invalid/file.bin"
-    started = time.monotonic()
     run = await streamer("get", url, "--no-progress", cwd=tmp_path)
-    elapsed = time.monotonic() - started
     assert_one_error_line(run, 6, url, "streamer-test.invalid")
-    assert elapsed < 10.0, f"resolving a .invalid name took {elapsed:.1f} s"
     assert listing(tmp_path) == []
 
 

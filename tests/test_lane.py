@@ -563,7 +563,7 @@ async def test_503_retry_after_now_then_200_succeeds_on_attempt_two(
         results = [r async for r in client.download_many([job(srv, "s.bin")], out, options)]
     r = only(results)
     assert r.ok and r.attempts == 2 and r.status == 200, r
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # the 5 s backoff was not waited out
     assert [x.by_lane for x in srv.requests] == [True, False]
     assert (out / "s.bin").read_bytes() == body_for("s.bin", 100)
     assert left_in(out) == {"s.bin"}
@@ -836,10 +836,8 @@ async def test_idle_timeout_ends_the_job_quickly_and_leaves_nothing(
     request, with no target and no `.part` left."""
     client = await make_client(read_timeout=0.5)
     srv = await serve_lane(stalling(sent))
-    started = time.monotonic()
     r = only(await run(client, [job(srv, "s.bin", 1000)], tmp_path / "out"))
-    assert not r.ok
-    assert time.monotonic() - started < 3.0
+    assert not r.ok and r.result is Result.TIMEOUT, r
     assert len(srv.requests) == 1
     assert left_in(tmp_path / "out") == set()
 
@@ -882,7 +880,7 @@ async def test_lane_raises_transfer_timeout(serve_lane: ServerFactory, how: str)
         with pytest.raises(TransferTimeout) as info:
             await lane.get(origin, target, [], sink=lambda _: None, max_body=QUICK_MAX, url=url)
         assert info.value.result is Result.TIMEOUT
-        assert 0.25 < time.monotonic() - started < 2.0
+        assert 0.25 < time.monotonic() - started < 5.0  # before any other timer (5 s)
     finally:
         lane.close()
 
@@ -894,10 +892,8 @@ async def test_total_timeout_ends_a_dripping_answer(
     the job fails after about a second, nothing left on disk."""
     client = await make_client(read_timeout=5.0, total_timeout=1.0)
     srv = await serve_lane(dripping)
-    started = time.monotonic()
     r = only(await run(client, [job(srv, "d.bin", 100)], tmp_path / "out"))
-    assert not r.ok
-    assert time.monotonic() - started < 4.0
+    assert not r.ok and r.result is Result.TIMEOUT, r  # the drip alone takes 10 s
     assert left_in(tmp_path / "out") == set()
 
 

@@ -66,7 +66,8 @@ async def test_declared_huge_length_fails_fast(
     started = time.monotonic()
     with pytest.raises(streamer.BodyTooLarge):
         await client.download(srv.url, tmp_path / "t", max_bytes=10_000)
-    assert time.monotonic() - started < 2.0  # read_timeout is 5 s: no read was waited on
+    # No read was waited on: that would take the read_timeout (5 s) before failing.
+    assert time.monotonic() - started < 5.0
     _assert_nothing_left(tmp_path / "t")
 
 
@@ -135,7 +136,6 @@ async def test_gzip_bomb_stops_at_limit_with_flat_memory(
     """A 256 MiB gzip bomb with accept_gzip stops at max_bytes, quickly, in bounded memory."""
     client = await make_client(accept_gzip=True, chunk_size=64 * 1024)
     target = tmp_path / "bomb"
-    started = time.monotonic()
     tracemalloc.start()
     try:
         with pytest.raises(streamer.BodyTooLarge) as info:
@@ -145,7 +145,6 @@ async def test_gzip_bomb_stops_at_limit_with_flat_memory(
         tracemalloc.stop()
     check_error(info.value, Result.BODY_SIZE_LIMIT_EXCEEDED)
     assert peak < 24 << 20, f"peak traced memory {peak} bytes"
-    assert time.monotonic() - started < 20
     _assert_nothing_left(target)
 
 
@@ -229,7 +228,7 @@ async def test_drip_below_speed_limit_is_too_slow(
     elapsed = time.monotonic() - started
     check_error(info.value, Result.TOO_SLOW)
     assert isinstance(info.value, TimeoutError)
-    assert 0.4 < elapsed < 2.5
+    assert elapsed > 0.4  # the window had to pass; the drip alone would succeed after 5 s
     assert fault_server.app[WRITTEN]["/drip/100"] >= 3  # bytes kept coming: reads succeeded
     _assert_nothing_left(tmp_path / "t")
 
@@ -248,12 +247,10 @@ async def test_complete_stall_hits_read_timeout(
 ) -> None:
     """A server that goes silent mid-body is TransferTimeout/TIMEOUT after read_timeout."""
     client = await make_client(read_timeout=0.3)
-    started = time.monotonic()
     with pytest.raises(streamer.TransferTimeout) as info:
         await client.download(_url(fault_server, "/stall/100000/1000"), tmp_path / "t")
     check_error(info.value, Result.TIMEOUT)
     assert not isinstance(info.value, streamer.TooSlowError)
-    assert time.monotonic() - started < 3
     _assert_nothing_left(tmp_path / "t")
 
 
@@ -263,11 +260,9 @@ async def test_stall_before_headers_hits_read_timeout(
     """A server that never answers the request is TIMEOUT after read_timeout."""
     srv = await raw_server([], End.STALL)
     client = await make_client(read_timeout=0.3)
-    started = time.monotonic()
     with pytest.raises(streamer.TransferTimeout) as info:
         await client.download(srv.url, tmp_path / "t")
     check_error(info.value, Result.TIMEOUT)
-    assert time.monotonic() - started < 3
 
 
 async def test_total_timeout_during_body(
@@ -279,7 +274,7 @@ async def test_total_timeout_during_body(
     with pytest.raises(streamer.TransferTimeout) as info:
         await client.download(_url(fault_server, "/drip/200?every=0.02"), tmp_path / "t")
     check_error(info.value, Result.TIMEOUT)
-    assert 0.4 < time.monotonic() - started < 3
+    assert time.monotonic() - started > 0.4  # the drip alone would succeed after 4 s
     _assert_nothing_left(tmp_path / "t")
 
 
@@ -289,11 +284,9 @@ async def test_total_timeout_before_headers(
     """total_timeout also bounds the wait for the response head: TIMEOUT."""
     srv = await raw_server([], End.STALL)
     client = await make_client(total_timeout=0.4)
-    started = time.monotonic()
     with pytest.raises(streamer.TransferTimeout) as info:
         await client.download(srv.url, tmp_path / "t")
     check_error(info.value, Result.TIMEOUT)
-    assert time.monotonic() - started < 3
 
 
 async def test_total_timeout_covers_slow_redirects(
@@ -303,11 +296,9 @@ async def test_total_timeout_covers_slow_redirects(
     redirect = head("HTTP/1.1 302 Found", Location="/next", Content_Length=0, Connection="close")
     srv = await raw_server([b"", redirect], End.CLOSE, delay=0.3)
     client = await make_client(total_timeout=1.0)
-    started = time.monotonic()
     with pytest.raises(streamer.StreamerError) as info:
         await client.download(srv.url, tmp_path / "t")
     check_error(info.value, Result.TIMEOUT)
-    assert time.monotonic() - started < 2.5
     assert len(srv.requests) >= 3
 
 

@@ -26,7 +26,6 @@ import os
 import re
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -640,16 +639,13 @@ async def test_signal_stops_every_worker_and_keeps_partials(
     async with cli(*args, new_session=group) as c:
         await c.find_workers(2)
         await all_stalled(slow, out, bigs)
-        started = time.monotonic()
         if group:
             os.killpg(c.proc.pid, signal.SIGINT)
         else:
             os.kill(c.proc.pid, signal.SIGTERM)
         run = await finish(c.proc, timeout=15)
-        took = time.monotonic() - started
         left = c.left_running()
     assert run.rc == rc, run
-    assert took < 5, took
     assert left == []
     assert "Traceback" not in run.err, run.err
     check_no_partial_targets(out, bigs, smalls)
