@@ -25,6 +25,7 @@ from .errors import (
     RedirectError,
     ResolveError,
     Result,
+    S3Error,
     SourceChangedError,
     StreamerError,
     TargetBusyError,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from .core.retry import RetryPolicy
     from .http.bodies import FilePart
     from .http.stream import Stream
-    from .results import DownloadResult, FetchResult, UploadResult
+    from .results import DownloadResult, FetchResult, S3UploadResult, UploadResult
     from .sync import download, fetch, upload
     from .transfer.bulk import BulkOptions, JobResult
 
@@ -65,6 +66,7 @@ _LAZY = {
     "Progress": "core.events",
     "ProgressCallback": "core.events",
     "RetryPolicy": "core.retry",
+    "S3UploadResult": "results",
     "Stream": "http.stream",
     "UploadResult": "results",
     "download": "sync",
@@ -114,6 +116,8 @@ __all__ = [
     "ResolveError",
     "Result",
     "RetryPolicy",
+    "S3Error",
+    "S3UploadResult",
     "SourceChangedError",
     "Stream",
     "StreamerError",

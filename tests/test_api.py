@@ -56,6 +56,8 @@ EXPECTED_ALL = [
     "ResolveError",
     "Result",
     "RetryPolicy",
+    "S3Error",
+    "S3UploadResult",
     "SourceChangedError",
     "Stream",
     "StreamerError",

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..client import Client
 from ..core.retry import RetryPolicy
+from ..core.s3 import is_s3_url
 from ..errors import StreamerError
 from ..results import DownloadResult
 from ..sync import run
@@ -20,6 +21,7 @@ from .options import (
     size_arg,
 )
 from .output import report_failure, report_success, wants_bar
+from .s3 import add_endpoint_options, presigned_get
 from .signals import stop_on_sigterm
 
 
@@ -124,6 +126,8 @@ def add_parser(sub: Any) -> None:
         "--no-resume", action="store_true", help="ignore a partial download and start over"
     )
     add_transfer_options(get)
+    s3 = get.add_argument_group("s3://BUCKET/KEY (credentials from AWS_* variables)")
+    add_endpoint_options(s3)
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -141,6 +145,11 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 def run_get(args: argparse.Namespace) -> int:
     url = args.url
     path = default_output(url, args.output, args.output_dir)
+    if is_s3_url(url):
+        try:
+            url = presigned_get(url, args.endpoint_url, args.region)
+        except StreamerError as exc:
+            return report_failure(args, args.url, exc)
     bar = None
     if wants_bar(args):
         from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
@@ -166,7 +175,7 @@ def run_get(args: argparse.Namespace) -> int:
     except StreamerError as exc:
         if bar is not None:
             bar.close()
-        return report_failure(args, url, exc)
+        return report_failure(args, args.url, exc)
     if bar is not None:
         bar.close()
     report_success(args, result)

@@ -10,11 +10,13 @@ from typing import Any
 from ..client import Client
 from ..core.formspec import parse_form_arg
 from ..core.retry import RetryPolicy
+from ..core.s3 import is_s3_url
 from ..core.sizes import format_size
-from ..errors import StreamerError
+from ..errors import StreamerError, UsageError
 from ..http.bodies import FilePart
 from ..results import UploadResult
 from ..sync import run
+from . import s3
 from .options import add_transfer_options, client_config, parse_headers
 from .output import report_failure, wants_bar
 from .signals import stop_on_sigterm
@@ -23,7 +25,7 @@ from .signals import stop_on_sigterm
 def add_upload_commands(sub: Any) -> None:
     put = sub.add_parser("put", help="upload a file as the request body (curl -T)")
     put.add_argument("file", metavar="FILE")
-    put.add_argument("url", metavar="URL")
+    put.add_argument("url", metavar="URL", nargs="?", help="http(s):// or s3://BUCKET/KEY")
     put.add_argument("-X", "--request", default="PUT", metavar="METHOD")
     put.add_argument("--content-type", metavar="MIME")
     add_transfer_options(put)
@@ -49,9 +51,16 @@ def add_upload_commands(sub: Any) -> None:
         action="store_true",
         help="follow redirects to another origin with the body",
     )
+    s3.add_put_options(put)
 
 
 def run_upload_command(args: argparse.Namespace) -> int:
+    if args.command == "put":
+        presigned = getattr(args, "s3_presigned", None)
+        if (args.url is None) == (presigned is None):
+            raise UsageError("give FILE URL, or --s3-presigned PLAN.json FILE")
+        if presigned is not None or is_s3_url(args.url):
+            return s3.run_s3_put(args)
     config = client_config(args)
     headers = parse_headers(args.header, args.url)
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)

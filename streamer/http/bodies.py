@@ -66,6 +66,11 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What must not change while a file is uploaded: size, mtime, inode and device."""
+    return _identity(st)
+
+
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
 # preadv's answers when RWF_NOWAIT is not supported (old kernel, some file systems).
 _NOWAIT_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
@@ -106,9 +111,18 @@ class _CachedFirstReader:
 
 
 class FileBody:
-    """A file on disk, sent from the first byte on every opening, checked for changes."""
+    """A file on disk (or the slice ``[offset, offset + length)`` of it), sent from its first
+    byte on every opening, checked for changes."""
 
-    def __init__(self, path: Path, content_type: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        content_type: str | None = None,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        identity: tuple[int, int, int, int] | None = None,
+    ) -> None:
         self.path = path
         try:
             st = os.stat(path)
@@ -125,9 +139,15 @@ class FileBody:
                 result=Result.SOURCE_READ_ERROR,
             )
         self._identity = _identity(st)
-        self.length: int | None = st.st_size
+        self._offset = offset
+        self.length: int | None = st.st_size - offset if length is None else length
         self.replayable = True
         self.content_type = content_type
+        # A slice is checked against the file as it was when the whole upload began.
+        if (
+            identity is not None and identity != self._identity
+        ) or offset + self.length > st.st_size:
+            raise self._changed("it is not the file whose size was declared")
 
     def _changed(self, why: str) -> SourceChangedError:
         return SourceChangedError(
@@ -137,7 +157,7 @@ class FileBody:
         )
 
     async def open(self) -> AsyncIterator[bytes]:
-        size = self._identity[0]
+        start, size, end = self._offset, self._identity[0], self._offset + (self.length or 0)
         try:
             # Opened here, not in a thread (aiofiles.open): a send cancelled during a threaded
             # open would leave the file opened after all, and never closed. Closed here too:
@@ -147,9 +167,9 @@ class FileBody:
                 if _identity(os.fstat(f.fileno())) != self._identity:
                     raise self._changed("it is not the file whose size was declared")
                 reader = _CachedFirstReader(raw, f)
-                sent, held = 0, b""
-                while sent < size:
-                    data = await reader.read_at(min(READ_SIZE, size - sent), sent)
+                sent, held = start, b""
+                while sent < end:
+                    data = await reader.read_at(min(READ_SIZE, end - sent), sent)
                     if not data:
                         raise self._changed(f"it shrank to {sent} bytes of {size}")
                     if held:
