@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from streamer import Client
+from streamer import Client, S3Error, SourceChangedError
 from streamer.core.s3 import parse_list_parts
 from streamer.storage.upload_state import load_state
 from tests.helpers import ENV, wait_for
@@ -219,3 +219,262 @@ async def test_resume_after_kill_sends_only_missing_parts(
     rc, _, err = await streamer(env, "get", f"s3://{BUCKET}/resume.bin", "-o", back, "-q")
     assert rc == 0, err
     assert sha(back) == sha(src)
+
+
+async def _failed_upload(client: Client, seaweed: Seaweed, src: Path, key: str) -> str:
+    """A multipart upload whose part 2 is answered 500 with no retry: it fails resumable, so
+    its UploadId stays remembered (the endpoint is SeaweedFS itself); returns that id."""
+    relay = Relay(int(seaweed.endpoint.rsplit(":", 1)[1]), fail_part=2)
+    port = await relay.start()
+    try:
+        with pytest.raises(S3Error) as info:
+            await client.upload_s3(
+                src,
+                f"s3://{BUCKET}/{key}",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                part_size=PART,
+                parallel=1,
+            )
+    finally:
+        await relay.stop()
+    assert (info.value.status, info.value.code, info.value.retryable) == (
+        500,
+        "InternalError",
+        True,
+    )
+    # The same upload, remembered under the relay's endpoint: move it to the server's own.
+    upload_id = remembered_id(src, key, f"http://127.0.0.1:{port}")
+    assert upload_id is not None
+    return upload_id
+
+
+async def test_no_resume_aborts_the_remembered_upload(
+    seaweed: Seaweed, env: dict[str, str], client: Client, tmp_path: Path
+) -> None:
+    """A failed run that can be resumed keeps its UploadId; resume=False aborts that upload on
+    the server (NoSuchUpload afterwards) and uploads everything anew."""
+    src = make_file(tmp_path / "nores.bin", 2 * PART + 1)
+    first = await _start_and_stop(client, seaweed, src, "nores.bin")
+    result = await client.upload_s3(src, f"s3://{BUCKET}/nores.bin", part_size=PART, resume=False)
+    assert (result.resumed_parts, result.sent) == (0, src.stat().st_size)
+    status, body = seaweed.fetch("GET", f"/{BUCKET}/nores.bin?uploadId={first}")
+    assert (status, b"NoSuchUpload" in body) == (404, True)
+    assert remembered_id(src, "nores.bin", seaweed.endpoint) is None
+
+
+async def _start_and_stop(client: Client, seaweed: Seaweed, src: Path, key: str) -> str:
+    """Leave a remembered, resumable upload of `src` to `key` at SeaweedFS's own endpoint:
+    its first part fails with 500 through a relay, then the record is copied over."""
+    from streamer.storage.upload_state import save_state
+
+    upload_id = await _failed_upload(client, seaweed, src, key)
+    st = src.stat()
+    save_state(
+        "s3",
+        {
+            "endpoint": seaweed.endpoint,
+            "bucket": BUCKET,
+            "key": key,
+            "path": str(src.absolute()),
+            "size": st.st_size,
+            "mtime": st.st_mtime_ns,
+        },
+        {"upload_id": upload_id, "part_size": PART},
+    )
+    return upload_id
+
+
+async def test_no_such_upload_on_resume_is_85_and_forgotten(
+    seaweed: Seaweed, env: dict[str, str], client: Client, tmp_path: Path
+) -> None:
+    """A remembered UploadId the server no longer knows ends in UPLOAD_EXPIRED (exit 85) and
+    the record is dropped, so the next run starts afresh and succeeds."""
+    src = make_file(tmp_path / "gone.bin", 2 * PART + 3)
+    upload_id = await _start_and_stop(client, seaweed, src, "gone.bin")
+    assert seaweed.request("DELETE", f"/{BUCKET}/gone.bin?uploadId={upload_id}") == 204
+    rc, _out, err = await streamer(env, "put", src, f"s3://{BUCKET}/gone.bin", "--part-size", "5M")
+    assert rc == 85, err
+    assert "NoSuchUpload" in err and "Traceback" not in err
+    assert remembered_id(src, "gone.bin", seaweed.endpoint) is None
+    rc, _out, err = await streamer(env, "put", src, f"s3://{BUCKET}/gone.bin", "--part-size", "5M")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("mode", ["500", "cut"])
+async def test_failed_part_is_retried_alone(
+    seaweed: Seaweed, env: dict[str, str], client: Client, tmp_path: Path, mode: str
+) -> None:
+    """A part answered 500, or cut mid-body, is sent again by itself; the other parts once."""
+    src = make_file(tmp_path / f"retry{mode}.bin", 3 * PART + 5)
+    relay = Relay(int(seaweed.endpoint.rsplit(":", 1)[1]), fail_part=2, mode=mode)
+    port = await relay.start()
+    try:
+        result = await client.upload_s3(
+            src,
+            f"s3://{BUCKET}/retry{mode}.bin",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            part_size=PART,
+            retry=2,
+        )
+    finally:
+        await relay.stop()
+    assert relay.failed == 1
+    assert sorted(relay.part_requests) == [1, 2, 2, 3, 4]
+    assert [n for n, _ in result.parts] == [1, 2, 3, 4]
+    back = tmp_path / "back.bin"
+    rc, _, err = await streamer(env, "get", f"s3://{BUCKET}/retry{mode}.bin", "-o", back, "-q")
+    assert rc == 0, err
+    assert sha(back) == sha(src)
+
+
+async def test_wrong_secret_is_22_without_the_secret(env: dict[str, str], tmp_path: Path) -> None:
+    """A wrong secret key: exit 22, one line naming 403 and SignatureDoesNotMatch, and neither
+    the secret nor a signature is printed."""
+    src = make_file(tmp_path / "w.bin", 1000)
+    secret = "wrong-secret-Zq8vX"
+    bad = {**env, "AWS_SECRET_ACCESS_KEY": secret}
+    for extra in ((), ("--part-size", "5M")):
+        rc, out, err = await streamer(bad, "put", src, f"s3://{BUCKET}/w.bin", *extra)
+        assert rc == 22, err
+        assert "403" in err and "SignatureDoesNotMatch" in err
+        assert len(err.strip().splitlines()) == 1
+        for text in (out, err):
+            assert secret not in text and "Signature=" not in text
+
+
+async def test_missing_credentials_is_2(env: dict[str, str], tmp_path: Path) -> None:
+    """No AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for an s3:// target: usage error, exit 2."""
+    src = make_file(tmp_path / "m.bin", 10)
+    bare = {k: v for k, v in env.items() if not k.startswith("AWS_ACCESS")}
+    for args in (("put", src, f"s3://{BUCKET}/m.bin"), ("get", f"s3://{BUCKET}/m.bin")):
+        rc, _out, err = await streamer(bare, *args)
+        assert rc == 2, err
+        assert "AWS_ACCESS_KEY_ID" in err and "Traceback" not in err
+
+
+def _plan(
+    seaweed: Seaweed, key: str, size: int, complete: bool, expires: int = 600
+) -> dict[str, Any]:
+    """What a backend hands a client: a new upload's presigned part URLs (and completion)."""
+    from streamer.core.s3 import parse_upload_id
+
+    status, body = seaweed.fetch("POST", f"/{BUCKET}/{key}?uploads")
+    assert status == 200, body
+    upload_id = parse_upload_id(body)
+    count = max(1, -(-size // PART))
+    parts = [
+        {
+            "part_number": n,
+            "url": presign(
+                seaweed, "PUT", f"/{BUCKET}/{key}?partNumber={n}&uploadId={upload_id}", expires
+            ),
+        }
+        for n in range(1, count + 1)
+    ]
+    plan: dict[str, Any] = {"part_size": PART, "parts": parts, "upload_id": upload_id}
+    if complete:
+        plan["complete_url"] = presign(seaweed, "POST", f"/{BUCKET}/{key}?uploadId={upload_id}")
+    return plan
+
+
+async def test_presigned_plan_with_complete_url(
+    seaweed: Seaweed, env: dict[str, str], client: Client, tmp_path: Path
+) -> None:
+    """A presigned plan with complete_url: parts go to their URLs, the upload is completed, and
+    no credentials are needed."""
+    src = make_file(tmp_path / "pre.bin", 2 * PART + 99)
+    plan = _plan(seaweed, "pre.bin", src.stat().st_size, complete=True)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.pop(name)
+    result = await client.upload_presigned_parts(src, plan, parallel=2)
+    assert result.etag is not None and result.etag.endswith('-3"')
+    assert [n for n, _ in result.parts] == [1, 2, 3]
+    status, body = seaweed.fetch("GET", f"/{BUCKET}/pre.bin")
+    assert status == 200
+    assert hashlib.sha256(body).hexdigest() == sha(src)
+
+
+async def test_presigned_plan_without_complete_url_prints_parts(
+    seaweed: Seaweed, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Without complete_url, the CLI prints {"parts": [...]} (ETags for whoever completes it),
+    never a signed query; completing with those ETags yields the file."""
+    from streamer.core.s3 import complete_xml
+
+    src = make_file(tmp_path / "pre2.bin", 2 * PART + 7)
+    plan = _plan(seaweed, "pre2.bin", src.stat().st_size, complete=False)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    bare = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    rc, out, err = await streamer(bare, "put", "--s3-presigned", tmp_path / "plan.json", src)
+    assert rc == 0, err
+    assert "X-Amz-Signature" not in out + err
+    parts = [(p["part_number"], p["etag"]) for p in json.loads(out)["parts"]]
+    assert [n for n, _ in parts] == [1, 2, 3]
+    query = f"/{BUCKET}/pre2.bin?uploadId={plan['upload_id']}"
+    assert seaweed.fetch("POST", query, complete_xml(parts))[0] == 200
+    status, body = seaweed.fetch("GET", f"/{BUCKET}/pre2.bin")
+    assert (status, hashlib.sha256(body).hexdigest()) == (200, sha(src))
+
+
+async def test_expired_presigned_url_is_22(
+    seaweed: Seaweed, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A presigned part URL past its expiry: exit 22 naming 403 and the S3 code; no signature
+    printed."""
+    src = make_file(tmp_path / "exp.bin", 1000)
+    plan = _plan(seaweed, "exp.bin", 1000, complete=True, expires=1)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    await asyncio.sleep(2.1)  # past X-Amz-Expires=1
+    rc, out, err = await streamer(env, "put", "--s3-presigned", tmp_path / "plan.json", src)
+    assert rc == 22, err
+    assert "403" in err and "AccessDenied" in err, err
+    signature = plan["parts"][0]["url"].split("X-Amz-Signature=")[1].split("&")[0]
+    assert len(signature) == 64 and signature not in out + err
+    assert "X-Amz-Signature=REDACTED" in err
+
+
+@pytest.mark.parametrize(
+    "change", [{"part_size": PART, "drop": 1}, {"part_size": PART // 2}, {"part_size": 0}]
+)
+async def test_bad_plan_is_2(
+    seaweed: Seaweed, env: dict[str, str], tmp_path: Path, change: dict[str, int]
+) -> None:
+    """A plan whose parts do not cover the file exactly (too few, too small, no size): exit 2,
+    before any request."""
+    src = make_file(tmp_path / "bad.bin", 2 * PART + 1)
+    plan = {
+        "part_size": change["part_size"],
+        "parts": [{"part_number": n, "url": f"http://127.0.0.1:9/p{n}"} for n in (1, 2, 3)],
+    }
+    if change.get("drop"):
+        plan["parts"] = plan["parts"][:-1]
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    rc, _out, err = await streamer(env, "put", "--s3-presigned", tmp_path / "plan.json", src)
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+async def test_file_changed_during_upload_is_83_and_aborted(
+    seaweed: Seaweed, env: dict[str, str], client: Client, tmp_path: Path
+) -> None:
+    """A file modified while its parts are sent: SourceChangedError (exit 83 on the CLI), the
+    multipart upload is aborted on the server and forgotten here."""
+    src = make_file(tmp_path / "chg.bin", 4 * PART)
+    relay = Relay(int(seaweed.endpoint.rsplit(":", 1)[1]), delay=0.004)
+    port = await relay.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    task = asyncio.create_task(
+        client.upload_s3(
+            src, f"s3://{BUCKET}/chg.bin", endpoint_url=endpoint, part_size=PART, parallel=1
+        )
+    )
+    await wait_for(lambda: 2 in relay.part_requests or task.done(), "part 2 under way")
+    upload_id = remembered_id(src, "chg.bin", endpoint)
+    with src.open("r+b") as f:
+        f.write(b"changed!")
+    with pytest.raises(SourceChangedError) as info:
+        await task
+    await relay.stop()
+    assert info.value.exit_code == 83
+    status, body = seaweed.fetch("GET", f"/{BUCKET}/chg.bin?uploadId={upload_id}")
+    assert (status, b"NoSuchUpload" in body) == (404, True)

@@ -76,10 +76,15 @@ def run_s3_put(args: argparse.Namespace) -> int:
                     args.file, plan, parallel=max(1, args.jobs), retry=retry
                 )
             return await client.upload_s3(
-                args.file, args.url, endpoint_url=args.endpoint_url, region=args.region,
-                part_size=args.part_size, parallel=max(1, args.jobs), retry=retry,
+                args.file,
+                args.url,
+                endpoint_url=args.endpoint_url,
+                region=args.region,
+                part_size=args.part_size,
+                parallel=max(1, args.jobs),
+                retry=retry,
                 resume=not args.no_resume,
-            )  # fmt: skip
+            )
 
     try:
         result = run(go())
