@@ -22,7 +22,7 @@ import pytest
 from streamer import Client, S3Error, SourceChangedError
 from streamer.core.s3 import parse_list_parts
 from streamer.storage.upload_state import load_state
-from tests.helpers import ENV, wait_for
+from tests.helpers import ENV, peak_rss, wait_for
 from tests.seaweed import ACCESS_KEY, SECRET_KEY, Relay, Seaweed, running_seaweed, weed_binary
 
 MIB = 1 << 20
@@ -478,3 +478,50 @@ async def test_file_changed_during_upload_is_83_and_aborted(
     assert info.value.exit_code == 83
     status, body = seaweed.fetch("GET", f"/{BUCKET}/chg.bin?uploadId={upload_id}")
     assert (status, b"NoSuchUpload" in body) == (404, True)
+
+
+async def test_without_botocore_s3_is_a_usage_error(env: dict[str, str], tmp_path: Path) -> None:
+    """Where botocore cannot be imported, an s3:// target is a usage error (exit 2) naming the
+    extra streamer[s3]; nothing else needs it."""
+    src = make_file(tmp_path / "nb.bin", 10)
+    blocked = "import sys; sys.modules['botocore'] = None; from streamer.cli.main import main; "
+    code = blocked + "raise SystemExit(main(sys.argv[1:]))"
+    for args in (("put", src, f"s3://{BUCKET}/nb.bin"), ("get", f"s3://{BUCKET}/nb.bin")):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            code,
+            *map(str, args),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 2, err
+        assert b"streamer[s3]" in err and b"Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss units are Linux's")
+def test_multipart_memory_is_flat(env: dict[str, str], tmp_path: Path) -> None:
+    """`streamer put` of 256 MiB to S3 (16 parts, 4 at once) peaks at <= 64 MiB RSS."""
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(256 * MIB)  # sparse: quick to make, read like any file
+    aws = [f"{k}={v}" for k, v in env.items() if k.startswith(("AWS_", "XDG_"))]
+    cmd = [
+        "/usr/bin/env",
+        *aws,
+        sys.executable,
+        "-m",
+        "streamer",
+        "put",
+        str(big),
+        f"s3://{BUCKET}/big.bin",
+        "-q",
+    ]
+    log = tmp_path / "child.log"
+    report = peak_rss(cmd, 120.0, log)
+    assert report.rc == 0, log.read_text(errors="replace")
+    assert report.launcher_kib < report.maxrss_kib / 2, "the launcher could dominate"
+    assert report.maxrss_kib <= 64 * 1024, f"peak RSS {report.maxrss_kib / 1024:.1f} MiB"
