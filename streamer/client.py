@@ -228,6 +228,7 @@ class Client:
         split: int = 1,
         wait_lock: float | None = None,
         progress: ProgressCallback | None = None,
+        resume_key: str | None = None,
     ) -> DownloadResult:
         """Stream `url` into `path` through a partial file; the target appears only when whole.
 
@@ -238,6 +239,8 @@ class Client:
         connections in byte ranges (when the server supports ranges), each resumable.
         Another process downloading to the same target makes this fail at once with
         `TargetBusyError`, or, with ``wait_lock`` seconds, wait for it that long first.
+        ``resume_key`` names what a partial download is of when `url` changes from run to run
+        (a presigned URL signed anew); the server's validator still guards the resume.
         """
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
@@ -245,6 +248,7 @@ class Client:
             url, Path(path), max_bytes=max_bytes, checksum=checksum, headers=headers or {},
             accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
             remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
+            resume_key=resume_key,
         )  # fmt: skip
         if split > 1:
             from .transfer.segmented import run_segmented

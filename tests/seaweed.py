@@ -262,9 +262,11 @@ class Relay:
         )
         await writer.drain()
 
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        """The answers, back to the client (slowed by `delay` too)."""
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while chunk := await src.read(1 << 16):
                 dst.write(chunk)
                 await dst.drain()
+                if self.delay:
+                    await asyncio.sleep(self.delay)

@@ -145,9 +145,10 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 def run_get(args: argparse.Namespace) -> int:
     url = args.url
     path = default_output(url, args.output, args.output_dir)
+    resume_key = None
     if is_s3_url(url):
         try:
-            url = presigned_get(url, args.endpoint_url, args.region)
+            url, resume_key = presigned_get(url, args.endpoint_url, args.region)
         except StreamerError as exc:
             return report_failure(args, args.url, exc)
     bar = None
@@ -168,6 +169,7 @@ def run_get(args: argparse.Namespace) -> int:
                 headers=headers, no_clobber=args.no_clobber, progress=bar,
                 resume=not args.no_resume, retry=retry, remote_name=args.remote_header_name,
                 clobber=args.clobber, split=max(args.split, 1), wait_lock=args.wait_lock,
+                resume_key=resume_key,
             )  # fmt: skip
 
     try:

@@ -125,8 +125,9 @@ def _report(args: argparse.Namespace, result: S3UploadResult) -> None:
         )
 
 
-def presigned_get(url: str, endpoint_url: str | None, region: str | None) -> str:
-    """The presigned https(s) URL that fetches ``s3://B/K`` (credentials from the environment)."""
+def presigned_get(url: str, endpoint_url: str | None, region: str | None) -> tuple[str, str]:
+    """The presigned http(s) URL that fetches ``s3://B/K`` (credentials from the environment),
+    and the object's unsigned URL, which names the download across runs (for resuming)."""
     from ..core.s3 import resolve_credentials, resolve_endpoint
     from ..http.s3sign import presign_url, require_signer
 
@@ -134,4 +135,5 @@ def presigned_get(url: str, endpoint_url: str | None, region: str | None) -> str
     require_signer()
     endpoint = resolve_endpoint(endpoint_url, region, os.environ, location.bucket)
     creds = resolve_credentials(None, None, None, os.environ)
-    return presign_url("GET", endpoint.object_url(location), creds, endpoint.region, GET_EXPIRES)
+    plain = endpoint.object_url(location)
+    return presign_url("GET", plain, creds, endpoint.region, GET_EXPIRES), plain
