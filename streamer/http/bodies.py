@@ -122,8 +122,10 @@ class FileBody:
         offset: int = 0,
         length: int | None = None,
         identity: tuple[int, int, int, int] | None = None,
+        read_size: int = READ_SIZE,
     ) -> None:
         self.path = path
+        self._read_size = read_size
         try:
             st = os.stat(path)
         except OSError as exc:
@@ -169,7 +171,7 @@ class FileBody:
                 reader = _CachedFirstReader(raw, f)
                 sent, held = start, b""
                 while sent < end:
-                    data = await reader.read_at(min(READ_SIZE, end - sent), sent)
+                    data = await reader.read_at(min(self._read_size, end - sent), sent)
                     if not data:
                         raise self._changed(f"it shrank to {sent} bytes of {size}")
                     if held:

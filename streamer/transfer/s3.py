@@ -64,6 +64,9 @@ T = TypeVar("T")
 # about 250 KiB.
 ANSWER_LIMIT = 4 << 20
 _MAX_LIST_PAGES = 20  # 10,000 parts at 1,000 a page, with room
+# Parts are read in smaller chunks than a single upload: with `parallel` parts in flight,
+# each holds about two chunks (the one held back until the file is checked, the one sent).
+PART_READ_SIZE = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -345,7 +348,11 @@ async def _send_parts(run: _Run, upload_id: str, parts: Sequence[Part]) -> dict[
 
         async def attempt(_n: int) -> str:
             body = FileBody(
-                run.req.path, offset=part.offset, length=part.length, identity=run.identity
+                run.req.path,
+                offset=part.offset,
+                length=part.length,
+                identity=run.identity,
+                read_size=PART_READ_SIZE,
             )
             headers = sign_headers("PUT", url, target.creds, target.endpoint.region)
             _status, answer_headers, _ = await exchange(run.client, "PUT", url, headers, body)
