@@ -45,7 +45,8 @@ boto3.client("s3", endpoint_url=sys.argv[1]).upload_file(sys.argv[2], "bench", s
 def commands(args: argparse.Namespace, endpoint: str, payload: Path) -> dict[str, list[str]]:
     out = {
         "streamer": [sys.executable, "-m", "streamer", "put", str(payload),
-                     f"s3://{BUCKET}/streamer.bin", "--endpoint-url", endpoint, "-q"],
+                     f"s3://{BUCKET}/streamer.bin", "--endpoint-url", endpoint, "-q",
+                     *args.streamer_args.split()],
     }  # fmt: skip
     if args.boto_python:
         out["boto3"] = [args.boto_python, "-c", BOTO, endpoint, str(payload), "boto3.bin"]
@@ -116,6 +117,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--boto-python", help="a Python with boto3 (and awscli's `aws` beside it)")
     p.add_argument("--keep", type=Path, help="work directory to keep")
+    p.add_argument("--streamer-args", default="", help="extra options, e.g. '-j 8 --part-size 8M'")
+    p.add_argument("--no-kill-test", action="store_true", help="skip the kill-at-40 % run")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "s3.json")
     args = p.parse_args()
     os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
@@ -132,7 +135,9 @@ def main() -> None:
         with running_seaweed(work / "seaweed") as server:
             assert server.request("PUT", f"/{BUCKET}") == 200
             rows = timed_runs(args, server.endpoint, payload, work)
-            resume = kill_and_resume(int(server.endpoint.rsplit(":", 1)[1]), payload, size)
+            resume = {}
+            if not args.no_kill_test:
+                resume = kill_and_resume(int(server.endpoint.rsplit(":", 1)[1]), payload, size)
         shutil.rmtree(work / "seaweed", ignore_errors=True)
     print(resume, file=sys.stderr)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -224,28 +224,7 @@ def _state_key(run: _Run) -> dict[str, str | int]:
 
 async def _multipart(run: _Run, part_size: int) -> tuple[str, list[tuple[int, str]], int]:
     key = _state_key(run)
-    record, note = load_state("s3", key)
-    if note:
-        run.notes.append(note)
-    upload_id = record.get("upload_id") if record else None
-    if record and isinstance(record.get("part_size"), int):
-        part_size = record["part_size"]
-    listed: dict[int, ListedPart] = {}
-    if isinstance(upload_id, str) and not run.req.resume:
-        await _abort(run, upload_id)
-        drop_state("s3", key)
-        upload_id = None
-    elif isinstance(upload_id, str):
-        try:
-            listed = await _list_parts(run, upload_id)
-        except S3Error as exc:
-            if exc.result is Result.UPLOAD_EXPIRED:
-                drop_state("s3", key)
-                exc.message += "; the remembered upload is gone, run again to start over"
-            raise
-    if not isinstance(upload_id, str):
-        upload_id = await _create(run)
-        save_state("s3", key, {"upload_id": upload_id, "part_size": part_size})
+    upload_id, part_size, listed = await _open_upload(run, key, part_size)
     plan = plan_parts(run.identity[0], part_size)
     try:
         done = {p.number: listed[p.number].etag for p in plan if _fits(listed.get(p.number), p)}
@@ -261,6 +240,33 @@ async def _multipart(run: _Run, part_size: int) -> tuple[str, list[tuple[int, st
         raise
     drop_state("s3", key)
     return etag, parts, len(plan) - len(missing)
+
+
+async def _open_upload(
+    run: _Run, key: dict[str, str | int], part_size: int
+) -> tuple[str, int, dict[int, ListedPart]]:
+    """The remembered upload (its part size and the parts the server lists), or a new one
+    (remembered before any part is sent). ``resume=False`` aborts a remembered one first."""
+    record, note = load_state("s3", key)
+    if note:
+        run.notes.append(note)
+    upload_id = record.get("upload_id") if record else None
+    if isinstance(upload_id, str) and run.req.resume:
+        if record and isinstance(record.get("part_size"), int):
+            part_size = record["part_size"]
+        try:
+            return upload_id, part_size, await _list_parts(run, upload_id)
+        except S3Error as exc:
+            if exc.result is Result.UPLOAD_EXPIRED:
+                drop_state("s3", key)
+                exc.message += "; the remembered upload is gone, run again to start over"
+            raise
+    if isinstance(upload_id, str):
+        await _abort(run, upload_id)
+        drop_state("s3", key)
+    upload_id = await _create(run)
+    save_state("s3", key, {"upload_id": upload_id, "part_size": part_size})
+    return upload_id, part_size, {}
 
 
 def _fits(listed: ListedPart | None, part: Part) -> bool:
