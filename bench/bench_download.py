@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -36,6 +37,12 @@ UNITS = {"": 1, "k": 1 << 10, "m": MiB, "g": GiB, "t": 1 << 40}
 TOOLS = {
     "streamer": "{python} -m streamer get {url} -o {out} --no-progress -q",
     "curl": "curl -s -o {out} {url}",
+    # Durable against durable: streamer fsyncs before its rename; curl does not sync at all.
+    "curl+sync": 'sh -c \'curl -s -o "$0" "$1" && sync "$0"\' {out} {url}',
+    # The same streamer command on another checkout: PYTHONPATH from --prev.
+    "streamer-prev": (
+        "env PYTHONPATH={prev} {python} -m streamer get {url} -o {out} --no-progress -q"
+    ),
     "wget": "wget -q -O {out} {url}",
     "aria2c": "aria2c -q -x1 -s1 --file-allocation=none -d {dir} -o {name} {url}",
 }
@@ -67,6 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-dir", type=Path, help="work in DIR and keep it (payload is reused)")
     p.add_argument("--json", type=Path, help="write all runs and the summary here")
     p.add_argument("--python", default=sys.executable, help="interpreter for streamer")
+    p.add_argument("--prev", help="PYTHONPATH of an earlier streamer, for the streamer-prev tool")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per run (120)")
     p.add_argument("--settle", type=float, default=2.0, help="pause after each run's sync (2)")
     p.add_argument("--budget", type=float, default=1800.0, help="start no run after this (s)")
@@ -175,12 +183,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def fill(template: str, **values: object) -> list[str]:
-    """Split first, then fill in: paths with spaces stay one argument."""
-    return [word.format(**values) for word in template.split()]
+    """Split first, then fill in: paths with spaces stay one argument (a quoted shell script,
+    as in curl+sync, stays one argument too)."""
+    return [word.format(**values) for word in shlex.split(template)]
 
 
-def available(name: str, python: str) -> str:
+def available(name: str, python: str, prev: str | None = None) -> str:
     """Empty string when the tool can run, else why it is skipped."""
+    if name == "curl+sync":
+        name = "curl"
+    if name == "streamer-prev":
+        return "" if prev else "give --prev DIR (a checkout's root whose streamer/ to compare)"
     if name != "streamer":
         return "" if shutil.which(name) else f"{name} not found on PATH"
     cmd = [python, "-m", "streamer", "get", "--help"]
@@ -196,7 +209,7 @@ def select_tools(args: argparse.Namespace) -> list[str]:
     for name in filter(None, (t.strip() for t in args.tools.split(","))):
         if name not in TOOLS:
             sys.exit(f"unknown tool {name!r}; choose from {', '.join(TOOLS)}")
-        why = available(name, args.python)
+        why = available(name, args.python, args.prev)
         if why:
             print(f"skipping {name}: {why}", file=sys.stderr)
         else:
@@ -258,7 +271,15 @@ def check_output(out: Path, size: int, digest: str | None) -> str:
 def one_run(name: str, rnd: int, b: Bench) -> Run:
     """One timed download; round 0 also checks the sha256 of what each tool wrote."""
     out = b.out_dir / f"{name}.out"
-    cmd = fill(TOOLS[name], python=b.args.python, url=b.url, out=out, dir=b.out_dir, name=out.name)
+    cmd = fill(
+        TOOLS[name],
+        python=b.args.python,
+        url=b.url,
+        out=out,
+        dir=b.out_dir,
+        name=out.name,
+        prev=b.args.prev,
+    )
     status, wall, cpu, rss = measure(cmd, b.args.timeout, b.out_dir.parent / "rss.txt")
     want = b.digest if rnd == 0 else None
     if status:

@@ -49,11 +49,13 @@ if TYPE_CHECKING:
     from .results import DownloadResult, FetchResult, S3UploadResult, UploadResult
     from .sync import download, fetch, upload
     from .transfer.bulk import BulkOptions, JobResult
+    from .transfer.handover import BulkRun
 
 # The I/O layers (aiohttp, aiofiles, tqdm) load on first use, so that importing the pure core
 # (`streamer.core.*`) or the error tree stays free of them; a test holds this.
 _LAZY = {
     "BulkOptions": "transfer.bulk",
+    "BulkRun": "transfer.handover",
     "Checksum": "core.checksum",
     "Client": "client",
     "ClientConfig": "config",
@@ -90,6 +92,7 @@ __all__ = [
     "BodyTooLarge",
     "BodyTruncatedError",
     "BulkOptions",
+    "BulkRun",
     "Cancelled",
     "CertificateError",
     "Checksum",

@@ -34,8 +34,9 @@ from .errors import StreamerError, UsageError
 from .http.bodies import Body, FilePart, MultipartBody, Source, make_body
 from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, S3UploadResult, UploadResult
-from .transfer.bulk import BulkOptions, JobResult
+from .transfer.bulk import BulkOptions
 from .transfer.download import DownloadRequest, run_download
+from .transfer.handover import BulkRun
 from .transfer.upload import UploadRequest, expect_headers, run_upload
 
 if TYPE_CHECKING:
@@ -63,12 +64,13 @@ class Client:
 
     async def __aenter__(self) -> Client:
         if self.config.tls != TLSOptions():  # a bad CA or certificate file fails here, at once
-            self._context = make_ssl_context(self.config.tls)
+            self.tls_context()
         self._open = True
         return self
 
     def tls_context(self) -> ssl.SSLContext:
-        """The context for https connections (the system's CAs unless configured otherwise)."""
+        """The one TLS context of this client, for the engine and the lane alike (the system's
+        CAs unless configured otherwise; the default one is shared by the whole process)."""
         if self._context is None:
             self._context = make_ssl_context(self.config.tls)
         return self._context
@@ -80,7 +82,7 @@ class Client:
         if self._engine_ is None:
             from .http.engine import Engine
 
-            self._engine_ = Engine(self.config, self._context)
+            self._engine_ = Engine(self.config, self.tls_context())
         return self._engine_
 
     def plain_route(self, url: str) -> bool:
@@ -253,7 +255,13 @@ class Client:
         if split > 1:
             from .transfer.segmented import run_segmented
 
-            return await run_segmented(self, request, split)
+            if self.config.accept_gzip if accept_gzip is None else accept_gzip:
+                raise UsageError(
+                    "split > 1 cannot decode: byte ranges of an encoded body cannot be joined",
+                    url=redact_url(url),
+                )
+
+            return await run_segmented(self, request, split, progress)
         return await run_download(self, request, progress)
 
     def download_many(
@@ -263,9 +271,11 @@ class Client:
         options: BulkOptions | None = None,
         *,
         journal: str | Path | None = None,
-    ) -> AsyncIterator[JobResult]:
-        """Download many jobs (Job values or plain URLs) into `out_dir`; yields one `JobResult`
-        per job as each finishes. Failures are results, never exceptions that stop the rest.
+    ) -> BulkRun:
+        """Download many jobs (Job values or plain URLs) into `out_dir`; the `BulkRun` yields one
+        `JobResult` per job as each finishes. Failures are results, never exceptions that stop
+        the rest. Use it as ``async with client.download_many(...) as results:`` so that leaving
+        the loop early stops the transfers still running.
 
         With ``journal`` (a path), completed files are recorded there and skipped next time.
         """
@@ -277,7 +287,8 @@ class Client:
             log = Journal(Path(journal), Path(out_dir))
             log.load()
             log.open()
-        return download_many(self, as_jobs(jobs), Path(out_dir), options or BulkOptions(), log)
+        opts = options or BulkOptions()
+        return BulkRun(download_many(self, as_jobs(jobs), Path(out_dir), opts, log))
 
     async def upload(
         self,

@@ -9,9 +9,18 @@ from typing import Any
 
 from . import __version__
 from .errors import UsageError
-from .http.tls import TLSOptions
 
 DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    """How the server's certificate is checked and which client certificate is shown."""
+
+    verify: bool = True
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
 
 
 @dataclass(frozen=True)

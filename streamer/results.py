@@ -35,6 +35,7 @@ class DownloadResult:
     attempts: int = 1
     notes: tuple[str, ...] = ()
     result: Result = Result.SUCCESS
+    validator: str | None = None  # the strong ETag or Last-Modified of what was saved
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -92,3 +94,39 @@ async def serve_lane() -> AsyncIterator[Any]:
     yield start
     for server in servers:
         await server.stop()
+
+
+# --- nothing blocks the loop ------------------------------------------------------------------
+# Every loop callback (a task step, a protocol's data_received, a timer) is timed; a test in
+# which one holds the loop longer than SLOW_CALLBACK fails, naming it. This is what asyncio's
+# debug mode reports as "Executing <Handle> took N seconds", without debug mode's other costs
+# (and without its output in the CLI processes the tests start). The bound is generous so that
+# a busy machine's preemption alone does not trip it: what it catches is a blocking call (an
+# fsync, a sleep, a big synchronous read) on the loop thread.
+SLOW_CALLBACK = 1.0
+_slow: list[tuple[float, str]] = []
+_original_run = asyncio.events.Handle._run
+
+
+def _timed_run(self: asyncio.events.Handle) -> None:
+    started = time.perf_counter()
+    try:
+        _original_run(self)
+    finally:
+        took = time.perf_counter() - started
+        if took > SLOW_CALLBACK:
+            _slow.append((took, repr(self)[:300]))
+
+
+asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _loop_never_blocked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test if any loop callback during it ran longer than SLOW_CALLBACK."""
+    _slow.clear()
+    yield
+    if request.node.get_closest_marker("blocks_loop") is None and _slow:
+        took, what = max(_slow)
+        _slow.clear()
+        pytest.fail(f"a loop callback blocked the loop for {took:.2f} s: {what}")

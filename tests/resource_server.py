@@ -45,6 +45,7 @@ class Kind(enum.Enum):
     BAD_LENGTH = "bad_length"  # 206 whose Content-Range covers one byte less than is sent
     UNSATISFIABLE = "416"  # 416 with Content-Range `header` (None: without one)
     UNAVAILABLE = "503"  # 503 with Retry-After `header` (None: without one)
+    IGNORE_IF_RANGE = "ignore_if_range"  # honours Range but not If-Range (RFC 9110 13.1.5 allows)
 
 
 class Validators(enum.Enum):
@@ -142,7 +143,8 @@ def _wanted(resource: Resource, seen: Seen, act: Act) -> tuple[int, int] | None:
     match = _RANGE.fullmatch(seen.range or "")
     if match is None or act.kind is Kind.IGNORE_RANGE:
         return None
-    if seen.if_range is not None and not resource.if_range_holds(seen.if_range):
+    if_range = seen.if_range if act.kind is not Kind.IGNORE_IF_RANGE else None
+    if if_range is not None and not resource.if_range_holds(if_range):
         return None
     start = int(match[1])
     end = min(int(match[2]) + 1, size) if match[2] else size

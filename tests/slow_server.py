@@ -64,10 +64,11 @@ class SlowServer:
     release: asyncio.Event = field(default_factory=asyncio.Event)  # set: a stall continues
     _runner: web.AppRunner | None = None
     port: int = 0
+    crashes: list[BaseException] = field(default_factory=list)  # handler bugs, not cuts
 
     async def start(self) -> SlowServer:
         app = web.Application()
-        app.router.add_get("/r/{name}", self._handle)
+        app.router.add_get("/r/{name}", self._guarded)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -79,6 +80,7 @@ class SlowServer:
         self.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
+        assert not self.crashes, f"the slow server's handler crashed: {self.crashes!r}"
 
     def url(self, name: str, *, userinfo: str = "", query: str = "") -> str:
         at = f"{userinfo}@" if userinfo else ""
@@ -87,6 +89,17 @@ class SlowServer:
 
     def requests_for(self, name: str) -> list[Req]:
         return [r for r in self.requests if r.path == f"/r/{name}"]
+
+    async def _guarded(self, request: web.Request) -> web.StreamResponse:
+        """The handler, with its own bugs recorded: a crash must fail the test (see stop), not
+        pass for the cut or the close that aiohttp makes of it."""
+        try:
+            return await self._handle(request)
+        except (web.HTTPException, asyncio.CancelledError, ConnectionError):
+            raise  # answers, and a client that went away: not the handler's bugs
+        except BaseException as exc:
+            self.crashes.append(exc)
+            raise
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         req = Req(request.path, dict(request.headers))
@@ -140,7 +153,6 @@ class SlowServer:
             if pos == res.cut_at:
                 if res.once:
                     res.cut_at = None
-                await resp.drain()
                 assert request.transport is not None
                 request.transport.close()
                 return

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 from streamer import BulkOptions, Client, Job, Result
 from streamer.server.app import running_server
@@ -39,18 +42,59 @@ async def test_download_many_takes_plain_urls_and_journals(tmp_path: Path) -> No
     assert sum(r.skipped for r in second) == 12  # f0 included: skipped, not fetched
 
 
-async def test_host_request_rate_spaces_requests(tmp_path: Path) -> None:
-    """host_request_rate=N starts at most about N requests per second to one host."""
-    names = _files(tmp_path / "srv", 8)
-    out = tmp_path / "out"
-    out.mkdir()
+async def _timed_origin(
+    aiohttp_server: AiohttpServer, delay: float = 0.0
+) -> tuple[str, list[float]]:
+    """An origin answering any /NAME with a small body after `delay`, recording when each
+    request arrived (monotonic seconds)."""
+    arrived: list[float] = []
+
+    async def handle(_request: web.Request) -> web.Response:
+        arrived.append(time.monotonic())
+        if delay:
+            await asyncio.sleep(delay)
+        return web.Response(body=b"x" * 100)
+
+    app = web.Application()
+    app.router.add_get("/{name}", handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    return str(server.make_url("/")), arrived
+
+
+async def test_host_request_rate_spaces_requests(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    """host_request_rate=10 spaces the requests to one host at least 0.1 s apart, as the
+    server sees them arrive (a small allowance for the two clocks' scheduling)."""
+    base, arrived = await _timed_origin(aiohttp_server)
     opts = BulkOptions(jobs=8, host_request_rate=10.0)
-    started = time.monotonic()
-    async with running_server(tmp_path / "srv") as base, Client(trust_env=False) as client:
-        results = [r async for r in client.download_many([base + n for n in names], out, opts)]
+    async with Client(trust_env=False) as client:
+        urls = [f"{base}f{i}.bin" for i in range(6)]
+        async with client.download_many(urls, tmp_path / "out", opts) as run:
+            results = [r async for r in run]
     assert all(r.ok for r in results)
-    # A burst of 1 then 10/s: the 8th request waits about 0.7 s (lower bound only).
-    assert time.monotonic() - started >= 0.6
+    gaps = [b - a for a, b in itertools.pairwise(sorted(arrived))]
+    assert len(gaps) == 5
+    assert min(gaps) >= 0.09, gaps
+
+
+async def test_leaving_the_results_early_stops_every_transfer(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    """Breaking out of `async with client.download_many(...)` after the first result stops the
+    workers: no further request reaches the server, and no stray partial file is left."""
+    base, arrived = await _timed_origin(aiohttp_server, delay=0.2)
+    out = tmp_path / "out"
+    async with Client(trust_env=False) as client:
+        urls = [f"{base}f{i}.bin" for i in range(30)]
+        async with client.download_many(urls, out, BulkOptions(jobs=2)) as run:
+            async for _first in run:
+                break
+        stopped_at = len(arrived)
+        await asyncio.sleep(0.8)  # four more rounds of the server's delay
+    assert len(arrived) == stopped_at, "a request arrived after the consumer stopped"
+    assert stopped_at <= 4
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
 
 
 async def test_dry_run_plans_every_job_without_a_request(tmp_path: Path) -> None:

@@ -21,9 +21,6 @@ PYTHON = str(_VENV_PYTHON) if _VENV_PYTHON.exists() else sys.executable
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 NAME = re.compile(r"\A# example: ([a-z0-9-]+)\n")
 
-# Blocks that show a real bug: they must keep failing until the bug is fixed (strict xfail).
-KNOWN_BUGS: dict[str, str] = {}
-
 # Godot names the document must map (a missing one means the mapping fell behind).
 _GODOT_NAMES_TEXT = """
 accept_gzip body_size_limit download_chunk_size download_file max_redirects timeout use_threads
@@ -109,12 +106,11 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
 
 
 def test_doc_has_named_examples() -> None:
-    """Every python block starts with a unique '# example: NAME' line, and known bugs exist."""
+    """Every python block starts with a unique '# example: NAME' line."""
     names = [ex.name for ex in EXAMPLES]
     assert len(names) >= 20
     assert not [n for n in names if n.startswith("unnamed-")]
     assert len(set(names)) == len(names)
-    assert set(KNOWN_BUGS) <= set(names)
 
 
 def test_doc_maps_every_godot_name() -> None:
@@ -127,16 +123,7 @@ def test_doc_maps_every_godot_name() -> None:
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(
     "example",
-    [
-        pytest.param(
-            ex,
-            id=ex.name,
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[ex.name])]
-            if ex.name in KNOWN_BUGS
-            else [],
-        )
-        for ex in EXAMPLES
-    ],
+    [pytest.param(ex, id=ex.name) for ex in EXAMPLES],
 )
 def test_example_runs(example: Example, outcomes: dict[str, Outcome]) -> None:
     """The example exits 0 within 30 s when run as a script in an empty directory."""

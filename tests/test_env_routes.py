@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from streamer import Client
-from streamer.http.net import EnvRoutes
+from streamer.http.routes import EnvRoutes
 
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "NETRC")
 

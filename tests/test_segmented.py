@@ -254,3 +254,91 @@ async def test_killed_split_run_resumes_each_segment(
     for start, next_start, at in zip(starts, [*starts[1:], BIG], resumed, strict=True):
         assert start < at < next_start  # past the segment's start, inside it
     assert res.sent < 1.5 * BIG, res.sent
+
+
+# --- the contract of one download holds on --split too -------------------------------------------
+
+
+async def test_last_modified_only_resource_changed_under_a_server_ignoring_if_range(
+    client: Client, resource: Resource, tmp_path: Path
+) -> None:
+    """A resource with only a strong Last-Modified, changed between runs, from a server that
+    ignores If-Range (206 from the new version): the segments are never spliced; the file is
+    the new version whole."""
+    lm = Validators.LAST_MODIFIED
+    resource.script.extend([Act(validators=lm), Act(validators=lm, cut_at=200_000)])
+    out = tmp_path / "out.bin"
+    with pytest.raises(StreamerError):
+        await client.download(resource.url, out, split=4)
+    assert sidecar_path(out).exists(), "the first run leaves a resumable segmented partial"
+    resource.change()
+    new = resource.version.body
+    resource.script.extend(Act(kind=Kind.IGNORE_IF_RANGE, validators=lm) for _ in range(12))
+    res = await client.download(resource.url, out, split=4)
+    assert out.read_bytes() == new
+    assert any("restarted with one stream" in note for note in res.notes), res.notes
+
+
+async def test_split_names_the_file_from_content_disposition(
+    client: Client, aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    """-J (remote_name) holds with split: the file is saved under the server's safe name."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    (root / "big.bin").write_bytes(BODY)
+
+    async def disposition(_request: web.Request, resp: web.StreamResponse) -> None:
+        resp.headers["Content-Disposition"] = 'attachment; filename="../../named.bin"'
+
+    app = make_app(root)
+    app.on_response_prepare.append(disposition)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    out = tmp_path / "out"
+    out.mkdir()
+    res = await client.download(
+        str(server.make_url("/big.bin")), out / "big.bin", split=4, remote_name=True
+    )
+    assert res.path == out / "named.bin"
+    assert (out / "named.bin").read_bytes() == BODY
+    assert not (out / "big.bin").exists()
+
+
+async def test_split_reports_progress_up_to_the_whole_file(
+    client: Client, builtin: tuple[str, list[str | None]], tmp_path: Path
+) -> None:
+    """A progress callback sees split's bytes rise to the total, then FINALIZING and DONE."""
+    from streamer import Phase, Progress
+
+    url, _ = builtin
+    seen: list[Progress] = []
+    await client.download(url, tmp_path / "out.bin", split=4, progress=seen.append)
+    body = [p for p in seen if p.phase is Phase.BODY]
+    assert body and all(p.total == SIZE for p in body)
+    assert [p.done for p in body] == sorted(p.done for p in body)
+    assert body[-1].done == SIZE
+    assert [p.phase for p in seen[-2:]] == [Phase.FINALIZING, Phase.DONE]
+
+
+async def test_split_refuses_a_body_over_max_bytes_before_any_segment(
+    client: Client, builtin: tuple[str, list[str | None]], tmp_path: Path
+) -> None:
+    """max_bytes holds with split: the probe's complete length is refused, no segment asked."""
+    url, ranges = builtin
+    out = tmp_path / "out.bin"
+    with pytest.raises(StreamerError) as info:
+        await client.download(url, out, split=4, max_bytes=MIB)
+    assert info.value.result is Result.BODY_SIZE_LIMIT_EXCEEDED
+    assert ranges == ["bytes=0-"]
+    assert not out.exists() and not part_path(out).exists()
+
+
+async def test_split_with_decoding_is_refused(
+    client: Client, builtin: tuple[str, list[str | None]], tmp_path: Path
+) -> None:
+    """split with accept_gzip is a UsageError before any request: ranges of an encoding cannot
+    be joined into the decoded file."""
+    url, ranges = builtin
+    with pytest.raises(StreamerError) as info:
+        await client.download(url, tmp_path / "out.bin", split=4, accept_gzip=True)
+    assert info.value.result is Result.INVALID_INPUT
+    assert ranges == []

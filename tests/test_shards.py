@@ -335,18 +335,20 @@ async def test_jobs_limit_is_kept_by_the_workers_together(
     check_dir(out, expected)
 
 
-async def test_host_request_rate_keeps_one_process(origin: Origin, tmp_path: Path) -> None:
-    """--host-request-rate keeps its spacing exact in one process, even with --processes 2."""
-    urls, expected = small_files(origin, 6, "r")
+async def test_host_request_rate_with_processes_is_refused(origin: Origin, tmp_path: Path) -> None:
+    """--host-request-rate keeps its spacing exact only in one process, so --processes 2 with it
+    is refused up front (exit 2, naming both) instead of being silently ignored."""
+    urls, _ = small_files(origin, 6, "r")
     manifest = write_manifest(tmp_path / "m.txt", urls)
     out = out_dir(tmp_path)
     run = await run_cli(
         "get", "-i", str(manifest), "-d", str(out), "--processes", "2",
         "--host-request-rate", "40", origin=origin,
     )  # fmt: skip
-    assert run.rc == 0, run.err
-    assert origin.most_workers() == 0, origin.workers_seen
-    check_dir(out, expected)
+    assert run.rc == 2, run.err
+    assert "--processes" in run.err and "--host-request-rate" in run.err
+    assert origin.workers_seen == [], "no request is made"
+    assert not any(out.iterdir())
 
 
 async def test_limit_rate_is_shared_by_the_workers(origin: Origin, tmp_path: Path) -> None:

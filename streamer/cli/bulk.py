@@ -26,7 +26,8 @@ from ..errors import Result, exit_code
 from ..storage.journal import JOURNAL_NAME, Journal
 from ..sync import run
 from ..transfer.bulk import BulkOptions, JobResult, download_many
-from .options import client_config
+from ..transfer.handover import BulkRun
+from .options import client_config, parse_headers
 from .output import wants_bar
 from .shards import Counts, Throttled, emit, run_sharded, shard_count
 from .signals import stop_on_sigterm
@@ -137,11 +138,20 @@ class _Tally:
 def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     return BulkOptions(
-        jobs=args.jobs, max_per_host=args.max_per_host, limit_rate=args.limit_rate,
-        host_request_rate=args.host_request_rate, dry_run=args.dry_run,
-        memory_budget=args.memory_budget, retry=retry, resume=not args.no_resume,
-        skip_duplicates=dupes, duplicates_known=args.input_file != "-",
-    )  # fmt: skip
+        jobs=args.jobs,
+        max_per_host=args.max_per_host,
+        limit_rate=args.limit_rate,
+        host_request_rate=args.host_request_rate,
+        dry_run=args.dry_run,
+        memory_budget=args.memory_budget,
+        retry=retry,
+        resume=not args.no_resume,
+        skip_duplicates=dupes,
+        duplicates_known=args.input_file != "-",
+        max_bytes=args.max_filesize,
+        headers=tuple(parse_headers(args.header).items()),
+        no_clobber=args.no_clobber,
+    )
 
 
 def run_bulk(args: argparse.Namespace) -> int:
@@ -222,9 +232,12 @@ async def _go(
     try:
         with _lines(args.input_file) as f:
             jobs = _jobs(parse_manifest(f, shard), args, tally)
-            config = replace(client_config(args), report_phases=False)
-            async with Client(config) as client:
-                async for res in download_many(client, jobs, out_dir, opts, journal):
+            config = replace(client_config(args, accept_gzip=args.compressed), report_phases=False)
+            async with (
+                Client(config) as client,
+                BulkRun(download_many(client, jobs, out_dir, opts, journal)) as run,
+            ):
+                async for res in run:
                     tally.add(res)
                     _report(args, res)
     finally:

@@ -11,6 +11,8 @@ from ..core.s3 import is_s3_url
 from ..errors import StreamerError
 from ..results import DownloadResult
 from ..sync import run
+from . import contract
+from .contract import Mode
 from .options import (
     add_transfer_options,
     client_config,
@@ -23,6 +25,10 @@ from .options import (
 from .output import report_failure, report_success, wants_bar
 from .s3 import add_endpoint_options, presigned_get
 from .signals import stop_on_sigterm
+
+# The parser's defaults and each option's flag, for the contract check (see contract.py).
+GET_DEFAULTS: dict[str, Any] = {}
+GET_NAMES: dict[str, str] = {}
 
 
 def add_parser(sub: Any) -> None:
@@ -128,14 +134,17 @@ def add_parser(sub: Any) -> None:
     add_transfer_options(get)
     s3 = get.add_argument_group("s3://BUCKET/KEY (credentials from AWS_* variables)")
     add_endpoint_options(s3)
+    # argparse keeps its actions in a private list; it offers no public way to walk them.
+    for action in get._actions:
+        GET_DEFAULTS[action.dest] = action.default
+        flags = sorted(action.option_strings, key=len)
+        GET_NAMES[action.dest] = "/".join(flags) if flags else action.dest
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if (args.url is None) == (args.input_file is None):
         parser.error("give one URL, or -i MANIFEST")
-    if args.input_file is not None:
-        if args.output or args.remote_header_name:
-            parser.error("-o and -J name one file; with -i use -d DIR")
+    if contract.check(args, GET_DEFAULTS, GET_NAMES) is Mode.MANY:
         from .bulk import run_bulk
 
         return run_bulk(args)

@@ -58,13 +58,22 @@ def split(total: int, parts: int, min_size: int = MIN_SEGMENT) -> tuple[Segment,
 
 
 def check_segment_response(
-    seg: Segment, status: int, headers: Mapping[str, str], total: int, etag: str | None
+    seg: Segment,
+    status: int,
+    headers: Mapping[str, str],
+    total: int,
+    etag: str | None,
+    *,
+    last_modified: str | None = None,
 ) -> str | None:
     """Why this answer to a segment request cannot be written at ``seg.offset``; None if it can.
 
     Anything but a 206 for exactly the bytes asked for, of a resource of the recorded length
-    with the recorded ETag, is refused: a 200 means the If-Range validator no longer matched
-    (the resource changed) or the server ignores ranges.
+    with the recorded ETag and Last-Modified, is refused: a 200 means the If-Range validator no
+    longer matched (the resource changed) or the server ignores ranges. A server may ignore
+    If-Range and answer 206 from a new version (RFC 9110 13.1.5 makes If-Range optional to
+    honour), so the validators on the 206 itself are compared too: either one changing means
+    the bytes are from another version and must not be spliced in.
     """
     if status != 206:
         return f"expected 206 for {seg.range_header()}, got {status}"
@@ -79,6 +88,9 @@ def check_segment_response(
     new_etag = headers.get("ETag")
     if etag is not None and new_etag is not None and new_etag != etag:
         return f"ETag changed from {etag} to {new_etag}"
+    new_lm = headers.get("Last-Modified")
+    if last_modified is not None and new_lm is not None and new_lm != last_modified:
+        return f"Last-Modified changed from {last_modified} to {new_lm}"
     return None
 
 

@@ -21,7 +21,7 @@ from ..core.redact import redact_url
 from ..core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
 from ..errors import StreamerError, UsageError
 from .bodies import Body
-from .net import NO_ROUTE, EnvRoutes, make_session, mapped_errors
+from .net import make_session, mapped_errors
 from .outgoing import (
     body_for_hop,
     body_headers,
@@ -30,16 +30,16 @@ from .outgoing import (
     phase_reporter,
     split_userinfo,
 )
+from .routes import NO_ROUTE, EnvRoutes
 from .stream import Stream, StreamOptions
 
 
 class Engine:
     """One aiohttp session and the environment's routes, for the life of one `Client`."""
 
-    def __init__(self, config: ClientConfig, context: ssl.SSLContext | None) -> None:
+    def __init__(self, config: ClientConfig, context: ssl.SSLContext) -> None:
         self.config = cfg = config
         self._session: aiohttp.ClientSession | None = make_session(
-            tls=cfg.tls,
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
             read_bufsize=cfg.chunk_size,

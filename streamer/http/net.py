@@ -10,14 +10,11 @@ import asyncio
 import errno
 import ssl
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
-from yarl import URL
 
 from ..core.events import Phase
 from ..core.redact import redact_text, redact_url, url_secrets
@@ -34,7 +31,6 @@ from ..errors import (
     TransferTimeout,
     UsageError,
 )
-from .tls import TLSOptions, make_ssl_context
 
 PhaseCallback = Callable[[Phase], None]
 
@@ -74,7 +70,10 @@ class _ContinueRequest(aiohttp.ClientRequest):
 
     def update_expect_continue(self, expect: bool = False) -> None:
         super().update_expect_continue(expect)
-        waiter = self._continue  # aiohttp's own future for the 100 (a private attribute)
+        # aiohttp's own future for the 100 is a private attribute, and aiohttp offers no public
+        # way to bound the wait (checked against aiohttp 3.14.3-3.14.5; pyproject caps aiohttp
+        # below 3.15, and tests/test_expect_continue.py pins the behaviour).
+        waiter = self._continue
         if waiter is not None:
             self.loop.call_later(self.expect_timeout, self._send_anyway, waiter)
 
@@ -85,68 +84,8 @@ class _ContinueRequest(aiohttp.ClientRequest):
         waiter.set_result(True)
 
 
-@dataclass(frozen=True)
-class Route:
-    """What the environment says about requests to one origin: a proxy, and netrc credentials."""
-
-    proxy: URL | None = None
-    proxy_authorization: str | None = None  # credentials in the proxy URL, as a header value
-    authorization: str | None = None  # from ~/.netrc (or $NETRC) for the host, likewise
-
-
-NO_ROUTE = Route()
-
-
-class EnvRoutes:
-    """aiohttp's ``trust_env`` lookups, done once per (scheme, host) instead of per request.
-
-    With ``trust_env=True`` aiohttp runs two lookups in a worker thread for every request (the
-    proxy from http_proxy/https_proxy/no_proxy, and ~/.netrc credentials for the host) and reads
-    ~/.netrc once more on the event loop. For many small files those thread hops cost more than
-    the transfers (bench/README.md, bench_bulk.py). The same helpers of aiohttp are called here,
-    once per scheme and host for the life of the client; the session itself is built with
-    ``trust_env=False`` and each request gets the result explicitly.
-    """
-
-    MAX_ENTRIES = 4096  # a run over very many hosts starts over rather than growing
-
-    def __init__(self) -> None:
-        self._routes: dict[str, Route] = {}
-
-    def lookup(self, url: str) -> Route:
-        # Keyed by the URL's text up to its path: the route depends on scheme and host only.
-        scheme, sep, rest = url.partition("://")
-        end = next((i for i, ch in enumerate(rest) if ch in "/?#"), len(rest))
-        key = scheme + sep + rest[:end]
-        route = self._routes.get(key)
-        if route is None:
-            if len(self._routes) >= self.MAX_ENTRIES:
-                self._routes.clear()
-            route = self._routes[key] = _env_route(URL(url))
-        return route
-
-
-def _env_route(url: URL) -> Route:
-    """What aiohttp's ClientSession._request looks up with trust_env, with the same helpers."""
-    if url.host is None:
-        return NO_ROUTE
-    proxy, proxy_auth = None, None
-    with suppress(LookupError):
-        proxy, proxy_auth = get_env_proxy_for_url(url)
-    auth = None
-    with suppress(LookupError):
-        auth = basicauth_from_netrc(netrc_from_env(), url.host)
-    # As header values: aiohttp deprecates its auth= and proxy_auth= parameters.
-    return Route(
-        proxy,
-        proxy_auth.encode() if proxy_auth is not None else None,
-        auth.encode() if auth is not None else None,
-    )
-
-
 def make_session(
     *,
-    tls: TLSOptions,
     connect_timeout: float | None,
     read_timeout: float | None,
     read_bufsize: int,
@@ -156,21 +95,14 @@ def make_session(
     limit_per_host: int = 0,
     expect_timeout: float = 1.0,
     phases: bool = True,
-    ssl_context: ssl.SSLContext | None = None,
+    ssl_context: ssl.SSLContext,
 ) -> aiohttp.ClientSession:
     """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off.
 
     Keep ``trust_env`` False and pass what `EnvRoutes` finds with each request instead (aiohttp
     would look the environment up again, in a thread, for every request).
     """
-    # The default options need no context of our own: aiohttp's (built once, at import) verifies
-    # against the system CAs, and loading them again would cost every command ~20 ms.
-    context: ssl.SSLContext | bool = True
-    if ssl_context is not None:
-        context = ssl_context
-    elif tls != TLSOptions():
-        context = make_ssl_context(tls)
-    connector = aiohttp.TCPConnector(ssl=context, limit=limit, limit_per_host=limit_per_host)
+    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=limit, limit_per_host=limit_per_host)
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=connect_timeout, connect=None, sock_read=read_timeout
     )

@@ -1,29 +1,24 @@
 """TLS settings as a value, and the SSLContext built from them (standard library only).
 
-Kept apart from `net.py` so that the client's configuration, and the small-file lane, can be
-loaded without importing aiohttp (about 0.15 s of every command's start-up).
+The options themselves (`TLSOptions`) are part of the client's configuration (`config.py`).
+Kept apart from `net.py` so that the small-file lane can use the context without importing
+aiohttp (about 0.15 s of every command's start-up).
 """
 
 from __future__ import annotations
 
+import functools
 import ssl
-from dataclasses import dataclass
 
+from ..config import TLSOptions
 from ..errors import UsageError
 
 
-@dataclass(frozen=True)
-class TLSOptions:
-    """How the server's certificate is checked and which client certificate is shown."""
-
-    verify: bool = True
-    cafile: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
-
-
+@functools.lru_cache(maxsize=8)
 def make_ssl_context(tls: TLSOptions) -> ssl.SSLContext:
-    """An SSLContext for `tls`; a bad CA or certificate file is a UsageError naming it."""
+    """The SSLContext for `tls` (the one place streamer decides TLS); a bad CA or certificate
+    file is a UsageError naming it. Cached per options: loading the system CAs costs ~15 ms,
+    and a context is safe to share between connections and clients."""
     try:
         ctx = ssl.create_default_context(cafile=tls.cafile)
         if tls.certfile:

@@ -35,7 +35,7 @@ from ..core.limits import BodyLimit
 from ..core.manifest import Job
 from ..core.redact import redact_url
 from ..core.retry import parse_retry_after
-from ..errors import HTTPStatusError, Result, StreamerError
+from ..errors import FileExistsError_, HTTPStatusError, Result, StreamerError
 from ..storage.files import file_error, fsync_dir
 from ..storage.partial import SIDECAR_MIN
 from .connection import Handoff, Lane, Reply, Timeouts
@@ -68,6 +68,7 @@ class _Ask:
 class QuickDone:
     size: int
     checksum: str | None
+    validator: str | None = None  # the answer's ETag or Last-Modified, for the journal
 
 
 class QuickPath:
@@ -80,8 +81,10 @@ class QuickPath:
         tls: Callable[[], ssl.SSLContext],
         *,
         durable: bool,
+        no_clobber: bool = False,
     ) -> None:
         self.durable = durable
+        self.no_clobber = no_clobber
         self._plain_route = plain_route
         timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.total_timeout)
         self.lane = Lane(timeouts, tls)
@@ -93,8 +96,12 @@ class QuickPath:
     @staticmethod
     def usable(config: ClientConfig) -> bool:
         """Whether a client with this config may use the lane at all."""
+        # The lane saves bodies as sent: a run that asked for decoded bodies goes to the engine.
         return (
-            config.proxy is None and config.speed_limit is None and _base_fields(config) is not None
+            config.proxy is None
+            and config.speed_limit is None
+            and not config.accept_gzip
+            and _base_fields(config) is not None
         )
 
     async def fetch(self, job: Job, path: Path, throttle: Throttle | None) -> QuickDone | None:
@@ -164,7 +171,9 @@ class QuickPath:
             verifier.check()
         if throttle is not None:
             await throttle(reply.size)
-        return QuickDone(reply.size, job.checksum)
+        fields = reply.head.fields
+        validator = fields.get("etag") or fields.get("last-modified")
+        return QuickDone(reply.size, job.checksum, validator)
 
     def _not_read(self, reply: Reply, job: Job, origin: Origin, url: str) -> None:
         """An answer whose body was not taken: an error status, a body over the job's limit,
@@ -184,11 +193,21 @@ class QuickPath:
         self._handoffs[origin] = self._handoffs.get(origin, 0) + 1
 
     async def _publish(self, fd: int, part: str, path: Path, url: str) -> None:
-        """Rename the complete `.part` to the target while still holding its lock."""
+        """Rename the complete `.part` to the target while still holding its lock; with
+        no_clobber, link it instead, which fails rather than replace a file that appeared."""
         try:
             if self.durable:
                 await asyncio.to_thread(os.fsync, fd)
-            os.replace(part, path)
+            if self.no_clobber:
+                os.link(part, path)
+                os.unlink(part)
+            else:
+                os.replace(part, path)
+        except FileExistsError as exc:
+            raise FileExistsError_(
+                f"{path} exists and --no-clobber was given; the download was discarded",
+                path=str(path), url=url,
+            ) from exc  # fmt: skip
         except OSError as exc:
             raise file_error(exc, path, "rename into", _WRITE, url) from exc
 

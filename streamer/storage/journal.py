@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import hashlib
 import json
 import os
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.redact import redact_url
 from ..core.targets import target_key
 from ..errors import FileError, Result
 
@@ -32,16 +34,17 @@ _FIBONACCI = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads the keys over t
 
 
 class SizeMap:
-    """Target key -> size in two flat arrays: open addressing with linear probing, at most half
-    full, so 16-32 bytes per entry (a dict of Python ints costs ~120: a million done targets
-    took 117 MiB). Key 0 marks a free slot, so its size is kept apart."""
+    """Target key -> (size, job print) in flat arrays: open addressing with linear probing, at
+    most half full, so 24-48 bytes per entry (a dict of Python ints costs ~120: a million done
+    targets took 117 MiB). Key 0 marks a free slot, so its values are kept apart."""
 
     def __init__(self) -> None:
         self._bits = 10
         self._keys = array("Q", [0]) * (1 << self._bits)
         self._sizes = array("q", [0]) * (1 << self._bits)
+        self._prints = array("Q", [0]) * (1 << self._bits)
         self._count = 0  # non-zero keys stored
-        self._zero: int | None = None  # the size of key 0, if it was set
+        self._zero: tuple[int, int] | None = None  # the size and print of key 0, if it was set
 
     def __len__(self) -> int:
         return self._count + (self._zero is not None)
@@ -55,43 +58,68 @@ class SizeMap:
         return i
 
     def get(self, key: int) -> int | None:
+        found = self.entry(key)
+        return None if found is None else found[0]
+
+    def entry(self, key: int) -> tuple[int, int] | None:
+        """(size, job print) recorded for `key`, or None."""
         if key == 0:
             return self._zero
         i = self._slot(key)
-        return self._sizes[i] if self._keys[i] == key else None
+        return (self._sizes[i], self._prints[i]) if self._keys[i] == key else None
 
     def __setitem__(self, key: int, size: int) -> None:
-        if not (0 <= key <= _MAX_KEY and 0 <= size <= _MAX_SIZE):
-            raise ValueError(f"key or size out of range: {key}, {size}")
+        self.put(key, size, 0)
+
+    def put(self, key: int, size: int, job: int) -> None:
+        if not (0 <= key <= _MAX_KEY and 0 <= size <= _MAX_SIZE and 0 <= job <= _MAX_KEY):
+            raise ValueError(f"key, size or print out of range: {key}, {size}, {job}")
         if key == 0:
-            self._zero = size
+            self._zero = (size, job)
             return
         i = self._slot(key)
         if self._keys[i] != key:
             self._keys[i] = key
             self._count += 1
         self._sizes[i] = size
+        self._prints[i] = job
         if 2 * self._count > len(self._keys):
             self._grow()
 
     def _grow(self) -> None:
-        old_keys, old_sizes = self._keys, self._sizes
+        old = zip(self._keys, self._sizes, self._prints, strict=True)
         self._bits += 1
         self._keys = array("Q", [0]) * (1 << self._bits)
         self._sizes = array("q", [0]) * (1 << self._bits)
-        for key, size in zip(old_keys, old_sizes, strict=True):
+        self._prints = array("Q", [0]) * (1 << self._bits)
+        for key, size, job in old:
             if key:
                 i = self._slot(key)
                 self._keys[i] = key
                 self._sizes[i] = size
+                self._prints[i] = job
+
+
+def job_print(url: str, checksum: str | None) -> int:
+    """A 64-bit print of what a done record vouches for: the (redacted) URL and the checksum.
+
+    A journaled target is skipped only when the job asking for it now has the same print: a
+    job whose URL or checksum changed since is fetched again, not skipped on its file's size.
+    """
+    text = f"{url}\n{checksum or ''}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
 
 @dataclass(frozen=True)
 class Done:
+    """What a done record vouches for: the target, its size, the job (redacted URL and checksum)
+    and the server's strong validator (ETag or Last-Modified) when it sent one."""
+
     target: str
     size: int
     checksum: str | None
     url: str
+    validator: str | None = None
 
 
 class Journal:
@@ -133,15 +161,32 @@ class Journal:
         if isinstance(rec, dict) and rec.get("t") == "done":
             target, size = rec.get("target"), rec.get("size")
             if isinstance(target, str) and isinstance(size, int) and 0 <= size <= _MAX_SIZE:
-                self.done[target_key(target)] = size
+                url, checksum = rec.get("url"), rec.get("checksum")
+                # A record without its URL vouches for no job: print 0 matches none.
+                job = job_print(url, checksum) if isinstance(url, str) else 0
+                if checksum is not None and not isinstance(checksum, str):
+                    job = 0
+                self.done.put(target_key(target), size, job)
 
-    def is_done(self, target: str, path: Path, key: int | None = None) -> bool:
-        """Journaled as complete, and the file is still there with that size. `key` is
-        ``target_key(target)``, when the caller has it already."""
+    def is_done(
+        self,
+        target: str,
+        path: Path,
+        key: int | None = None,
+        job: tuple[str, str | None] | None = None,
+    ) -> bool:
+        """Journaled as complete for the same job, and the file is still there with that size.
+
+        `key` is ``target_key(target)`` when the caller has it already; `job` is the asking
+        job's (URL, checksum): when given, the record must vouch for that same job.
+        """
         if not len(self.done):
             return False  # a first run: nothing to look up
-        size = self.done.get(target_key(target) if key is None else key)
-        if size is None:
+        entry = self.done.entry(target_key(target) if key is None else key)
+        if entry is None:
+            return False
+        size, recorded = entry
+        if job is not None and recorded != job_print(redact_url(job[0]), job[1]):
             return False
         try:
             return path.stat().st_size == size
@@ -183,7 +228,8 @@ class Journal:
             fd, data_fd = self._fd, self._data_fd
             lines = "".join(
                 json.dumps({"t": "done", "target": d.target, "size": d.size,
-                            "checksum": d.checksum, "url": d.url}) + "\n"
+                            "checksum": d.checksum, "url": d.url,
+                            "validator": d.validator}) + "\n"
                 for d in batch
             )  # fmt: skip
             # `done` keeps what earlier runs recorded: a run never asks about a target twice

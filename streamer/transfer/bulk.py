@@ -9,12 +9,10 @@ One failing job never stops the others: its error is data in its `JobResult`.
 from __future__ import annotations
 
 import asyncio
-import random
+import os
 import time
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -24,13 +22,15 @@ from ..core.ratelimit import HostLimiter, TokenBucket
 from ..core.redact import redact_url
 from ..core.retry import RetryPolicy
 from ..core.targets import DuplicateFinder, owner_key, target_key
-from ..errors import Result, StreamerError, UsageError
+from ..errors import FileExistsError_, Result, StreamerError, UsageError
 from ..lane.fetch import QuickDone, QuickPath
 from ..storage.journal import Done, Journal
 from .download import DownloadRequest, run_download
+from .handover import Outbox, ungrouped
+from .retrying import retry_delay
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from .opener import Opener
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,11 @@ class BulkOptions:
     duplicates_known: bool = False  # skip_duplicates holds all of them (the jobs were prescanned)
     dry_run: bool = False  # plan every job (targets, duplicates, journal) and fetch nothing
     quick: bool = True  # small bodies on the lane (quick.py); False: every job on the full engine
+    # What every job of the run honours, as one download does (a job's own values win where
+    # it has them: its headers replace these by name, its max_bytes applies when smaller).
+    max_bytes: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    no_clobber: bool = False  # an existing target fails its job with FILE_EXISTS
 
     def __post_init__(self) -> None:
         if self.jobs < 1 or self.max_per_host < 1:
@@ -118,7 +123,7 @@ class _Hosts:
 
 class _Run:
     def __init__(
-        self, client: Client, out_dir: Path, opts: BulkOptions, journal: Journal | None, width: int
+        self, client: Opener, out_dir: Path, opts: BulkOptions, journal: Journal | None, width: int
     ) -> None:
         self.client = client
         self.out_dir = out_dir
@@ -135,7 +140,11 @@ class _Run:
         self.quick: QuickPath | None = None
         if opts.quick and QuickPath.usable(client.config):
             self.quick = QuickPath(
-                client.config, client.plain_route, client.tls_context, durable=journal is None
+                client.config,
+                client.plain_route,
+                client.tls_context,
+                durable=journal is None,
+                no_clobber=opts.no_clobber,
             )
         self.bucket: TokenBucket | None = None
         if opts.limit_rate is not None:
@@ -183,8 +192,18 @@ class _Run:
         if self._clashes(key, rel):
             err = UsageError(f"two jobs write {rel}; not started", url=redact_url(job.url))
             return JobResult(job, path, err.result, error=err)
-        if self.journal is not None and self.journal.is_done(rel, path, key):
+        job = self._with_run_options(job)
+        if self.journal is not None and self.journal.is_done(
+            rel, path, key, (job.url, job.checksum)
+        ):
             return JobResult(job, path, Result.SUCCESS, size=path.stat().st_size, skipped=True)
+        if self.opts.no_clobber and os.path.lexists(path):
+            exists = FileExistsError_(
+                f"{path} exists and --no-clobber was given; nothing was downloaded",
+                path=str(path),
+                url=redact_url(job.url),
+            )
+            return JobResult(job, path, exists.result, error=exists)
         if self.opts.dry_run:
             return JobResult(job, path, Result.SUCCESS, planned=True)
         if self.hosts is None:  # the per-host cap cannot bind: no more workers than it allows
@@ -198,6 +217,18 @@ class _Run:
             return await self._download(job, rel, path, key)
         finally:
             self.hosts.release(host)
+
+    def _with_run_options(self, job: Job) -> Job:
+        """The job with the run's limits and headers (its own values win), checked again."""
+        opts = self.opts
+        if opts.max_bytes is None and not opts.headers:
+            return job
+        limit = job.max_bytes
+        if opts.max_bytes is not None:
+            limit = opts.max_bytes if limit is None else min(limit, opts.max_bytes)
+        own = {name.lower() for name, _ in job.headers}
+        headers = tuple((n, v) for n, v in opts.headers if n.lower() not in own) + job.headers
+        return replace(job, max_bytes=limit, headers=headers)
 
     async def _download(self, job: Job, rel: str, path: Path, key: int) -> JobResult:
         started = time.monotonic()
@@ -213,11 +244,8 @@ class _Run:
                 quick = await self.quick.fetch(job, path, self.throttle if self.bucket else None)
             except StreamerError as exc:
                 # The lane's answer was attempt 1; a retry goes to the full engine.
-                delay = policy.next_delay(
-                    exc, elapsed=time.monotonic() - started, rand=random.random(),
-                    retry_after=getattr(exc, "retry_after", None),
-                )  # fmt: skip
-                if delay is None or not self.take_retry(exc):
+                delay = retry_delay(policy, exc, started, self.take_retry)
+                if delay is None:
                     return self._failed(job, path, exc, started)
                 policy = policy.increment(exc)
                 await asyncio.sleep(delay)
@@ -233,6 +261,7 @@ class _Run:
         req = DownloadRequest(
             job.url, path, max_bytes=job.max_bytes, checksum=job.checksum,
             headers=dict(job.headers), resume=self.opts.resume, retry=policy,
+            no_clobber=self.opts.no_clobber,
             durable=self.journal is None, throttle=self.throttle if self.bucket else None,
             may_retry=self.take_retry,
         )  # fmt: skip
@@ -240,7 +269,7 @@ class _Run:
             res = await run_download(self.client, req, None)
         except StreamerError as exc:
             return self._failed(job, path, exc, started)
-        done = QuickDone(res.size, str(res.checksum) if res.checksum else None)
+        done = QuickDone(res.size, str(res.checksum) if res.checksum else None, res.validator)
         return await self._succeeded(
             job, target, path, done, started=started, status=res.status, attempts=res.attempts
         )
@@ -257,7 +286,8 @@ class _Run:
     ) -> JobResult:  # fmt: skip
         """Journal the target (its relative path and key) and report success."""
         if self.journal is not None:
-            entry = Done(target[0], done.size, done.checksum, redact_url(job.url))
+            url = redact_url(job.url)
+            entry = Done(target[0], done.size, done.checksum, url, done.validator)
             await self.journal.record(entry)
         return JobResult(
             job, path, Result.SUCCESS, size=done.size, status=status, attempts=attempts,
@@ -291,80 +321,17 @@ def effective_jobs(opts: BulkOptions, chunk_size: int) -> int:
     return max(1, min(opts.jobs, opts.memory_budget // per_transfer))
 
 
-@contextmanager
-def _ungrouped() -> Iterator[None]:
-    """A run-wide failure (the journal cannot be written) leaves the task group as itself,
-    typed, rather than wrapped in an ExceptionGroup the caller would not expect."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        first = _only_streamer_errors(group)
-        if first is None:
-            raise
-        raise first from None
-
-
-def _only_streamer_errors(group: BaseExceptionGroup[BaseException]) -> StreamerError | None:
-    """The first error of `group` when all of them are StreamerErrors, else None."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(reversed(exc.exceptions))
-        else:
-            leaves.append(exc)
-    if leaves and all(isinstance(exc, StreamerError) for exc in leaves):
-        first = leaves[0]
-        assert isinstance(first, StreamerError)
-        return first
-    return None
-
-
-class _Outbox:
-    """Results from the workers to the consumer: a bounded list drained in batches (one wake-up
-    of the consumer per batch, not one hand-over per result as with a Queue)."""
-
-    def __init__(self, limit: int, workers: int) -> None:
-        self.items: deque[JobResult] = deque()
-        self.limit = limit
-        self.working = workers
-        self.ready = asyncio.Event()
-        self.room = asyncio.Event()
-        self.room.set()
-
-    async def put(self, item: JobResult) -> None:
-        self.items.append(item)
-        self.ready.set()
-        if len(self.items) >= self.limit:  # the consumer is behind: wait for it
-            self.room.clear()
-            await self.room.wait()
-
-    def worker_done(self) -> None:
-        self.working -= 1
-        self.ready.set()
-
-    async def batches(self) -> AsyncIterator[list[JobResult]]:
-        while self.working or self.items:
-            await self.ready.wait()
-            self.ready.clear()
-            batch = list(self.items)
-            self.items.clear()
-            self.room.set()
-            yield batch
-
-
 async def download_many(
-    client: Client,
+    client: Opener,
     jobs: Iterable[Job] | AsyncIterable[Job],
     out_dir: Path,
     opts: BulkOptions,
     journal: Journal | None = None,
-) -> AsyncIterator[JobResult]:
+) -> AsyncGenerator[JobResult, None]:
     """Run `jobs` with bounded concurrency; yield each result as it finishes (any order)."""
     width = effective_jobs(opts, client.config.chunk_size)
     run = _Run(client, out_dir, opts, journal, width)
-    outbox = _Outbox(2 * width, width)
+    outbox = Outbox(2 * width, width)
     todo: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * width)
     shared = iter(jobs) if isinstance(jobs, Iterable) else None  # workers pull it in turn
 
@@ -385,7 +352,7 @@ async def download_many(
             outbox.worker_done()
 
     try:
-        with _ungrouped():
+        with ungrouped():
             async with asyncio.TaskGroup() as tg:
                 if shared is None:
                     tg.create_task(feed())

@@ -37,8 +37,8 @@ from .retrying import with_retries
 Throttle = Callable[[int], Awaitable[None]]
 
 if TYPE_CHECKING:
-    from ..client import Client
     from ..http.stream import Stream
+    from .opener import Opener
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class _StartOver(Exception):
 class _Job:
     """What every attempt of one download shares."""
 
-    client: Client
+    client: Opener
     req: DownloadRequest
     partial: Partial
     progress: ProgressCallback | None
@@ -95,7 +95,7 @@ class _Job:
 
 
 async def run_download(
-    client: Client, req: DownloadRequest, progress: ProgressCallback | None
+    client: Opener, req: DownloadRequest, progress: ProgressCallback | None
 ) -> DownloadResult:
     """Carry out `req`; on failure the target is untouched and a resumable partial is kept."""
     safe_url = redact_url(req.url)
@@ -171,7 +171,7 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         if verifier is not None:
             verifier.check()
         _report(progress, stream, Phase.FINALIZING, partial.part.size)
-        target = _final_target(req, stream)
+        target = final_target(req, stream.headers.get("Content-Disposition", ""))
         no_clobber = req.no_clobber or (target != req.path and not req.clobber)
         await partial.publish(no_clobber=no_clobber, target=target, durable=req.durable)
     _report(progress, stream, Phase.DONE, partial.part.size)
@@ -183,8 +183,14 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         content_type=stream.headers.get("Content-Type"),
         checksum=str(req.checksum) if req.checksum else None, redirects=stream.redirects,
         resumed_from=offset if plan.action is Action.RESUME else 0, attempts=job.attempts,
-        notes=tuple(partial.notes),
+        notes=tuple(partial.notes), validator=_validator(stream),
     )  # fmt: skip
+
+
+def _validator(stream: Stream) -> str | None:
+    """The strong validator of the saved body (RFC 9110 8.8.1), for the bulk journal."""
+    etag, last_modified = strong_validators(stream.headers)
+    return etag or last_modified
 
 
 def _not_modified(job: _Job, stream: Stream) -> DownloadResult:
@@ -277,7 +283,7 @@ async def _pump(
     await partial.settle()
 
 
-def _final_target(req: DownloadRequest, stream: Stream) -> Path:
+def final_target(req: DownloadRequest, disposition: str) -> Path:
     """`req.path`, or with remote_name the safe Content-Disposition name in the same directory.
 
     `name_from_content_disposition` keeps only one safe path component (RFC 6266 section 4.3),
@@ -285,7 +291,7 @@ def _final_target(req: DownloadRequest, stream: Stream) -> Path:
     """
     if not req.remote_name:
         return req.path
-    name = name_from_content_disposition(stream.headers.get("Content-Disposition", ""))
+    name = name_from_content_disposition(disposition)
     return req.path.parent / name if name else req.path
 
 

@@ -18,6 +18,26 @@ from ..errors import StreamerError
 T = TypeVar("T")
 
 
+def retry_delay(
+    policy: RetryPolicy,
+    exc: StreamerError,
+    started: float,
+    may_retry: Callable[[StreamerError], bool],
+) -> float | None:
+    """Seconds to wait before retrying after `exc`, or None to give up: the policy's answer
+    (with the server's Retry-After), then `may_retry`, asked only when the policy would retry
+    because it may spend a budget shared by many transfers."""
+    delay = policy.next_delay(
+        exc,
+        elapsed=time.monotonic() - started,
+        rand=random.random(),
+        retry_after=getattr(exc, "retry_after", None),
+    )
+    if delay is not None and not may_retry(exc):
+        return None
+    return delay
+
+
 async def with_retries(
     attempt: Callable[[int], Awaitable[T]],
     policy: RetryPolicy,
@@ -34,13 +54,7 @@ async def with_retries(
         try:
             return await attempt(policy.attempts)
         except StreamerError as exc:
-            delay = policy.next_delay(
-                exc, elapsed=time.monotonic() - started, rand=random.random(),
-                retry_after=getattr(exc, "retry_after", None),
-            )  # fmt: skip
-            # Asked only when the policy would retry: `may_retry` may spend a shared budget.
-            if delay is not None and not may_retry(exc):
-                delay = None
+            delay = retry_delay(policy, exc, started, may_retry)
             if delay is None:
                 exc.attempts = policy.attempts
                 if policy.attempts > 1:

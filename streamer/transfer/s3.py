@@ -57,7 +57,7 @@ from ..storage.upload_state import drop_state, load_state, save_state
 from .retrying import with_retries
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from .opener import Opener
 
 T = TypeVar("T")
 # An S3 answer (XML) is kept in memory up to this size; a ListParts page of 1,000 parts is
@@ -108,7 +108,7 @@ class S3UploadRequest:
 class _Run:
     """One run's moving parts: the client, what was sent, the file as it was at the start."""
 
-    client: Client
+    client: Opener
     req: S3UploadRequest
     identity: tuple[int, int, int, int]
     sent: int = 0
@@ -119,7 +119,7 @@ Answer = tuple[int, Mapping[str, str], bytes]
 
 
 async def exchange(
-    client: Client, method: str, url: str, headers: Mapping[str, str], body: Body | None
+    client: Opener, method: str, url: str, headers: Mapping[str, str], body: Body | None
 ) -> Answer:
     """Send one request; an answer >= 400 (or a 200 carrying an <Error>) raises `S3Error`."""
     async with client.send(method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT) as st:
@@ -153,7 +153,7 @@ def s3_failure(status: int, reason: str, answer: bytes, url: str) -> S3Error:
     return err
 
 
-async def upload_s3(client: Client, req: S3UploadRequest) -> S3UploadResult:
+async def upload_s3(client: Opener, req: S3UploadRequest) -> S3UploadResult:
     """Upload ``req.path`` to ``req.target``; see the module docstring."""
     started = time.monotonic()
     try:

@@ -24,11 +24,11 @@ from .retrying import with_retries
 from .s3 import etag_of, exchange, run_parallel
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from .opener import Opener
 
 
 async def upload_presigned_parts(
-    client: Client, path: Path, plan: Mapping[str, Any], parallel: int, retry: RetryPolicy
+    client: Opener, path: Path, plan: Mapping[str, Any], parallel: int, retry: RetryPolicy
 ) -> S3UploadResult:
     started = time.monotonic()
     try:

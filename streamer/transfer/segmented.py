@@ -17,20 +17,22 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..core.checksum import Checksum, Verifier
+from ..core.events import Phase, Progress, ProgressCallback
+from ..core.limits import BodyLimit
 from ..core.redact import redact_url
 from ..core.resume import ResumeState, strong_validators
 from ..core.resume import total_from_response as resource_total
 from ..core.segments import Segment, check_segment_response, split
-from ..errors import BodyTruncatedError, Result, StreamerError
+from ..errors import BodyTooLarge, BodyTruncatedError, Result, StreamerError
 from ..results import DownloadResult
 from ..storage.files import check_free_space, file_error, preflight
 from ..storage.partial import Partial
-from .download import DownloadRequest, run_download
+from .download import DownloadRequest, final_target, run_download
 from .retrying import with_retries
 
 if TYPE_CHECKING:
-    from ..client import Client
     from ..http.stream import Stream
+    from .opener import Opener
 
 CHECKPOINT_SECONDS = 2.0
 _WRITE = Result.DOWNLOAD_FILE_WRITE_ERROR
@@ -43,9 +45,18 @@ class _Restart(Exception):
 class _Segmented:
     """The shared state of one segmented download (the map, the file, the checkpoints)."""
 
-    def __init__(self, client: Client, req: DownloadRequest, partial: Partial, state: ResumeState):
+    def __init__(
+        self,
+        client: Opener,
+        req: DownloadRequest,
+        partial: Partial,
+        state: ResumeState,
+        progress: ProgressCallback | None,
+    ) -> None:
         assert state.segments is not None and state.total is not None
         self.client, self.req, self.partial = client, req, partial
+        self.progress = progress
+        self.disposition = ""  # Content-Disposition of the answers, for -J
         self.state = state
         self.total = state.total
         self.segments = [Segment(*s) for s in state.segments]
@@ -93,9 +104,17 @@ class _Segmented:
         if self.state.validator:
             headers["If-Range"] = self.state.validator
         async with self.client.stream(self.req.url, headers=headers, accept_gzip=False) as st:
-            why = check_segment_response(seg, st.status, st.headers, self.total, self.state.etag)
+            why = check_segment_response(
+                seg,
+                st.status,
+                st.headers,
+                self.total,
+                self.state.etag,
+                last_modified=self.state.last_modified,
+            )
             if why is not None:
                 raise _Restart(why)
+            self.disposition = st.headers.get("Content-Disposition", self.disposition)
             await self._write(index, st)
         if not self.segments[index].complete:
             raise BodyTruncatedError(
@@ -116,13 +135,21 @@ class _Segmented:
                 raise file_error(exc, path, "write", _WRITE, url) from exc
             self.segments[index] = seg.advanced(written)
             self.maybe_checkpoint()
+            self.report(Phase.BODY)
             if throttle is not None:
                 await throttle(written)
             if self.segments[index].complete:
                 return
 
+    def report(self, phase: Phase) -> None:
+        if self.progress is not None:
+            done = sum(s.done for s in self.segments)
+            self.progress(Progress(self.partial.url, phase, done, self.total))
 
-async def run_segmented(client: Client, req: DownloadRequest, parts: int) -> DownloadResult:
+
+async def run_segmented(
+    client: Opener, req: DownloadRequest, parts: int, progress: ProgressCallback | None = None
+) -> DownloadResult:
     """Download `req` over up to `parts` connections; one stream when it cannot be split."""
     safe_url = redact_url(req.url)
     started = time.monotonic()
@@ -133,14 +160,17 @@ async def run_segmented(client: Client, req: DownloadRequest, parts: int) -> Dow
         state = partial.state if _resumable(partial, req) else await _probe(client, req, parts)
         if state is None:
             partial.part.close()
-            return await run_download(client, req, None)
-        return await _run(client, req, partial, state, started)
+            return await run_download(client, req, progress)
+        return await _run(client, req, partial, state, started, progress=progress)
     except _Restart as why:
         partial.discard()
         # run_download keeps notes on a Partial of its own: this one goes on its result.
-        result = await run_download(client, req, None)
+        result = await run_download(client, req, progress)
         note = f"segmented download restarted with one stream: {why}"
         return replace(result, notes=(note, *result.notes))
+    except BodyTooLarge:
+        partial.discard()  # bytes over the limit are not worth keeping, as on one stream
+        raise
     except BaseException:
         partial.part.close()  # the partial and its sidecar (already current) stay for a re-run
         raise
@@ -148,7 +178,7 @@ async def run_segmented(client: Client, req: DownloadRequest, parts: int) -> Dow
 
 def _resumable(partial: Partial, req: DownloadRequest) -> bool:
     state = partial.state
-    if state is None or state.segments is None or state.url != partial.url:
+    if not req.resume or state is None or state.segments is None or state.url != partial.url:
         return False
     checksum = str(req.checksum) if req.checksum else None
     if state.validator is None and checksum is None:
@@ -156,7 +186,7 @@ def _resumable(partial: Partial, req: DownloadRequest) -> bool:
     return partial.part.size == state.total
 
 
-async def _probe(client: Client, req: DownloadRequest, parts: int) -> ResumeState | None:
+async def _probe(client: Opener, req: DownloadRequest, parts: int) -> ResumeState | None:
     """Ask for ``bytes=0-``: a 206 with a length and a validator means the file can be split."""
     headers = {**req.headers, "Range": "bytes=0-"}
     async with client.stream(req.url, headers=headers, accept_gzip=False) as st:
@@ -192,14 +222,23 @@ def _prepare_file(partial: Partial, total: int) -> None:
 
 
 async def _run(
-    client: Client, req: DownloadRequest, partial: Partial, state: ResumeState, started: float
+    client: Opener,
+    req: DownloadRequest,
+    partial: Partial,
+    state: ResumeState,
+    started: float,
+    *,
+    progress: ProgressCallback | None,
 ) -> DownloadResult:
     assert state.total is not None
+    # --max-filesize holds here as on one stream: the complete length is known before a byte.
+    BodyLimit(req.max_bytes, partial.url).check_declared(state.total)
     remaining = sum(e - s - d for s, e, d in state.segments or ())
     check_free_space(req.path.parent, remaining, partial.url)
     _prepare_file(partial, state.total)
-    job = _Segmented(client, req, partial, state)
+    job = _Segmented(client, req, partial, state, progress)
     await job.commit()
+    resumed_from = sum(s.done for s in job.segments)
     try:
         async with asyncio.TaskGroup() as tg:
             for i, seg in enumerate(job.segments):
@@ -211,13 +250,23 @@ async def _run(
         await job.commit()
         raise group.exceptions[0] from None
     await _verify(req, partial, state.total)
-    await partial.publish(no_clobber=req.no_clobber, durable=req.durable)
+    job.report(Phase.FINALIZING)
+    target = final_target(req, job.disposition)
+    no_clobber = req.no_clobber or (target != req.path and not req.clobber)
+    await partial.publish(no_clobber=no_clobber, target=target, durable=req.durable)
+    job.report(Phase.DONE)
     return DownloadResult(
-        url=partial.url, final_url=state.final_url, path=req.path, status=206,
-        size=state.total, elapsed=time.monotonic() - started, length_verified=True,
+        url=partial.url,
+        final_url=state.final_url,
+        path=target,
+        status=206,
+        size=state.total,
+        elapsed=time.monotonic() - started,
+        length_verified=True,
         checksum=str(req.checksum) if req.checksum else None,
+        resumed_from=resumed_from,
         notes=(f"downloaded in {len(job.segments)} segments",),
-    )  # fmt: skip
+    )
 
 
 async def _verify(req: DownloadRequest, partial: Partial, total: int) -> None:

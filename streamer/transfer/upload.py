@@ -22,7 +22,7 @@ from ..results import UploadResult
 from .retrying import with_retries
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from .opener import Opener
 
 # What a server says back to an upload is kept in memory up to this size.
 RESPONSE_LIMIT = 1 << 20
@@ -65,7 +65,7 @@ def _may_retry(method: str, exc: StreamerError) -> bool:
 
 
 async def run_upload(
-    client: Client, req: UploadRequest, progress: ProgressCallback | None
+    client: Opener, req: UploadRequest, progress: ProgressCallback | None
 ) -> UploadResult:
     started = time.monotonic()
 
@@ -89,7 +89,7 @@ class _ExpectationFailed(Exception):
 
 
 async def _send(
-    client: Client,
+    client: Opener,
     req: UploadRequest,
     progress: ProgressCallback | None,
     started: float,

@@ -1,0 +1,150 @@
+"""The package's layers: imports point one way, and every package imports on its own.
+
+cli -> client/sync -> transfer -> http | lane | storage -> core; errors, config and results
+are the shared vocabulary every layer may use. Every import is checked, the lazy ones inside
+functions and those under TYPE_CHECKING included, so a cycle cannot hide in a function body.
+A new package or top-level module fails here until its layer is decided in ALLOWED.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import streamer
+
+PACKAGE = Path(streamer.__file__).resolve().parent
+SUBPACKAGES = {"core", "http", "lane", "storage", "transfer", "cli", "server"}
+BASE = {"errors", "config", "results"}
+
+# What each layer may import, besides itself.
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "config": {"errors", "streamer"},  # `from . import __version__`
+    "results": {"errors", "core"},
+    "core": {"errors"},
+    "progress": {"core", "errors"},
+    "storage": {"core", *BASE},
+    "http": {"core", *BASE},
+    "lane": {"core", "storage", *BASE},
+    "transfer": {"core", "http", "lane", "storage", *BASE},
+    "server": {"core", "storage", *BASE},
+    "client": {"core", "http", "lane", "storage", "transfer", *BASE},
+    "sync": {"client", "core", "http", "transfer", *BASE},
+    "cli": {
+        "client",
+        "sync",
+        "core",
+        "http",
+        "lane",
+        "storage",
+        "transfer",
+        "server",
+        "progress",
+        "streamer",
+        *BASE,
+    },
+    "streamer": {"client", "sync", "core", "http", "transfer", *BASE},  # __init__ (lazy names)
+    "__main__": {"cli"},
+}
+
+
+def _layer(module: str) -> str:
+    """`streamer.transfer.bulk` -> "transfer"; `streamer.errors` -> "errors"."""
+    parts = module.split(".")
+    return "streamer" if len(parts) == 1 else parts[1]
+
+
+def _module_name(path: Path) -> tuple[str, bool]:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        return ".".join(parts[:-1]), True
+    return ".".join(parts), False
+
+
+def _imports(path: Path) -> set[str]:
+    """Every streamer module `path` imports, at any depth of its code."""
+    name, is_pkg = _module_name(path)
+    package = name if is_pkg else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            if node.module is None:  # from . import x: x may be a module or a name
+                found.update(f"{target}.{a.name}" for a in node.names)
+            else:
+                found.add(target)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("streamer"):
+            found.add(str(node.module))
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("streamer"))
+    return found
+
+
+def _real(module: str) -> str:
+    """`streamer.x.name` where name is not a module -> `streamer.x`."""
+    rel = module.split(".")[1:]
+    path = PACKAGE.joinpath(*rel)
+    if path.is_dir() or path.with_suffix(".py").exists():
+        return module
+    return module.rsplit(".", 1)[0]
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down_the_layers(path: Path) -> None:
+    """A module imports only from its own layer and the layers below it."""
+    layer = _layer(_module_name(path)[0])
+    assert layer in ALLOWED, f"{layer}: decide this layer's place in ALLOWED"
+    wrong = sorted(
+        target
+        for target in map(_real, _imports(path))
+        if _layer(target) not in (ALLOWED[layer] | {layer})
+    )
+    assert not wrong, f"{path.relative_to(PACKAGE)} imports upward: {wrong}"
+
+
+def test_cli_commands_never_import_main() -> None:
+    """cli/main.py is parser and dispatch; the commands do not import it back."""
+    for path in (PACKAGE / "cli").glob("*.py"):
+        if path.name != "main.py":
+            assert "streamer.cli.main" not in _imports(path), path.name
+
+
+@pytest.mark.parametrize("package", sorted(SUBPACKAGES | {"client", "sync", "errors"}))
+def test_each_package_imports_first_in_a_fresh_interpreter(package: str) -> None:
+    """Importing any one package first, then each of its modules, works: no import cycle
+    depends on which part of streamer happened to be loaded before."""
+    module = f"streamer.{package}"
+    modules = [module] + [
+        f"{module}.{p.stem}"
+        for p in sorted((PACKAGE / package).glob("*.py"))
+        if package in SUBPACKAGES and p.stem != "__init__"
+    ]
+    code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *modules],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-800:]
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    """Modules stay small (about 400 lines at most), so each keeps one job."""
+    over = {
+        str(p.relative_to(PACKAGE)): n
+        for p in MODULES
+        if (n := len(p.read_text().splitlines())) > 440
+    }
+    assert not over, over
