@@ -127,7 +127,8 @@ class Seaweed:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"weed exited with {self.proc.returncode}; see {self.log}")
             with contextlib.suppress(OSError, urllib.error.URLError):
-                if self.request("PUT", "/ready-probe") < 300:
+                # 409: the probe bucket is there from an earlier start on the same directory.
+                if self.request("PUT", "/ready-probe") in (200, 409):
                     return
             time.sleep(0.2)
         self.stop()

@@ -52,9 +52,9 @@ def parse_s3_url(url: str) -> S3Location:
         raise UsageError(f"not an s3:// URL: {url!r}")
     bucket, sep, key = url[5:].partition("/")
     if not sep or not key:
-        raise UsageError(f"{url}: give s3://BUCKET/KEY (the key is missing)")
+        raise UsageError("give s3://BUCKET/KEY (the key is missing)", url=url)
     if not _BUCKET.match(bucket) or ".." in bucket:
-        raise UsageError(f"{url}: {bucket!r} is not a valid bucket name")
+        raise UsageError(f"{bucket!r} is not a valid bucket name", url=url)
     return S3Location(bucket, key)
 
 

@@ -15,7 +15,6 @@ from typing import Any
 from ..core.s3 import EXTRA, Credentials
 from ..errors import UsageError
 
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 # SigV4 presigned URLs live at most 7 days (AWS SigV4 query-string authentication).
 MAX_EXPIRES = 7 * 24 * 3600
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from ..core.redact import redact_url
@@ -59,7 +59,6 @@ from .retrying import with_retries
 if TYPE_CHECKING:
     from .opener import Opener
 
-T = TypeVar("T")
 # An S3 answer (XML) is kept in memory up to this size; a ListParts page of 1,000 parts is
 # about 250 KiB.
 ANSWER_LIMIT = 4 << 20
