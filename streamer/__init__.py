@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from .core.retry import RetryPolicy
     from .http.bodies import FilePart
     from .http.stream import Stream
-    from .results import DownloadResult, FetchResult, S3UploadResult, UploadResult
-    from .sync import download, fetch, upload
+    from .results import DownloadResult, FetchResult, S3UploadResult, TusResult, UploadResult
+    from .sync import download, fetch, upload, upload_resumable
     from .transfer.bulk import BulkOptions, JobResult
     from .transfer.handover import BulkRun
 
@@ -70,10 +70,12 @@ _LAZY = {
     "RetryPolicy": "core.retry",
     "S3UploadResult": "results",
     "Stream": "http.stream",
+    "TusResult": "results",
     "UploadResult": "results",
     "download": "sync",
     "fetch": "sync",
     "upload": "sync",
+    "upload_resumable": "sync",
 }
 
 
@@ -129,6 +131,7 @@ __all__ = [
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",
+    "TusResult",
     "UnsafeRedirect",
     "UploadResult",
     "UsageError",
@@ -136,4 +139,5 @@ __all__ = [
     "download",
     "fetch",
     "upload",
+    "upload_resumable",
 ]

@@ -33,10 +33,12 @@ from .core.retry import RetryPolicy
 from .errors import StreamerError, UsageError
 from .http.bodies import Body, FilePart, MultipartBody, Source, make_body
 from .http.tls import TLSOptions, make_ssl_context
-from .results import DownloadResult, FetchResult, S3UploadResult, UploadResult
+from .results import DownloadResult, FetchResult, TusResult, UploadResult
+from .s3client import S3Uploads
 from .transfer.bulk import BulkOptions
 from .transfer.download import DownloadRequest, run_download
 from .transfer.handover import BulkRun
+from .transfer.special import is_special, run_into_special
 from .transfer.upload import UploadRequest, expect_headers, run_upload
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 DEFAULT_FETCH_LIMIT = 64 << 20
 
 
-class Client:
+class Client(S3Uploads):
     """An HTTP client for streaming transfers; use as ``async with Client(**options) as c:``.
 
     Options are the fields of `ClientConfig` (headers, timeouts, max_redirects, proxy, TLS,
@@ -252,6 +254,8 @@ class Client:
             remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
             resume_key=resume_key,
         )  # fmt: skip
+        if is_special(request.path):  # -o /dev/null, a FIFO: written straight in, as curl does
+            return await run_into_special(self, request, progress)
         if split > 1:
             from .transfer.segmented import run_segmented
 
@@ -337,6 +341,51 @@ class Client:
             retry=retry, cross_origin=cross_origin, progress=progress,
         )  # fmt: skip
 
+    async def upload_resumable(
+        self,
+        endpoint: str,
+        path: str | Path,
+        *,
+        chunk_size: int | None = None,
+        metadata: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        checksum: str | None = None,
+        retry: RetryPolicy | int | None = 3,
+        headers: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TusResult:
+        """Upload a file to a tus 1.0.0 creation `endpoint`, resuming where the server stands.
+
+        The upload's URL is remembered (see `streamer.storage.upload_state`), so calling this
+        again after any interruption sends only what the server lacks. ``metadata`` goes into
+        Upload-Metadata after ``filename`` (the file's base name); ``checksum`` (sha1, md5,
+        sha256) adds Upload-Checksum to every PATCH. See `streamer.transfer.tus`.
+        """
+        from .core.tus import check_algorithm
+        from .transfer.tus import TusRequest, run_tus
+
+        if retry is None or isinstance(retry, int):
+            retry = RetryPolicy(retries=retry or 0)
+        pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or [])
+        path = Path(path)
+        request = TusRequest(
+            endpoint,
+            path,
+            chunk_size=chunk_size,
+            metadata=(("filename", path.name), *pairs),
+            checksum=None if checksum is None else check_algorithm(checksum),
+            headers=dict(headers or {}),
+            retry=retry,
+        )
+        return await run_tus(self, request, progress)
+
+    async def abort_resumable(
+        self, endpoint: str, path: str | Path, *, headers: Mapping[str, str] | None = None
+    ) -> str:
+        """Terminate the remembered tus upload of `path` to `endpoint` (DELETE); its URL."""
+        from .transfer.tus import TusRequest, abort_tus
+
+        return await abort_tus(self, TusRequest(endpoint, Path(path), headers=dict(headers or {})))
+
     async def _upload(
         self,
         url: str,
@@ -355,65 +404,6 @@ class Client:
             cross_origin=cross_origin,
         )  # fmt: skip
         return await run_upload(self, request, progress)
-
-    async def upload_s3(
-        self,
-        path: str | os.PathLike[str],
-        url: str,
-        *,
-        endpoint_url: str | None = None,
-        region: str | None = None,
-        access_key: str | None = None,
-        secret_key: str | None = None,
-        session_token: str | None = None,
-        part_size: int = 16 << 20,
-        parallel: int = 4,
-        retry: RetryPolicy | int | None = None,
-        resume: bool = True,
-    ) -> S3UploadResult:
-        """Upload the file at `path` to ``s3://BUCKET/KEY``: one PutObject up to `part_size`,
-        else a multipart upload of `parallel` parts at once that a rerun resumes (``resume=False``
-        aborts a remembered upload and starts over). Credentials, endpoint and region default
-        to the AWS environment variables. Needs the extra ``streamer[s3]``.
-        """
-        from .transfer.s3 import S3UploadRequest, s3_target, upload_s3
-
-        if retry is None or isinstance(retry, int):
-            retry = RetryPolicy(retries=retry or 0)
-        target = s3_target(
-            url,
-            endpoint_url=endpoint_url,
-            region=region,
-            access_key=access_key,
-            secret_key=secret_key,
-            session_token=session_token,
-        )
-        request = S3UploadRequest(
-            Path(path),
-            target,
-            part_size=part_size,
-            parallel=parallel,
-            retry=retry,
-            resume=resume,
-        )
-        return await upload_s3(self, request)
-
-    async def upload_presigned_parts(
-        self,
-        path: str | os.PathLike[str],
-        plan: Mapping[str, Any],
-        *,
-        parallel: int = 4,
-        retry: RetryPolicy | int | None = None,
-    ) -> S3UploadResult:
-        """Upload the file's parts to the presigned URLs of `plan` (``{"part_size": N,
-        "parts": [{"part_number": k, "url": U}, ...], "complete_url": U}``), then complete it
-        when the plan has a ``complete_url`` (else ``.etag`` is None). Needs no credentials."""
-        from .transfer.s3_presigned import upload_presigned_parts
-
-        if retry is None or isinstance(retry, int):
-            retry = RetryPolicy(retries=retry or 0)
-        return await upload_presigned_parts(self, Path(path), plan, parallel, retry)
 
 
 __all__ = ["Client", "StreamerError"]

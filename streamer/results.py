@@ -106,6 +106,32 @@ class UploadResult:
 
 
 @dataclass(frozen=True)
+class TusResult:
+    """A resumable (tus 1.0.0) upload the server holds whole.
+
+    ``url`` is the upload's URL (redacted); ``resumed_from`` the server's offset when this run
+    began (0: a new upload); ``sent`` the bytes of file this run put on the wire (more than
+    ``size - resumed_from`` only when a broken PATCH had to be sent again in part).
+    """
+
+    url: str
+    size: int
+    resumed_from: int
+    sent: int
+    elapsed: float = 0.0
+    notes: tuple[str, ...] = ()
+    result: Result = Result.SUCCESS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "size": self.size,
+            "resumed_from": self.resumed_from,
+            "sent": self.sent,
+        }
+
+
+@dataclass(frozen=True)
 class S3UploadResult:
     """An S3 upload that the service completed (or, for a presigned plan without
     ``complete_url``, whose parts it all stored: then ``etag`` is None).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,7 +13,7 @@ from .core.checksum import Checksum
 from .core.events import ProgressCallback
 from .errors import UsageError
 from .http.bodies import Source
-from .results import DownloadResult, FetchResult, UploadResult
+from .results import DownloadResult, FetchResult, TusResult, UploadResult
 
 T = TypeVar("T")
 
@@ -106,6 +106,33 @@ def upload(
         async with Client(**client_options) as client:
             return await client.upload(
                 url, source, method=method, headers=headers, content_type=content_type
+            )
+
+    return run(go())
+
+
+def upload_resumable(
+    endpoint: str,
+    path: str | Path,
+    *,
+    chunk_size: int | None = None,
+    metadata: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    checksum: str | None = None,
+    retry: int = 3,
+    **client_options: Any,
+) -> TusResult:
+    """Upload `path` to a tus 1.0.0 `endpoint`, resuming a remembered upload; see
+    `Client.upload_resumable`. Other keyword options configure the `Client`."""
+
+    async def go() -> TusResult:
+        async with Client(**client_options) as client:
+            return await client.upload_resumable(
+                endpoint,
+                path,
+                chunk_size=chunk_size,
+                metadata=metadata,
+                checksum=checksum,
+                retry=retry,
             )
 
     return run(go())

@@ -89,11 +89,15 @@ def sigint_inherited_as_default() -> Iterator[None]:
             signal.signal(signal.SIGINT, old)
 
 
-async def spawn(*args: str, cwd: Path | None = None) -> asyncio.subprocess.Process:
-    """Start ``python -m streamer ARGS`` with piped output; the caller must reap it."""
+async def spawn(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """Start ``python -m streamer ARGS`` with piped output; the caller must reap it.
+
+    ``env`` adds variables to the child's environment (`ENV`)."""
     with sigint_inherited_as_default():
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streamer", *args, cwd=cwd, env=ENV,
+            sys.executable, "-m", "streamer", *args, cwd=cwd, env={**ENV, **(env or {})},
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
@@ -111,9 +115,14 @@ async def finish(proc: asyncio.subprocess.Process, timeout: float = RUN_TIMEOUT)
     return Run(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
-async def streamer(*args: str, cwd: Path | None = None, timeout: float = RUN_TIMEOUT) -> Run:
-    """Run ``python -m streamer ARGS`` to completion."""
-    return await finish(await spawn(*args, cwd=cwd), timeout)
+async def streamer(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = RUN_TIMEOUT,
+    env: dict[str, str] | None = None,
+) -> Run:
+    """Run ``python -m streamer ARGS`` to completion (``env``: added variables)."""
+    return await finish(await spawn(*args, cwd=cwd, env=env), timeout)
 
 
 def kill(proc: asyncio.subprocess.Process) -> None:
@@ -207,13 +216,20 @@ class Peak:
     timed_out: bool
 
 
-def peak_rss(cmd: list[str], timeout: float, log: Path | None = None) -> Peak:
+def peak_rss(
+    cmd: list[str], timeout: float, log: Path | None = None, env: dict[str, str] | None = None
+) -> Peak:
     """Run `cmd` under the launcher (stdout and stderr to `log`, else /dev/null), killed after
-    `timeout` seconds; fails the test if the launcher itself fails."""
+    `timeout` seconds; fails the test if the launcher itself fails. ``env``: added variables."""
     launch = [sys.executable, "-I", "-S", "-c", LAUNCHER, json.dumps(cmd)]
     launch += [str(log) if log is not None else os.devnull, str(timeout)]
     proc = subprocess.run(
-        launch, capture_output=True, text=True, env=ENV, timeout=timeout + 15, check=False
+        launch,
+        capture_output=True,
+        text=True,
+        env={**ENV, **(env or {})},
+        timeout=timeout + 15,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)

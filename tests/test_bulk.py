@@ -658,12 +658,18 @@ async def test_million_line_manifest_peak_rss(aiohttp_server: Any, tmp_path: Pat
     manifest, out = tmp_path / "m.txt", tmp_path / "out"
     journal = tmp_path / "journal.jsonl"
     out.mkdir()
-    with manifest.open("w") as m, journal.open("w") as j:
-        for i in range(MILLION):
-            m.write(f"{base}f{i:07d}\n")
-            # The done set a finished million-job run leaves (the files have since gone).
-            j.write(f'{{"t": "done", "target": "f{i:07d}", "size": 1, "checksum": null, '
-                    f'"url": "{base}f{i:07d}"}}\n')  # fmt: skip
+
+    def write_inputs() -> None:  # 2 x 1M lines: in a thread, not on the test's loop
+        with manifest.open("w") as m, journal.open("w") as j:
+            for i in range(MILLION):
+                m.write(f"{base}f{i:07d}\n")
+                # The done set a finished million-job run leaves (the files have since gone).
+                j.write(
+                    f'{{"t": "done", "target": "f{i:07d}", "size": 1, "checksum": null, '
+                    f'"url": "{base}f{i:07d}"}}\n'
+                )
+
+    await asyncio.to_thread(write_inputs)
     cmd = [sys.executable, "-m", "streamer", "get", "-i", str(manifest), "-d", str(out),
            "-q", "--journal", str(journal), "-j", "16"]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(

@@ -39,6 +39,7 @@ from streamer.errors import (
     ConnectionLostError,
     HTTPStatusError,
     TransferTimeout,
+    UsageError,
 )
 from streamer.lane.connection import DRAIN_MAX, Lane, Timeouts
 from streamer.lane.fetch import QUICK_MAX
@@ -266,10 +267,12 @@ async def test_a_target_that_is_another_targets_partial_is_not_consumed(
     make_client: ClientFactory, lane_server: LaneFactory, tmp_path: Path
 ) -> None:
     """Jobs for ``a.part`` then ``a``: every job reported successful has its own file, whole
-    (or one of them is refused as a clash)."""
+    (or one of them is refused: ``a.part`` is a reserved name, refused when the job is made)."""
     client = await make_client()
     srv = await lane_server(files)
-    todo = [fjob(srv, "a.part", 100), fjob(srv, "a", 200)]
+    with pytest.raises(UsageError, match="reserved"):
+        fjob(srv, "a.part", 100)
+    todo = [fjob(srv, "a", 200)]
     results = await bulk(client, todo, tmp_path, jobs=1)
     for r in results:
         if r.ok:

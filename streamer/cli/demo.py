@@ -28,7 +28,6 @@ from typing import Any
 
 from ..core.sizes import format_size
 from ..errors import UsageError
-from ..server.app import running_server
 from .options import size_arg
 
 BLOCK = 1 << 20
@@ -63,6 +62,8 @@ def server_in_thread(root: Path) -> Iterator[str]:
     loop_box: list[asyncio.AbstractEventLoop] = []
 
     async def main() -> None:
+        from ..server.app import running_server  # aiohttp: loaded only by the commands using it
+
         stop.append(asyncio.Event())
         loop_box.append(asyncio.get_running_loop())
         async with running_server(root) as base_url:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..server.app import serve
 from ..sync import run
 from .options import count_arg, size_arg
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from ..server.app import serve  # aiohttp: loaded only by the commands using it
+
     root = Path(args.directory)
     if not root.is_dir():
         raise UsageError(f"not a directory: {root}", path=str(root))

@@ -20,6 +20,7 @@ from . import s3
 from .options import add_transfer_options, client_config, parse_headers
 from .output import report_failure, wants_bar
 from .signals import stop_on_sigterm
+from .tus import add_tus_options, run_tus_command
 
 
 def add_upload_commands(sub: Any) -> None:
@@ -29,6 +30,7 @@ def add_upload_commands(sub: Any) -> None:
     put.add_argument("-X", "--request", default="PUT", metavar="METHOD")
     put.add_argument("--content-type", metavar="MIME")
     add_transfer_options(put)
+    add_tus_options(put)
     post = sub.add_parser("post", help="send a multipart/form-data form (curl -F)")
     post.add_argument("url", metavar="URL")
     post.add_argument(
@@ -61,6 +63,8 @@ def run_upload_command(args: argparse.Namespace) -> int:
             raise UsageError("give FILE URL, or --s3-presigned PLAN.json FILE")
         if presigned is not None or is_s3_url(args.url):
             return s3.run_s3_put(args)
+    if args.command == "put" and (args.tus or args.abort):
+        return run_tus_command(args)
     config = client_config(args)
     headers = parse_headers(args.header, args.url)
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from streamer.core.checksum import Checksum
-from streamer.core.names import name_from_url
+from streamer.core.names import length_problem, name_from_url, reserved_reason
 from streamer.core.sizes import parse_size
 from streamer.core.targets import (
     DuplicateFinder,
@@ -134,6 +134,9 @@ def safe_relpath(path: str) -> str:
         raise UsageError(f"path names a directory: {path!r}")
     if not parts:
         raise UsageError(f"path is empty: {path!r}")
+    too_long = length_problem(parts)
+    if too_long is not None:
+        raise UsageError(too_long)
     return "/".join(parts)
 
 
@@ -168,6 +171,10 @@ class Job:
         check_url(self.url)
         if self.path is not None:
             object.__setattr__(self, "path", safe_relpath(self.path))
+        name = name_from_url(self.url) if self.path is None else self.path.rpartition("/")[2]
+        why = reserved_reason(name)
+        if why is not None:
+            raise UsageError(why)
         if self.checksum is not None:
             object.__setattr__(self, "checksum", _normal_checksum(self.checksum))
         _check_headers(self.headers)

@@ -12,9 +12,26 @@ import re
 import unicodedata
 from urllib.parse import unquote, unquote_to_bytes
 
-__all__ = ["name_from_content_disposition", "name_from_url", "safe_name"]
+__all__ = [
+    "HELPER_SUFFIXES",
+    "JOURNAL_NAME",
+    "MAX_CHOSEN_BYTES",
+    "NAME_MAX",
+    "length_problem",
+    "name_from_content_disposition",
+    "name_from_url",
+    "reserved_reason",
+    "safe_name",
+]
 
-_MAX_BYTES = 255  # NAME_MAX on Linux/ext4 and most file systems; NTFS counts 255 UTF-16 units
+NAME_MAX = 255  # bytes in one name on Linux/ext4 and most file systems (NTFS: 255 UTF-16 units)
+# The names a download of T writes besides T (storage: T.part, T.part.json and the sidecar's
+# temporary file), and the bulk journal's name in the output directory.
+HELPER_SUFFIXES = (".part", ".part.json", ".part.json.tmp")
+JOURNAL_NAME = ".streamer-journal.jsonl"
+# A chosen name is cut to this, so that every helper name beside it fits NAME_MAX too.
+MAX_CHOSEN_BYTES = NAME_MAX - max(len(s) for s in HELPER_SUFFIXES)
+_MAX_BYTES = MAX_CHOSEN_BYTES
 _MAX_EXT_CHARS = 16
 
 # Bidi embeddings, overrides and isolates (Unicode TR 9): "evil\u202etxt.exe" displays as
@@ -50,6 +67,33 @@ def _clean_chars(name: str) -> str:
         for ch in chars
         if ch not in _INVISIBLE and unicodedata.category(ch) not in _DROP_CATEGORIES
     )
+
+
+def reserved_reason(name: str) -> str | None:
+    """Why `name` may not be a job's target (it is the journal, or another target's helper
+    file: ``a.part`` is where ``a`` is written), or None when it may."""
+    if name == JOURNAL_NAME:
+        return f"{name!r} is reserved for the run's journal"
+    for suffix in sorted(HELPER_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return f"{name!r} is reserved: streamer writes {suffix!r} files beside its targets"
+    return None
+
+
+def length_problem(parts: list[str]) -> str | None:
+    """Why a relative path (its components) is too long for the file system, or None: each
+    directory fits NAME_MAX bytes, the file name leaves room for its helper names."""
+    for part in parts[:-1]:
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > NAME_MAX:
+            return f"path component too long: {size} bytes (at most {NAME_MAX})"
+    size = len(parts[-1].encode("utf-8", "surrogatepass")) if parts else 0
+    if size > MAX_CHOSEN_BYTES:
+        return (
+            f"file name too long: {size} bytes (at most {MAX_CHOSEN_BYTES}, so that its"
+            f" helper files fit in {NAME_MAX})"
+        )
+    return None
 
 
 def _is_reserved(name: str) -> bool:

@@ -11,6 +11,7 @@ import hashlib
 import unicodedata
 from array import array
 
+from streamer.core.names import HELPER_SUFFIXES, JOURNAL_NAME, reserved_reason
 from streamer.errors import UsageError
 
 
@@ -21,7 +22,7 @@ def components(path: str) -> list[str]:
 
 # The names a download of T uses besides T itself (files.PART_SUFFIX, SIDECAR_SUFFIX and the
 # sidecar's temporary file; a test keeps them in step with files.py).
-PARTIAL_SUFFIXES = (".part", ".part.json", ".part.json.tmp")
+PARTIAL_SUFFIXES = HELPER_SUFFIXES
 
 
 def owner_key(relpath: str) -> int | None:
@@ -123,6 +124,8 @@ def claimed_keys(relpath: str) -> tuple[int, ...]:
 
 
 __all__ = [
+    "HELPER_SUFFIXES",
+    "JOURNAL_NAME",
     "PARTIAL_SUFFIXES",
     "DuplicateFinder",
     "claimed_keys",
@@ -130,5 +133,6 @@ __all__ = [
     "key_of_normal",
     "normal_path",
     "owner_key",
+    "reserved_reason",
     "target_key",
 ]

@@ -111,15 +111,19 @@ class _CachedFirstReader:
 
 
 class FileBody:
-    """A file on disk (or the slice ``[offset, offset + length)`` of it), sent from its first
-    byte on every opening, checked for changes."""
+    """A file on disk, sent from the first byte on every opening, checked for changes.
+
+    With ``start`` and ``length``, only that slice of the file is the body (a tus PATCH, an S3
+    part); the whole file is still checked for changes, against ``identity`` (of
+    `file_identity`) when given: the file as it was when a whole multipart upload began.
+    """
 
     def __init__(
         self,
         path: Path,
         content_type: str | None = None,
         *,
-        offset: int = 0,
+        start: int = 0,
         length: int | None = None,
         identity: tuple[int, int, int, int] | None = None,
         read_size: int = READ_SIZE,
@@ -141,15 +145,14 @@ class FileBody:
                 result=Result.SOURCE_READ_ERROR,
             )
         self._identity = _identity(st)
-        self._offset = offset
-        self.length: int | None = st.st_size - offset if length is None else length
+        if identity is not None and identity != self._identity:
+            raise self._changed("it is not the file whose upload began")
+        if not 0 <= start <= st.st_size or (length is not None and start + length > st.st_size):
+            raise UsageError(f"slice {start}+{length} lies outside {path} ({st.st_size} bytes)")
+        self._start = start
+        self.length: int | None = st.st_size - start if length is None else length
         self.replayable = True
         self.content_type = content_type
-        # A slice is checked against the file as it was when the whole upload began.
-        if (
-            identity is not None and identity != self._identity
-        ) or offset + self.length > st.st_size:
-            raise self._changed("it is not the file whose size was declared")
 
     def _changed(self, why: str) -> SourceChangedError:
         return SourceChangedError(
@@ -159,7 +162,8 @@ class FileBody:
         )
 
     async def open(self) -> AsyncIterator[bytes]:
-        start, size, end = self._offset, self._identity[0], self._offset + (self.length or 0)
+        size = self._identity[0]
+        end = self._start + (self.length or 0)
         try:
             # Opened here, not in a thread (aiofiles.open): a send cancelled during a threaded
             # open would leave the file opened after all, and never closed. Closed here too:
@@ -169,7 +173,7 @@ class FileBody:
                 if _identity(os.fstat(f.fileno())) != self._identity:
                     raise self._changed("it is not the file whose size was declared")
                 reader = _CachedFirstReader(raw, f)
-                sent, held = start, b""
+                sent, held = self._start, b""
                 while sent < end:
                     data = await reader.read_at(min(self._read_size, end - sent), sent)
                     if not data:

@@ -18,7 +18,6 @@ connection to the host could not be made (the full engine then reports that in i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -36,7 +35,8 @@ from ..core.manifest import Job
 from ..core.redact import redact_url
 from ..core.retry import parse_retry_after
 from ..errors import FileExistsError_, HTTPStatusError, Result, StreamerError
-from ..storage.files import file_error, fsync_dir
+from ..storage.atomic import NOFOLLOW, publish
+from ..storage.files import file_error
 from ..storage.partial import SIDECAR_MIN
 from .connection import Handoff, Lane, Reply, Timeouts
 
@@ -47,7 +47,8 @@ QUICK_MAX = SIDECAR_MIN
 HANDOFFS_PER_HOST = 4
 _WRITE = Result.DOWNLOAD_FILE_WRITE_ERROR
 _IDENTITY = ("Accept-Encoding", "identity")
-_EXCL = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+# O_EXCL never follows a link: a planted `.part` link makes the lane decline the job.
+_EXCL = os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW
 
 Throttle = Callable[[int], Awaitable[None]]
 RouteCheck = Callable[[str], bool]  # True when the environment adds nothing (proxy, netrc)
@@ -132,8 +133,6 @@ class QuickPath:
             os.close(fd)  # the lock goes with it, after the rename
             if not published:
                 _unlink_quietly(part)
-        if done is not None and self.durable:
-            await fsync_dir(path.parent)
         return done
 
     def _wanted(self, job: Job, origin: Origin) -> bool:
@@ -196,13 +195,7 @@ class QuickPath:
         """Rename the complete `.part` to the target while still holding its lock; with
         no_clobber, link it instead, which fails rather than replace a file that appeared."""
         try:
-            if self.durable:
-                await asyncio.to_thread(os.fsync, fd)
-            if self.no_clobber:
-                os.link(part, path)
-                os.unlink(part)
-            else:
-                os.replace(part, path)
+            await publish(fd, Path(part), path, no_clobber=self.no_clobber, durable=self.durable)
         except FileExistsError as exc:
             raise FileExistsError_(
                 f"{path} exists and --no-clobber was given; the download was discarded",

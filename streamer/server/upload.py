@@ -24,7 +24,6 @@ streaming its body reads the answer instead of a connection reset.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import stat
@@ -38,6 +37,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from streamer.core.names import safe_name
 from streamer.server.files import MAX_UPLOAD_KEY, ROOT_KEY, decode_segments, resolve_request_path
+from streamer.storage.atomic import rename_into_place
 
 UPLOAD_CHUNK = 1 << 20
 """Bytes read from the request and written to disk per step (at most)."""
@@ -129,19 +129,15 @@ class _TempFile:
         self._hash.update(block)
 
     async def finish(self) -> None:
-        """Write what is buffered, fsync and close; the file is then ready for `commit`."""
+        """Write what is buffered; the file is then ready for `commit`."""
         await self._flush()
-        assert self._fd is not None
-        await _in_thread(os.fsync, self._fd)
-        fd, self._fd = self._fd, None
-        os.close(fd)
 
-    def commit(self, target: Path) -> bool:
-        """Rename onto ``target`` (after `finish`); True if that replaced an existing file."""
+    async def commit(self, target: Path) -> bool:
+        """fsync, rename onto ``target``, fsync the directory (`rename_into_place`, in a
+        thread); True if that replaced an existing file."""
         replaced = os.path.lexists(target)
-        os.replace(self.path, target)
+        await _in_thread(rename_into_place, self._fd, self.path, target)
         self._committed = True
-        _fsync_directory(target.parent)
         return replaced
 
     def discard(self) -> None:
@@ -151,16 +147,6 @@ class _TempFile:
             os.close(fd)
         if not self._committed:
             self.path.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable; some systems cannot open a directory, which is then skipped."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _conflict(text: str) -> web.HTTPConflict:
@@ -222,7 +208,7 @@ async def handle_put(request: web.Request) -> web.Response:
         if declared is not None and tmp.size != declared:
             raise _cut_short()
         await tmp.finish()
-        replaced = tmp.commit(target)
+        replaced = await tmp.commit(target)
     finally:
         tmp.discard()
     path = _url_path(root, target)
@@ -262,7 +248,7 @@ class _Form:
             await tmp.write(chunk)
         await tmp.finish()
 
-    def commit(self, root: Path) -> list[dict[str, Any]]:
+    async def commit(self, root: Path) -> list[dict[str, Any]]:
         """Rename every file into place (the form was read whole); their JSON descriptions."""
         for info, _ in self.files:
             if _occupied(self.directory / info["filename"]):
@@ -270,7 +256,7 @@ class _Form:
         out = []
         for info, tmp in self.files:
             target = self.directory / info["filename"]
-            tmp.commit(target)
+            await tmp.commit(target)
             path = _url_path(root, target)
             out.append({**info, "path": path, "size": tmp.size, "sha256": tmp.sha256})
         return out
@@ -338,7 +324,7 @@ async def handle_post(request: web.Request) -> web.Response:
             raise _cut_short() from None
         except (ValueError, RuntimeError) as exc:
             raise web.HTTPBadRequest(text=f"upload refused: malformed form: {exc}\n") from None
-        files = form.commit(request.app[ROOT_KEY])
+        files = await form.commit(request.app[ROOT_KEY])
     finally:
         form.discard()
     return web.json_response({"fields": form.fields, "files": files})

@@ -1,8 +1,9 @@
 """The file adapter: partial files next to the target, durable writes and atomic publication.
 
-A download becomes visible under its final name only through `os.replace` (or `os.link` for
-no-clobber) after the data is fsynced; the directory is fsynced after the rename so the new name
-survives a crash too. Every OSError leaves here as a `FileError` that names the path.
+A download becomes visible under its final name only through `atomic.publish` (rename, or link
+for no-clobber, after the data is fsynced; the directory fsynced after it). Helper files are
+opened with O_NOFOLLOW: a symlink planted at ``T.part`` is replaced, never written through.
+Every OSError leaves here as a `FileError` that names the path.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
-import aiofiles.os
-
+from ..core.names import MAX_CHOSEN_BYTES, NAME_MAX
 from ..errors import FileError, FileExistsError_, Result, TargetBusyError
+from .atomic import NOFOLLOW, publish, write_atomic
 
 PART_SUFFIX = ".part"
 SIDECAR_SUFFIX = ".part.json"
@@ -36,29 +38,35 @@ def sidecar_path(target: Path) -> Path:
     return target.with_name(target.name + SIDECAR_SUFFIX)
 
 
+class StrayLink(Exception):
+    """A symbolic link stands where streamer keeps one of its own files."""
+
+
 def read_sidecar(path: Path) -> bytes | None:
-    """The sidecar's bytes, or None when there is none or it cannot be read."""
+    """The sidecar's bytes, or None when there is none or it cannot be read; `StrayLink` when
+    a symlink stands there (it is not followed: its target is not ours to read)."""
     try:
-        return path.read_bytes()
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StrayLink(str(path)) from exc
         return None
+    with open(fd, "rb") as f:
+        try:
+            return f.read()
+        except OSError:
+            return None
 
 
 def write_sidecar(path: Path, text: str, url: str = "") -> None:
-    """Replace the sidecar atomically: temp file (mode 0600), fsync, rename.
+    """Replace the sidecar atomically (`write_atomic`: temp file of mode 0600, fsync, rename).
 
-    A crash leaves the old sidecar or the new one, never half of one. The sidecar is small, so
-    this is done on the calling thread.
-    """
-    tmp = path.with_name(path.name + ".tmp")
+    The directory is not fsynced: after a crash the previous sidecar (or none) may be what is
+    found, and it is as true as this one (it counts fewer bytes, all fsynced before it was
+    written); a journal commit per checkpoint would cost more than that. Blocking: called
+    from a worker thread."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, text.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomic(path, text.encode("utf-8"), sync_name=False)
     except OSError as exc:
         raise file_error(exc, path, "write", _WRITE, url) from exc
 
@@ -104,6 +112,25 @@ def file_error(exc: OSError, path: Path, action: str, result: Result, url: str =
 
 def preflight(target: Path, *, no_clobber: bool, url: str = "") -> None:
     """Fail before any network transfer when the target cannot possibly be written."""
+    size = len(target.name.encode("utf-8", "surrogateescape"))
+    if size > MAX_CHOSEN_BYTES:
+        raise FileError(
+            f"cannot write {target}: file name too long ({size} bytes; at most"
+            f" {MAX_CHOSEN_BYTES}, so that {target.name[:8]}...{SIDECAR_SUFFIX}.tmp fits in"
+            f" {NAME_MAX})",
+            path=str(target),
+            result=_CANT_OPEN,
+            url=url,
+        )
+    try:
+        _preflight(target, no_clobber=no_clobber, url=url)
+    except OSError as exc:
+        if isinstance(exc, FileError):
+            raise
+        raise file_error(exc, target, "write", _CANT_OPEN, url) from exc
+
+
+def _preflight(target: Path, *, no_clobber: bool, url: str) -> None:
     parent = target.parent
     if not parent.is_dir():
         raise FileError(
@@ -175,11 +202,7 @@ class PartFile:
         )
 
     def _open_locked(self) -> int:
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(self.path, flags, 0o644)
-        except OSError as exc:
-            raise file_error(exc, self.path, "create", _CANT_OPEN, self.url) from exc
+        fd = self._open_regular()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -189,6 +212,31 @@ class PartFile:
                 path=str(self.target),
                 url=self.url,
             ) from exc
+        return fd
+
+    def _open_regular(self) -> int:
+        """Open (creating) the partial file itself: a symlink planted at its name is removed,
+        never followed (it would make us write outside the directory); anything else that is
+        not a regular file (a FIFO, a device) is refused."""
+        flags = os.O_RDWR | os.O_CREAT | NOFOLLOW
+        try:
+            try:
+                fd = os.open(self.path, flags, 0o644)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                os.unlink(self.path)  # the link only; its target stays as it is
+                fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise file_error(exc, self.path, "create", _CANT_OPEN, self.url) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FileError(
+                f"cannot write {self.path}: it is not a regular file",
+                path=str(self.path),
+                result=_CANT_OPEN,
+                url=self.url,
+            )
         return fd
 
     def truncate(self, size: int) -> None:
@@ -233,15 +281,6 @@ class PartFile:
         except OSError as exc:
             raise file_error(exc, self.path, "write", _WRITE, self.url) from exc
 
-    async def sync(self) -> None:
-        """fsync the data off the event loop (a large fsync can take seconds)."""
-        if self._fd is None:
-            return
-        try:
-            await aiofiles.os.wrap(os.fsync)(self._fd)
-        except OSError as exc:
-            raise file_error(exc, self.path, "fsync", _WRITE, self.url) from exc
-
     def fileno(self) -> int | None:
         return self._fd
 
@@ -261,15 +300,8 @@ class PartFile:
         left to the caller.
         """
         target = self.target if target is None else target
-        if durable:
-            await self.sync()
         try:
-            if no_clobber:
-                # link() fails if the target appeared meanwhile, where replace() would clobber it.
-                os.link(self.path, target)
-                os.unlink(self.path)
-            else:
-                os.replace(self.path, target)
+            await publish(self._fd, self.path, target, no_clobber=no_clobber, durable=durable)
         except FileExistsError as exc:
             raise FileExistsError_(
                 f"{target} exists and was left untouched (not overwriting it)",
@@ -279,24 +311,8 @@ class PartFile:
         except OSError as exc:
             raise file_error(exc, target, "rename into", _WRITE, self.url) from exc
         self.close()
-        if durable:
-            await fsync_dir(target.parent)
 
     def discard(self) -> None:
         """Close and remove the partial file; never touches the target."""
         self.close()
         remove_quietly(self.path)  # the failure being reported matters more than this one
-
-
-async def fsync_dir(directory: Path) -> None:
-    """Make a rename in `directory` durable (POSIX: the entry lives in the directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return  # Some file systems do not allow opening directories; the rename still happened.
-    try:
-        await aiofiles.os.wrap(os.fsync)(fd)
-    except OSError:
-        pass  # fsync on a directory is refused by some file systems; not a data loss.
-    finally:
-        os.close(fd)

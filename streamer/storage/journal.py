@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.names import JOURNAL_NAME
 from ..core.redact import redact_url
 from ..core.targets import target_key
 from ..errors import FileError, Result
+from .atomic import NOFOLLOW
 
-JOURNAL_NAME = ".streamer-journal.jsonl"
 # A batch is synced and journaled when it reaches this many files or this age.
 BATCH_FILES = 256
 BATCH_SECONDS = 1.0
@@ -140,18 +142,25 @@ class Journal:
     def load(self) -> int:
         """Read the done records of earlier runs (corrupt lines are skipped); return the count."""
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as f:
+            fd = os.open(self.path, os.O_RDONLY | NOFOLLOW)
+            with open(fd, encoding="utf-8", errors="replace") as f:
                 for line in f:
                     self._read_line(line)
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise FileError(
-                f"cannot read journal {self.path}: {exc.strerror}",
-                path=str(self.path),
-                result=Result.DOWNLOAD_FILE_CANT_OPEN,
-            ) from exc
+            raise self._error("read", exc) from exc
         return len(self.done)
+
+    def _error(self, action: str, exc: OSError) -> FileError:
+        why = exc.strerror
+        if exc.errno == errno.ELOOP:
+            why = "it is a symbolic link (not followed; remove it or choose --journal)"
+        return FileError(
+            f"cannot {action} journal {self.path}: {why}",
+            path=str(self.path),
+            result=Result.DOWNLOAD_FILE_CANT_OPEN,
+        )
 
     def _read_line(self, line: str) -> None:
         try:
@@ -195,15 +204,10 @@ class Journal:
 
     def open(self) -> None:
         try:
-            self._fd = os.open(
-                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-            )
+            # O_NOFOLLOW: records appended through a planted link would land in its target.
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o600)
         except OSError as exc:
-            raise FileError(
-                f"cannot open journal {self.path}: {exc.strerror}",
-                path=str(self.path),
-                result=Result.DOWNLOAD_FILE_CANT_OPEN,
-            ) from exc
+            raise self._error("open", exc) from exc
         if self._data_dir is not None:
             try:
                 if os.stat(self._data_dir).st_dev != os.fstat(self._fd).st_dev:
@@ -285,3 +289,6 @@ def _load_libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _load_libc()
+
+
+__all__ = ["BATCH_FILES", "BATCH_SECONDS", "JOURNAL_NAME", "Done", "Journal", "SizeMap"]

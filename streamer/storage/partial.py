@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from pathlib import Path
 
 from ..core.resume import (
@@ -29,10 +30,19 @@ from ..core.resume import (
     plan_request,
 )
 from ..errors import TargetBusyError
-from .files import PartFile, read_sidecar, remove_quietly, sidecar_path, write_sidecar
+from .files import (
+    PartFile,
+    StrayLink,
+    read_sidecar,
+    remove_quietly,
+    sidecar_path,
+    write_sidecar,
+)
 
-# How much may be written between two checkpoints: what a crash can cost us to re-download.
+# How much may be written between two checkpoints, and how long while data flows: what a crash
+# can cost us to re-download (64 MiB on a fast disk; a second of data on a slow link).
 CHECKPOINT_BYTES = 64 << 20
+CHECKPOINT_SECONDS = 1.0
 LOCK_POLL_SECONDS = 0.2
 # Bodies up to this size get no sidecar when they start from byte 0 (one fsync saved per file).
 SIDECAR_MIN = 2 << 20
@@ -48,6 +58,7 @@ class Partial:
         self.state: ResumeState | None = None
         self.notes: list[str] = []
         self._checkpointed = 0
+        self._next_checkpoint = 0.0  # time.monotonic() after which data is checkpointed
         self._pending: asyncio.Future[None] | None = None
         # Whether a sidecar may exist: skips two unlink calls per small file in bulk runs.
         self._sidecar_on_disk = False
@@ -72,7 +83,11 @@ class Partial:
     def open(self) -> None:
         """Lock the partial file and read the sidecar (an untrusted one only costs a restart)."""
         self.part.open()
-        text = read_sidecar(self.sidecar)
+        try:
+            text = read_sidecar(self.sidecar)
+        except StrayLink:
+            self._sidecar_on_disk = True  # a planted link: removed or replaced, never followed
+            return
         if text is None:
             return
         self._sidecar_on_disk = True
@@ -87,10 +102,11 @@ class Partial:
         size = self.part.size if self.state is not None else None
         return plan_request(self.state, size, url=self.url, checksum=checksum)
 
-    def begin(self, offset: int, state: ResumeState | None) -> None:
+    async def begin(self, offset: int, state: ResumeState | None) -> None:
         """Continue writing at `offset` (0: start over). A None state means not resumable."""
         self.part.truncate(offset)
         self._checkpointed = offset
+        self._next_checkpoint = time.monotonic() + CHECKPOINT_SECONDS
         self.state = None if state is None else state.with_committed(offset)
         small = state is not None and state.total is not None and state.total <= SIDECAR_MIN
         if self.state is None or (small and offset == 0):
@@ -99,7 +115,7 @@ class Partial:
             self._drop_sidecar()
         else:
             self._sidecar_on_disk = True
-            write_sidecar(self.sidecar, dump_state(self.state), self.url)
+            await asyncio.to_thread(write_sidecar, self.sidecar, dump_state(self.state), self.url)
 
     def forget(self) -> None:
         """Drop the resume state (the partial bytes are not of the resource any more)."""
@@ -108,12 +124,17 @@ class Partial:
         self.part.truncate(0)
 
     def maybe_checkpoint(self) -> None:
-        """Start a checkpoint in a thread when enough bytes were written since the last one."""
-        if self.state is None or self.part.size - self._checkpointed < CHECKPOINT_BYTES:
+        """Start a checkpoint in a thread when enough bytes were written since the last one,
+        or a second has passed since it (one clock read per chunk: the hot loop's only cost)."""
+        unrecorded = self.part.size - self._checkpointed
+        if self.state is None or unrecorded == 0:
+            return
+        if unrecorded < CHECKPOINT_BYTES and time.monotonic() < self._next_checkpoint:
             return
         if self._pending is not None and not self._pending.done():
             return  # One at a time; the next chunk will ask again.
         self._checkpointed = self.part.size
+        self._next_checkpoint = time.monotonic() + CHECKPOINT_SECONDS
         loop = asyncio.get_running_loop()
         self._pending = loop.run_in_executor(None, self._commit, self.part.size)
 
@@ -171,7 +192,8 @@ class Partial:
         self._drop_sidecar()
 
     def record(self, state: ResumeState) -> None:
-        """Write `state` as the sidecar (the caller has made its bytes durable first)."""
+        """Write `state` as the sidecar (the caller has made its bytes durable first).
+        Blocking: called from a worker thread."""
         self._sidecar_on_disk = True
         write_sidecar(self.sidecar, dump_state(state), self.url)
 
@@ -185,4 +207,4 @@ class Partial:
         return self.state is not None
 
 
-__all__ = ["CHECKPOINT_BYTES", "Action", "Partial"]
+__all__ = ["CHECKPOINT_BYTES", "CHECKPOINT_SECONDS", "Action", "Partial"]

@@ -15,7 +15,6 @@ the caller starts afresh.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FileError, Result, UsageError
+from .atomic import write_atomic
 
 FORMAT_VERSION = 1
 KINDS = frozenset({"tus", "s3"})
@@ -109,22 +109,10 @@ def save_state(kind: str, key: Mapping[str, str | int], record: Mapping[str, Any
     path = _path(kind, key)
     doc = {"version": FORMAT_VERSION, "kind": kind, "key": dict(key), "record": dict(record)}
     data = json.dumps(doc, sort_keys=True).encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # left by a crash of this same pid number; never written through
-        fd = os.open(tmp, flags, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)  # rename replaces a symlink itself, never its target
-        _fsync_dir(path.parent)
+        # The one temp/fsync/rename/fsync-dir of storage/atomic.py: never through a link.
+        write_atomic(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise _error(exc, path, "write") from exc
 
 
@@ -137,14 +125,6 @@ def drop_state(kind: str, key: Mapping[str, str | int]) -> None:
         return
     except OSError as exc:
         raise _error(exc, path, "remove") from exc
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = ["drop_state", "load_state", "save_state", "state_dir"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..core.checksum import Checksum, Verifier
 from ..core.events import Phase, Progress, ProgressCallback
-from ..core.names import name_from_content_disposition
+from ..core.names import name_from_content_disposition, reserved_reason
 from ..core.redact import redact_url
 from ..core.resume import Action, Plan, ResumeState, Verdict, judge_response, strong_validators
 from ..core.resume import total_from_response as resource_total
@@ -26,7 +26,9 @@ from ..errors import (
     BodyTooLarge,
     BodyTruncatedError,
     ChecksumMismatch,
+    FileError,
     ProtocolError,
+    Result,
     StreamerError,
 )
 from ..results import DownloadResult
@@ -159,6 +161,8 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         offset = _judge(partial, plan, stream)
         if stream.status == 304 and req.path.is_file():
             return _not_modified(job, stream)
+        # A -J name is decided (or refused) before a byte is written.
+        target = final_target(req, stream.headers.get("Content-Disposition", ""))
         if offset is None:  # 416 to a resume: we hold every byte (and maybe unrecorded junk)
             partial.part.truncate(plan.offset)
         verifier = await _prepare(req, partial, stream, offset)
@@ -171,7 +175,6 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         if verifier is not None:
             verifier.check()
         _report(progress, stream, Phase.FINALIZING, partial.part.size)
-        target = final_target(req, stream.headers.get("Content-Disposition", ""))
         no_clobber = req.no_clobber or (target != req.path and not req.clobber)
         await partial.publish(no_clobber=no_clobber, target=target, durable=req.durable)
     _report(progress, stream, Phase.DONE, partial.part.size)
@@ -240,7 +243,7 @@ async def _prepare(
         stream.limit.feed(offset)
         if total is not None and total - offset >= FREE_SPACE_CHECK_MIN:
             check_free_space(req.path.parent, total - offset, partial.url)
-        partial.begin(offset, _new_state(req, partial, stream, total))
+        await partial.begin(offset, _new_state(req, partial, stream, total))
     verifier = None
     if isinstance(req.checksum, Checksum):
         verifier = Verifier(req.checksum, url=partial.url)
@@ -292,7 +295,17 @@ def final_target(req: DownloadRequest, disposition: str) -> Path:
     if not req.remote_name:
         return req.path
     name = name_from_content_disposition(disposition)
-    return req.path.parent / name if name else req.path
+    if not name:
+        return req.path
+    why = reserved_reason(name)
+    if why is not None:  # e.g. "x.part.json": publishing it would then delete it as a sidecar
+        raise FileError(
+            f"server-chosen name refused: {why}",
+            path=str(req.path.parent / name),
+            result=Result.DOWNLOAD_FILE_CANT_OPEN,
+            url=redact_url(req.url),
+        )
+    return req.path.parent / name
 
 
 def _check_length(partial: Partial, stream: Stream) -> None:

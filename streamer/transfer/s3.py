@@ -354,7 +354,7 @@ async def _send_parts(run: _Run, upload_id: str, parts: Sequence[Part]) -> dict[
         async def attempt(_n: int) -> str:
             body = FileBody(
                 run.req.path,
-                offset=part.offset,
+                start=part.offset,
                 length=part.length,
                 identity=run.identity,
                 read_size=PART_READ_SIZE,

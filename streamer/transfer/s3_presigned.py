@@ -45,7 +45,7 @@ async def upload_presigned_parts(
 
         async def attempt(_n: int) -> str:
             nonlocal sent
-            body = FileBody(path, offset=part.offset, length=part.length, identity=identity)
+            body = FileBody(path, start=part.offset, length=part.length, identity=identity)
             _status, headers, _ = await exchange(client, "PUT", url, {}, body)
             sent += part.length
             return etag_of(headers, url)

@@ -240,15 +240,11 @@ async def _run(
     await job.commit()
     resumed_from = sum(s.done for s in job.segments)
     try:
-        async with asyncio.TaskGroup() as tg:
-            for i, seg in enumerate(job.segments):
-                if not seg.complete:
-                    tg.create_task(job.fetch(i))
-    except* _Restart as group:
-        raise group.exceptions[0] from None
-    except* StreamerError as group:
-        await job.commit()
-        raise group.exceptions[0] from None
+        await _fetch_all(job)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # SIGINT/SIGTERM: every segment's exact position, not the last timed checkpoint.
+        await asyncio.shield(job.commit())
+        raise
     await _verify(req, partial, state.total)
     job.report(Phase.FINALIZING)
     target = final_target(req, job.disposition)
@@ -267,6 +263,20 @@ async def _run(
         resumed_from=resumed_from,
         notes=(f"downloaded in {len(job.segments)} segments",),
     )
+
+
+async def _fetch_all(job: _Segmented) -> None:
+    """Fill every incomplete segment at once; the first failure stops the others."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for i, seg in enumerate(job.segments):
+                if not seg.complete:
+                    tg.create_task(job.fetch(i))
+    except* _Restart as group:
+        raise group.exceptions[0] from None
+    except* StreamerError as group:
+        await job.commit()
+        raise group.exceptions[0] from None
 
 
 async def _verify(req: DownloadRequest, partial: Partial, total: int) -> None:
