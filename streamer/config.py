@@ -6,11 +6,27 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import __version__
 from .errors import UsageError
 
 DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+def _check_proxy(proxy: str) -> None:
+    """Refuse a proxy URL aiohttp could not use, before it echoes it. The message never
+    quotes the URL: a proxy URL often carries a password (RFC 3986 3.2.1)."""
+    try:
+        parts = urlsplit(proxy)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not 0-65535)
+    except ValueError as exc:  # its text names the problem, not the URL
+        raise UsageError(f"invalid proxy URL: {str(exc).lower()}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme if parts.scheme.isalnum() else "?"
+        raise UsageError(f"proxy must be an http:// or https:// URL, not {scheme}://")
+    if not parts.hostname:
+        raise UsageError("invalid proxy URL: no host")
 
 
 @dataclass(frozen=True)
@@ -66,8 +82,8 @@ class ClientConfig:
                 raise UsageError(f"{name} must be > 0 (or None), not {value}")
         if self.speed_time <= 0:
             raise UsageError(f"speed_time must be > 0, not {self.speed_time}")
-        if self.proxy is not None and not self.proxy.startswith(("http://", "https://")):
-            raise UsageError(f"proxy must be an http:// or https:// URL, not {self.proxy!r}")
+        if self.proxy is not None:
+            _check_proxy(self.proxy)
 
     @property
     def tls(self) -> TLSOptions:

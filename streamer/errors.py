@@ -36,7 +36,7 @@ Errors are picklable, so results can cross process boundaries.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, TypeVar
 
 
 class Result(enum.Enum):
@@ -139,6 +139,7 @@ class StreamerError(Exception):
         result: Result | None = None,
         retryable: bool | None = None,
         path: str | None = None,
+        attempts: int = 1,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -146,7 +147,7 @@ class StreamerError(Exception):
         self.result = result if result is not None else self.default_result
         self.retryable = self.default_retryable if retryable is None else retryable
         self.path = path
-        self.attempts = 1  # how many attempts were made (retries count here)
+        self.attempts = attempts  # how many attempts were made (retries count here)
 
     def __str__(self) -> str:
         where = self.url or (self.path or "")
@@ -161,6 +162,23 @@ class StreamerError(Exception):
     @property
     def exit_code(self) -> int:
         return exit_code(self.result)
+
+
+E = TypeVar("E", bound=StreamerError)
+
+
+def evolve(err: E, **changes: Any) -> E:
+    """A new error like `err` with some attributes changed (``url``, ``message``, ``attempts``,
+    ``result``...): errors are complete when constructed, never edited afterwards."""
+    unknown = set(changes) - set(err.__dict__)
+    if unknown:
+        raise TypeError(f"{type(err).__name__} has no {', '.join(sorted(unknown))}")
+    state = dict(err.__dict__, **changes)
+    if isinstance(err, OSError):
+        state["__errno__"] = err.errno
+    new = _rebuild(type(err), state)
+    assert isinstance(new, type(err))
+    return new
 
 
 class UsageError(StreamerError, ValueError):
@@ -236,12 +254,20 @@ class HTTPStatusError(StreamerError):
 
     default_result = Result.HTTP_ERROR
 
-    def __init__(self, message: str, *, status: int, reason: str = "", **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        reason: str = "",
+        retry_after: float | None = None,
+        **kw: Any,
+    ) -> None:
         kw.setdefault("retryable", status in RETRYABLE_STATUSES)
         super().__init__(message, **kw)
         self.status = status
         self.reason = reason
-        self.retry_after: float | None = None  # seconds the server asked us to wait
+        self.retry_after = retry_after  # seconds the server asked us to wait
 
 
 class S3Error(HTTPStatusError):
@@ -341,5 +367,6 @@ __all__ = [
     "TransferTimeout",
     "UnsafeRedirect",
     "UsageError",
+    "evolve",
     "exit_code",
 ]

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from .core.events import Phase, Progress
+from .core.text import printable
 
 
 class TqdmProgress:
@@ -21,7 +22,7 @@ class TqdmProgress:
     def __init__(
         self, label: str, *, file: TextIO | None = None, min_interval: float = 0.1
     ) -> None:
-        self._label = label
+        self._label = printable(label)  # a name may come from the server
         self._file = file if file is not None else sys.stderr
         self._min_interval = min_interval
         self._bar: tqdm[Any] | None = None

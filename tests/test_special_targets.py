@@ -70,7 +70,7 @@ async def test_output_to_fifo_streams_into_it(tmp_path: Path) -> None:
     try:
         async with running_slow_server() as srv:
             srv.resources["f"] = Resource(size=size)
-            run = await streamer("get", srv.url("f"), "-o", str(fifo), "-q", "--split", "4")
+            run = await streamer("get", srv.url("f"), "-o", str(fifo), "-q")
     finally:
         if reader.is_alive():  # nothing opened the FIFO for writing: give the reader its EOF
             with contextlib.suppress(OSError):
@@ -80,3 +80,19 @@ async def test_output_to_fifo_streams_into_it(tmp_path: Path) -> None:
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert got == [data(size)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+@pytest.mark.parametrize(
+    "extra", [["--split", "4"], ["-J"], ["--no-clobber"], ["--retry", "2"]], ids=str
+)
+async def test_what_cannot_hold_for_a_device_is_refused(tmp_path: Path, extra: list[str]) -> None:
+    """--split, -J, --no-clobber and --retry cannot hold for a device written straight in:
+    each is refused (exit 2, naming it) before any request, and the node stays a device."""
+    node = _null_twin(tmp_path)
+    async with running_slow_server() as srv:
+        srv.resources["f"] = Resource(size=MIB)
+        run = await streamer("get", srv.url("f"), "-o", str(node), *extra)
+        assert srv.requests == []
+    assert run.rc == 2, run.err
+    assert "FIFO or a device" in run.err and len(run.err_lines) == 1
+    assert stat.S_ISCHR(os.stat(node).st_mode)

@@ -22,13 +22,13 @@ from ..client import Client
 from ..core.manifest import BadLine, Job, parse_manifest, prescan
 from ..core.retry import RetryPolicy
 from ..core.sizes import format_size
-from ..errors import Result, exit_code
+from ..errors import FileError, Result, exit_code
 from ..storage.journal import JOURNAL_NAME, Journal
 from ..sync import run
 from ..transfer.bulk import BulkOptions, JobResult, download_many
 from ..transfer.handover import BulkRun
 from .options import client_config, parse_headers
-from .output import wants_bar
+from .output import say, wants_bar
 from .shards import Counts, Throttled, emit, run_sharded, shard_count
 from .signals import stop_on_sigterm
 
@@ -38,7 +38,14 @@ def _lines(source: str) -> Iterator[IO[str]]:
     if source == "-":
         yield sys.stdin
         return
-    with open(source, encoding="utf-8", errors="replace", newline="") as f:
+    try:
+        f = open(source, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
+    except OSError as exc:  # missing, a directory, unreadable: like a missing upload source
+        raise FileError(
+            f"cannot read manifest {source}: {exc.strerror or exc}", path=source,
+            result=Result.SOURCE_READ_ERROR,
+        ) from None  # fmt: skip
+    with f:
         yield f
 
 
@@ -157,7 +164,7 @@ def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
 def run_bulk(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir or ".")
     if not out_dir.is_dir():
-        print(f"streamer: output directory {out_dir} does not exist", file=sys.stderr)
+        say(f"streamer: output directory {out_dir} does not exist")
         return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
     dupes: frozenset[int] = frozenset()
     total = None

@@ -17,6 +17,7 @@ from ..core.redact import redact_url
 from ..errors import StreamerError, exit_code
 from . import demo, get, serve, upload
 from .options import USAGE_EXIT
+from .output import say
 from .tuning import tune_malloc
 
 
@@ -65,5 +66,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("streamer: terminated; a partial download is kept for resuming", file=sys.stderr)
         return 143
     except StreamerError as exc:
-        print(f"streamer: {exc}", file=sys.stderr)
+        say(f"streamer: {exc}")
         return exit_code(exc.result)

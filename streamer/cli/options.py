@@ -40,6 +40,14 @@ def count_arg(text: str) -> int:
     return value
 
 
+def port_arg(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free port)."""
+    value = count_arg(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return value
+
+
 def add_transfer_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that talks to a server."""
     p.add_argument(
@@ -122,7 +130,13 @@ def parse_headers(lines: list[str], url: str = "") -> dict[str, str]:
     for line in lines:
         name, sep, value = line.partition(":")
         if not sep or not name.strip() or any(c in line for c in "\r\n"):
-            raise UsageError(f"bad header {line!r}: expected 'Name: value'", url=redact_url(url))
+            # Not echoed: the rest of a malformed line is often a credential ("Authorization
+            # Bearer TOKEN"); its first word is enough to find it.
+            first = line.split(maxsplit=1)[0][:40] if line.strip() else ""
+            raise UsageError(
+                f"bad header starting {first!r}: expected 'Name: value' (the rest is not shown)",
+                url=redact_url(url),
+            )
         headers[name.strip()] = value.strip()
     return headers
 

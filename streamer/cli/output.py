@@ -7,10 +7,17 @@ import json
 import sys
 from typing import Any
 
-from ..core.redact import redact_url
+from ..core.redact import redact_text, redact_url
 from ..core.sizes import format_size
-from ..errors import StreamerError, exit_code
+from ..core.text import printable
+from ..errors import StreamerError, evolve, exit_code
 from ..results import DownloadResult
+
+
+def say(line: str) -> None:
+    """Print one line on stderr: the output edge, where text a server chose (a reason phrase,
+    an error body, an ETag, a name) has its control characters escaped (`core.text`)."""
+    print(printable(redact_text(line)), file=sys.stderr, flush=True)
 
 
 def wants_bar(args: argparse.Namespace) -> bool:
@@ -22,16 +29,15 @@ def wants_bar(args: argparse.Namespace) -> bool:
 def report_success(args: argparse.Namespace, result: DownloadResult) -> None:
     if not args.quiet and not args.json:
         for note in result.notes:
-            print(f"streamer: {note}", file=sys.stderr)
+            say(f"streamer: {note}")
     if args.json:
         print(json.dumps(result.to_json()), flush=True)
     elif not args.quiet:
         rate = result.size / result.elapsed if result.elapsed > 0 else 0.0
         note = "" if result.length_verified else " (length unverified: no Content-Length)"
-        print(
+        say(
             f"saved {result.path} ({format_size(result.size)} in {result.elapsed:.2f} s, "
-            f"{format_size(int(rate))}/s){note}",
-            file=sys.stderr,
+            f"{format_size(int(rate))}/s){note}"
         )
 
 
@@ -40,7 +46,7 @@ def failure_json(url: str, exc: StreamerError) -> dict[str, Any]:
         "url": exc.url or redact_url(url),
         "result": exc.result.value,
         "exit_code": exit_code(exc.result),
-        "error": str(exc),
+        "error": redact_text(str(exc)),
         "retryable": exc.retryable,
         "status": getattr(exc, "status", None),
         "path": exc.path,
@@ -50,7 +56,6 @@ def failure_json(url: str, exc: StreamerError) -> dict[str, Any]:
 def report_failure(args: argparse.Namespace, url: str, exc: StreamerError) -> int:
     if args.json:
         print(json.dumps(failure_json(url, exc)), flush=True)
-    if not exc.url:
-        exc.url = redact_url(url)
-    print(f"streamer: {exc}", file=sys.stderr)
+    shown = exc if exc.url else evolve(exc, url=redact_url(url))
+    say(f"streamer: {shown}")
     return exit_code(exc.result)

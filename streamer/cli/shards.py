@@ -29,6 +29,8 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any, TextIO
 
+from ..core.redact import redact_text
+from ..core.text import printable
 from ..errors import Result, StreamerError, exit_code
 from ..transfer.bulk import BulkOptions
 
@@ -147,7 +149,7 @@ def _worker(child: Child, argv: tuple[BulkOptions, tuple[int, int], int]) -> Non
 def emit(stream: TextIO, line: str) -> None:
     """One line in one write, flushed: lines of several workers sharing a pipe or terminal
     never interleave (print writes the end of line separately when output is unbuffered)."""
-    stream.write(line + "\n")
+    stream.write(printable(redact_text(line)) + "\n")
     stream.flush()
 
 

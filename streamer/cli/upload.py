@@ -18,7 +18,7 @@ from ..results import UploadResult
 from ..sync import run
 from . import s3
 from .options import add_transfer_options, client_config, parse_headers
-from .output import report_failure, wants_bar
+from .output import report_failure, say, wants_bar
 from .signals import stop_on_sigterm
 from .tus import add_tus_options, run_tus_command
 
@@ -121,8 +121,7 @@ def _report(args: argparse.Namespace, result: UploadResult) -> None:
     sys.stdout.flush()
     if not args.quiet:
         rate = result.sent / result.elapsed if result.elapsed > 0 else 0.0
-        print(
+        say(
             f"sent {format_size(result.sent)} in {result.elapsed:.2f} s "
-            f"({format_size(int(rate))}/s): {result.status} {result.reason}",
-            file=sys.stderr,
+            f"({format_size(int(rate))}/s): {result.status} {result.reason}"
         )

@@ -22,6 +22,9 @@ from streamer.errors import DecompressError, UsageError
 
 SUPPORTED = ("gzip", "x-gzip", "deflate", "identity")
 ACCEPT_ENCODING = "gzip, deflate"
+# RFC 9110 8.4 sets no bound on stacked codings, but nobody applies more than a couple; curl
+# refuses more than five. Each stage holds a zlib stream, so the bound caps memory and depth.
+MAX_CODINGS = 5
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib expects a gzip header and trailer
 _ZLIB_WBITS = zlib.MAX_WBITS  # zlib header (RFC 1950 2.2) and Adler-32 trailer
@@ -161,6 +164,11 @@ def _parse_codings(encoding: str | None, url: str) -> list[str]:
     if unknown:
         raise DecompressError(
             f"unsupported Content-Encoding {encoding!r} (supported: {', '.join(SUPPORTED)})",
+            url=url,
+        )
+    if len(codings) > MAX_CODINGS:
+        raise DecompressError(
+            f"Content-Encoding stacks {len(codings)} codings; at most {MAX_CODINGS} are undone",
             url=url,
         )
     return codings[::-1]

@@ -233,50 +233,96 @@ class ChunkError(ValueError):
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _CHUNK_LINE_MAX = 4096  # a chunk-size line with its extensions, CRLF excluded
+# A chunk-size line with extensions of the characters `_VALUE` allows (RFC 9112 7.1.1).
+_CHUNK_HEAD = re.compile(
+    rb"([0-9A-Fa-f]{1,15})(?:;[\t\x20-\x7e]{0,%d})?\r\n" % (_CHUNK_LINE_MAX - 16)
+)
 
 
 class Dechunker:
     """Incremental decoder of a chunked body (RFC 9112 7.1): `feed` returns the data pieces
     found in each read; `done` once the last chunk and the trailer section are in, with any
-    bytes after them in `extra`. Chunk extensions and trailer fields are read and dropped."""
+    bytes after them in `extra`. Chunk extensions and trailer fields are read and dropped.
+
+    Linear in the wire size whatever the chunk sizes: a read is scanned by offsets, data
+    pieces are views into it, and only line bytes (sizes, CRLFs, trailers) are copied, each
+    once. `copied` counts the bytes copied, so tests can pin that."""
 
     def __init__(self) -> None:
         self.done = False
         self.extra = b""
+        self.copied = 0  # bytes copied out of the reads (line bytes, a memoryview's read)
         self._line = bytearray()  # a chunk-size line, a chunk's CRLF or trailer lines so far
         self._left = 0  # data bytes of the current chunk still to come
         self._state = "size"  # size, data, crlf, trailers
         self._trailers = 0
 
     def feed(self, data: bytes | memoryview) -> list[memoryview]:
-        view, pieces = memoryview(data), []
-        while view and not self.done:
+        if not isinstance(data, bytes):
+            data = bytes(data)  # bytes.find needs bytes; one copy of the read, counted
+            self.copied += len(data)
+        view, pos, size = memoryview(data), 0, len(data)
+        pieces: list[memoryview] = []
+        while pos < size and not self.done:
+            if self._state == "size" and not self._line:
+                pos = self._whole_chunks(data, view, pos, pieces)
+                if pos >= size or self._state != "size" or self._line:
+                    continue
             if self._state == "data":
-                piece, view = view[: self._left], view[self._left :]
-                self._left -= len(piece)
-                pieces.append(piece)
+                end = min(size, pos + self._left)
+                pieces.append(view[pos:end])
+                self._left -= end - pos
+                pos = end
                 if not self._left:
                     self._state = "crlf"
             else:
-                view = self._line_bytes(view)
-        if self.done:
-            self.extra += bytes(view)
+                pos = self._line_bytes(data, pos)
+        if self.done and pos < size:
+            self.extra += data[pos:]
+            self.copied += size - pos
         return pieces
 
-    def _line_bytes(self, view: memoryview) -> memoryview:
-        """Add bytes to the current line; act on it when its CRLF is in."""
-        end = bytes(view[: _CHUNK_LINE_MAX + 2]).find(b"\n")
+    def _whole_chunks(
+        self, data: bytes, view: memoryview, pos: int, pieces: list[memoryview]
+    ) -> int:
+        """The fast path: chunks whose size line, data and CRLF are all in this read, one
+        regex match each; stops (returning the offset) at anything else for the general path."""
+        match, size = _CHUNK_HEAD.match, len(data)
+        while True:
+            head = match(data, pos)
+            if head is None:
+                return pos
+            left = int(head[1], 16)
+            start = head.end()
+            end = start + left
+            if left == 0 or end + 2 > size or data[end : end + 2] != b"\r\n":
+                return pos  # the last chunk, a chunk cut by the read, or bad framing
+            self.copied += start - pos + 2
+            pieces.append(view[start:end])
+            pos = end + 2
+
+    def _line_bytes(self, data: bytes, pos: int) -> int:
+        """Add bytes from `pos` to the current line; act on it when its CRLF is in. Returns
+        the offset after what was used. The search never looks past the longest legal line."""
+        room = _CHUNK_LINE_MAX + 2 - len(self._line)
+        end = data.find(b"\n", pos, pos + room)
         if end < 0:
-            self._line += view
+            stop = min(len(data), pos + room)
+            self._line += data[pos:stop]
+            self.copied += stop - pos
             if len(self._line) > _CHUNK_LINE_MAX + 1:
                 raise ChunkError("chunk-size or trailer line too long")
-            return view[len(view) :]
-        self._line += view[: end + 1]
-        line, self._line = bytes(self._line), bytearray()
+            return stop
+        line = data[pos : end + 1]
+        if self._line:  # the line began in an earlier read
+            self._line += line
+            line, self._line = bytes(self._line), bytearray()
+            self.copied += len(line)
+        self.copied += end + 1 - pos
         if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
             raise ChunkError("line not ended by CRLF")
         self._on_line(line[:-2])
-        return view[end + 1 :]
+        return end + 1
 
     def _on_line(self, line: bytes) -> None:
         if self._state == "crlf":

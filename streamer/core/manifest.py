@@ -149,7 +149,8 @@ def _check_headers(headers: tuple[tuple[str, str], ...]) -> None:
         if not isinstance(value, str) or any(
             unicodedata.category(ch) == "Cc" and ch != "\t" for ch in value
         ):
-            raise UsageError(f"bad header value for {name}: {value!r}")
+            # The value is not echoed: it may be a credential (Authorization, a token).
+            raise UsageError(f"bad header value for {name}: control characters are not allowed")
 
 
 @dataclass(frozen=True)

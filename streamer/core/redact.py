@@ -207,12 +207,20 @@ def url_secrets(url: str) -> list[str]:
     return [s for s in dict.fromkeys(found + decoded) if s]
 
 
+# "scheme://user:password@" anywhere in a text (RFC 3986 3.2.1 userinfo), for URLs quoted
+# in a message we did not word ourselves (another URL than the request's: a proxy's).
+_USERINFO_IN_TEXT = re.compile(r"(://[^\s/?#@:'\"]*):[^\s/?#@'\"]+@")
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every occurrence of each secret (and its percent-encoded forms) as "***".
+    """`text` with every occurrence of each secret (and its percent-encoded forms) as "***",
+    and the password of any URL quoted in it masked too.
 
     Secrets shorter than 4 characters are skipped: masking "a" would shred the text and hide
     nothing worth hiding.
     """
+    if "@" in text:
+        text = _USERINFO_IN_TEXT.sub(r"\1:***@", text)
     forms: set[str] = set()
     for secret in secrets:
         if len(secret) >= 4:

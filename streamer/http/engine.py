@@ -7,8 +7,10 @@ through the small-file lane never imports aiohttp, which is most of a command's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import AsyncGenerator
+import time
+from collections.abc import AsyncGenerator, Awaitable
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,14 +21,15 @@ from ..config import ClientConfig
 from ..core.events import Phase, ProgressCallback
 from ..core.redact import redact_url
 from ..core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
-from ..errors import StreamerError, UsageError
+from ..core.stall import StallMonitor
+from ..core.status import status_error
+from ..errors import StreamerError, UsageError, evolve
 from .bodies import Body
-from .net import make_session, mapped_errors
+from .net import Timeouts, make_session, mapped_errors
 from .outgoing import (
     body_for_hop,
     body_headers,
     counted,
-    error_for_status,
     phase_reporter,
     split_userinfo,
 )
@@ -51,6 +54,7 @@ class Engine:
             phases=cfg.report_phases,
             ssl_context=context,
         )
+        self.timeouts = Timeouts(cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout)
         # Proxy and ~/.netrc from the environment, looked up once per origin (see EnvRoutes).
         self._routes = EnvRoutes() if cfg.trust_env else None
 
@@ -71,6 +75,7 @@ class Engine:
             speed_limit=cfg.speed_limit,
             speed_time=cfg.speed_time,
             deadline=deadline,
+            timeouts=self.timeouts,
         )
 
     async def open(
@@ -119,8 +124,8 @@ class Engine:
                     headers=headers, hops=hops, policy=policy,
                 )  # fmt: skip
             except StreamerError as exc:
-                exc.url = safe_url  # name the URL that was asked for, not the last hop
-                raise
+                # Name the URL that was asked for, not the last hop.
+                raise evolve(exc, url=safe_url) from exc.__cause__
             body = body_for_hop(body, hop.drop_body, safe_url)
             ctx.on_phase(Phase.REDIRECTING)
             request_url, hop_auth = split_userinfo(hop.url)
@@ -132,7 +137,9 @@ class Engine:
         stream = Stream(resp, url=safe_url, redirects=hops, options=opts, progress=progress)
         if raise_for_status and stream.status >= 400:
             stream.close()
-            raise error_for_status(stream)
+            raise status_error(
+                stream.url, stream.status, stream.reason, stream.headers, now=time.time()
+            )
         return stream
 
     async def _request(
@@ -160,9 +167,9 @@ class Engine:
             headers = body_headers(headers, body)
             data = counted(body, ctx)
             ctx.sending.append(data)
-        with mapped_errors(url, lambda: 0):
+        with mapped_errors(url, timeouts=self.timeouts):
             proxy, proxy_headers, headers = self._route(url, headers)
-            return await self._session.request(
+            request = self._session.request(
                 method,
                 url,
                 headers=headers,
@@ -173,6 +180,9 @@ class Engine:
                 trace_request_ctx=ctx,
                 timeout=timeout,
             )
+            if opts.speed_limit is None:
+                return await request
+            return await _watched(request, opts, ctx, redact_url(url))
 
     def plain_route(self, url: str) -> bool:
         """Whether requests to `url`'s origin go direct and without netrc credentials."""
@@ -200,6 +210,33 @@ class Engine:
         if url[:6].lower() == "https:":
             return route.proxy, {"Proxy-Authorization": route.proxy_authorization}, headers
         return route.proxy, None, {**headers, "Proxy-Authorization": route.proxy_authorization}
+
+
+async def _watched(
+    request: Awaitable[aiohttp.ClientResponse], opts: StreamOptions, ctx: SimpleNamespace, url: str
+) -> aiohttp.ClientResponse:
+    """Await `request` (the request sent, up to the final response head) under the stall
+    window, as curl's --speed-limit/--speed-time cover the whole exchange: body bytes sent
+    count as progress; a head dripped byte by byte, endless 1xx interim answers (RFC 9110
+    15.2) or a peer that stops reading the upload count as none, and end in TooSlowError."""
+    loop = asyncio.get_running_loop()
+    assert opts.speed_limit is not None
+    stall = StallMonitor(opts.speed_limit, opts.speed_time, loop.time(), url=url)
+    task = asyncio.ensure_future(request)
+    sent = 0
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=stall.deadline(loop.time()))
+            if done:
+                return task.result()
+            now, total = loop.time(), getattr(ctx, "sent", 0)
+            stall.feed(total - sent, now)  # raises TooSlowError when the window was too slow
+            sent = total
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task  # its own failure (or cancellation) is not the one to report
 
 
 __all__ = ["Engine"]

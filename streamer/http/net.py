@@ -11,6 +11,7 @@ import errno
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -128,37 +129,114 @@ def _scrub(exc: BaseException, url: str) -> str:
     return redact_text(text.replace(url, redact_url(url)), url_secrets(url))
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """The timeouts in force, in seconds, so that a timeout message can say which and how long."""
+
+    connect: float | None = None
+    read: float | None = None  # between two reads
+    total: float | None = None  # for the whole exchange
+
+
+NO_TIMEOUTS = Timeouts()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What `translate` needs to word an error with the numbers."""
+
+    url: str
+    received: int = 0  # body bytes read so far
+    expected: int | None = None  # the declared Content-Length
+    chunked: bool = False
+    timeouts: Timeouts = NO_TIMEOUTS
+
+
+def _certificate_problem(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """Which check failed, from OpenSSL's verify result (e.g. "certificate has expired",
+    "self-signed certificate", "Hostname mismatch ...")."""
+    cause = exc.certificate_error
+    reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+    code = getattr(cause, "verify_code", None)
+    text = str(reason or "the certificate was not accepted").rstrip(".")
+    return f"{text} (OpenSSL verify code {code})" if code else text
+
+
 def _translate_connector(exc: aiohttp.ClientConnectorError, url: str) -> StreamerError:
     safe = redact_url(url)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return CertificateError(f"certificate not trusted: {_scrub(exc, url)}", url=safe)
+        problem = redact_text(_certificate_problem(exc), url_secrets(url))
+        return CertificateError(
+            f"certificate check failed for {exc.host}:{exc.port}: {problem}", url=safe
+        )
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return ResolveError(f"cannot resolve host {exc.host!r}", url=safe)
+    where = f"{exc.host}:{exc.port}"
     if isinstance(exc, aiohttp.ClientSSLError):
-        return TLSError(f"TLS handshake failed: {_scrub(exc, url)}", url=safe)
+        return TLSError(f"TLS handshake with {where} failed: {_os_reason(exc)}", url=safe)
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
-        return ConnectError(f"cannot connect to proxy: {_scrub(exc, url)}", url=safe)
-    reason = exc.os_error.strerror or _scrub(exc, url)
-    if exc.os_error.errno == errno.ECONNREFUSED:
-        reason = "connection refused"
-    return ConnectError(f"cannot connect to {exc.host}:{exc.port}: {reason}", url=safe)
+        return ConnectError(f"cannot connect to proxy {where}: {_os_reason(exc)}", url=safe)
+    return ConnectError(f"cannot connect to {where}: {_os_reason(exc)}", url=safe)
 
 
-def _translate_payload(exc: aiohttp.ClientPayloadError, url: str, received: int) -> StreamerError:
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    """The cause in a few words: OpenSSL's reason ("WRONG_VERSION_NUMBER"), or the system's
+    ("connection refused"), never aiohttp's "Cannot connect to host ... ssl:default [...]"."""
+    cause = exc.os_error
+    if cause.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    reason = getattr(cause, "reason", None)  # ssl.SSLError: the OpenSSL reason code
+    if isinstance(reason, str) and reason:
+        return reason.replace("_", " ").lower()
+    if cause.strerror:
+        return cause.strerror.lower() if cause.errno else cause.strerror
+    return type(cause).__name__
+
+
+def _translate_payload(ctx: Context) -> StreamerError:
     # aiohttp's own decoding is off (we decode in core.decode), so a payload error is always
     # about framing: Content-Length not reached or a chunked body without its last chunk.
-    safe = redact_url(url)
-    text = _scrub(exc, url)
+    # Its text (`<ContentLengthError: 400, ...>`, a synthetic status) is not shown.
+    received, expected = ctx.received, ctx.expected
+    if ctx.chunked:
+        message = f"chunked body cut short after {received} bytes (no last chunk)"
+        result = Result.CHUNKED_BODY_SIZE_MISMATCH
+    elif expected is not None:
+        message = f"body cut short: {received} of {expected} bytes"
+        result = Result.PARTIAL_BODY
+    else:
+        message, result = f"body cut short after {received} bytes", Result.PARTIAL_BODY
     return BodyTruncatedError(
-        f"body cut short after {received} bytes: {text}",
-        url=safe,
-        received=received,
-        expected=None,
+        message, url=redact_url(ctx.url), received=received, expected=expected, result=result
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f" ({value:g} s)"
+
+
+def _translate_timeout(exc: BaseException, ctx: Context) -> StreamerError:
+    """Say which timeout ran out and its value (aiohttp's text is empty or a bare class name)."""
+    limits, safe = ctx.timeouts, redact_url(ctx.url)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        message = f"timed out: connect timeout{_seconds(limits.connect)}"
+    elif isinstance(exc, aiohttp.ServerTimeoutError):
+        message = f"timed out: read timeout{_seconds(limits.read)}, no data from the server"
+    else:  # asyncio's timeout: aiohttp's total, the only one it enforces that way
+        message = f"timed out: total timeout{_seconds(limits.total)} for the transfer"
+    if ctx.received:
+        message += f" after {ctx.received} bytes"
+    return TransferTimeout(message, url=safe)
 
 
 def translate(exc: BaseException, url: str, *, received: int = 0) -> StreamerError:
     """Map a foreign exception raised while talking to `url` onto the streamer tree."""
+    return translate_in(exc, Context(url, received))
+
+
+def translate_in(exc: BaseException, ctx: Context) -> StreamerError:
+    """Map a foreign exception onto the streamer tree, worded with what `ctx` knows."""
+    url, received = ctx.url, ctx.received
     safe = redact_url(url)
     if isinstance(exc, StreamerError):
         return exc
@@ -169,7 +247,7 @@ def translate(exc: BaseException, url: str, *, received: int = 0) -> StreamerErr
     if isinstance(exc, aiohttp.ClientConnectorError):
         return _translate_connector(exc, url)
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return _translate_payload(exc, url, received)
+        return _translate_payload(ctx)
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         return ConnectError(f"proxy refused the tunnel: {exc.status} {exc.message}", url=safe)
     if isinstance(exc, aiohttp.ClientResponseError):
@@ -183,7 +261,7 @@ def translate(exc: BaseException, url: str, *, received: int = 0) -> StreamerErr
         result = Result.CONNECTION_ERROR if answered else Result.NO_RESPONSE
         return ConnectionLostError("server closed the connection", url=safe, result=result)
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return TransferTimeout(f"timed out: {_scrub(exc, url) or 'no data'}", url=safe)
+        return _translate_timeout(exc, ctx)
     if isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
         return UsageError(f"invalid or unsupported URL: {_scrub(exc, url)}", url=safe)
     if isinstance(exc, ssl.SSLError):
@@ -194,11 +272,19 @@ def translate(exc: BaseException, url: str, *, received: int = 0) -> StreamerErr
 
 
 @contextmanager
-def mapped_errors(url: str, received: Callable[[], int] = lambda: 0) -> Iterator[None]:
+def mapped_errors(
+    url: str,
+    received: Callable[[], int] = lambda: 0,
+    *,
+    expected: int | None = None,
+    chunked: bool = False,
+    timeouts: Timeouts = NO_TIMEOUTS,
+) -> Iterator[None]:
     """Translate foreign exceptions raised inside the block (CancelledError passes through)."""
     try:
         yield
     except (StreamerError, asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        raise translate(exc, url, received=received()) from exc
+        ctx = Context(url, received(), expected, chunked, timeouts)
+        raise translate_in(exc, ctx) from exc

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import time
 from collections.abc import AsyncGenerator
 from types import SimpleNamespace
 from typing import Any
@@ -15,10 +14,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..core.events import Phase, Progress, ProgressCallback
 from ..core.redact import redact_url
-from ..core.retry import parse_retry_after
-from ..errors import HTTPStatusError, UsageError
+from ..errors import UsageError
 from .bodies import Body, closing_chunks
-from .stream import Stream
 
 
 def split_userinfo(url: str) -> tuple[str, dict[str, str]]:
@@ -36,18 +33,6 @@ def split_userinfo(url: str) -> tuple[str, dict[str, str]]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
-
-
-def error_for_status(stream: Stream) -> HTTPStatusError:
-    """The error for a status >= 400, with the server's Retry-After (RFC 9110 10.2.3) if any."""
-    err = HTTPStatusError(
-        f"HTTP {stream.status} {stream.reason}".rstrip(),
-        url=stream.url,
-        status=stream.status,
-        reason=stream.reason,
-    )
-    err.retry_after = parse_retry_after(stream.headers.get("Retry-After"), time.time())
-    return err
 
 
 def body_headers(headers: dict[str, str], body: Body) -> dict[str, str]:

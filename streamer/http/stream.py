@@ -18,8 +18,8 @@ from ..core.decode import Decoder
 from ..core.events import Phase, Progress, ProgressCallback
 from ..core.limits import BodyLimit
 from ..core.stall import StallMonitor
-from ..errors import BodyTruncatedError, Result, TransferTimeout, UsageError
-from .net import mapped_errors
+from ..errors import BodyTruncatedError, TransferTimeout, UsageError
+from .net import NO_TIMEOUTS, Timeouts, mapped_errors
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class StreamOptions:
     speed_limit: float | None
     speed_time: float
     deadline: float | None  # loop.time() by which the whole transfer must be over
+    timeouts: Timeouts = NO_TIMEOUTS  # the values, for messages
 
 
 def _declared_length(headers: Mapping[str, str]) -> int | None:
@@ -151,24 +152,21 @@ class Stream:
             stall = StallMonitor(opts.speed_limit, opts.speed_time, loop.time(), url=self.url)
         read = self._resp.content.read
         size = opts.chunk_size
-        try:
-            with mapped_errors(self.url, lambda: self.received):
-                while True:
-                    if stall is None and opts.deadline is None:
-                        data = await read(size)
-                    else:
-                        data = await self._read_with_deadline(loop, stall, size)
-                    if not data:
-                        break
-                    self.received += len(data)
-                    if stall is not None:
-                        stall.feed(len(data), loop.time())
-                    yield data
-        except BodyTruncatedError as exc:
-            exc.expected = self.content_length
-            if self.chunked:
-                exc.result = Result.CHUNKED_BODY_SIZE_MISMATCH
-            raise
+        with mapped_errors(
+            self.url, lambda: self.received, expected=self.content_length,
+            chunked=self.chunked, timeouts=opts.timeouts,
+        ):  # fmt: skip
+            while True:
+                if stall is None and opts.deadline is None:
+                    data = await read(size)
+                else:
+                    data = await self._read_with_deadline(loop, stall, size)
+                if not data:
+                    break
+                self.received += len(data)
+                if stall is not None:
+                    stall.feed(len(data), loop.time())
+                yield data
         self._check_complete()
 
     async def _read_with_deadline(
@@ -185,8 +183,10 @@ class Stream:
             except TimeoutError:
                 now = loop.time()
                 if now >= total_at:
+                    total = self._opts.timeouts.total
+                    limit = "" if total is None else f" ({total:g} s)"
                     raise TransferTimeout(
-                        "maximum time for the transfer exceeded", url=self.url
+                        f"timed out: total timeout{limit} for the transfer", url=self.url
                     ) from None
                 if stall is not None:
                     stall.check(now)  # raises TooSlowError when the last window was too slow
@@ -196,8 +196,7 @@ class Stream:
         expected = self.content_length
         if expected is not None and self.received != expected and self._resp.method != "HEAD":
             raise BodyTruncatedError(
-                f"body cut short: {self.received} bytes read, {expected - self.received} more "
-                "expected",
+                f"body cut short: {self.received} of {expected} bytes",
                 url=self.url,
                 received=self.received,
                 expected=expected,

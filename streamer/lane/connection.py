@@ -120,7 +120,7 @@ class _Conn(asyncio.Protocol):
             return
         self._any = True
         if self._dechunk is not None:
-            self._chunks(memoryview(data))
+            self._chunks(data)
             return
         if self._head is not None:
             self._body(memoryview(data))
@@ -151,7 +151,7 @@ class _Conn(asyncio.Protocol):
             self._left = head.length
         elif head.status == 200 and head.chunked:
             self._dechunk = Dechunker()
-            self._chunks(memoryview(rest))
+            self._chunks(rest)
             return
         elif head.status >= 400 and head.simple and head.length is not None:
             if head.length > DRAIN_MAX:
@@ -182,7 +182,7 @@ class _Conn(asyncio.Protocol):
             self.reusable = reusable(head, 0)
             self._finish(read=self._sink is not None)
 
-    def _chunks(self, data: memoryview) -> None:
+    def _chunks(self, data: bytes) -> None:
         """Body bytes of a chunked answer (RFC 9112 7.1), decoded into the sink."""
         assert self._dechunk is not None and self._sink is not None
         try:
@@ -190,14 +190,18 @@ class _Conn(asyncio.Protocol):
         except ChunkError as exc:
             self._fail(ProtocolError(f"malformed chunked body: {exc}", url=self._url))
             return
-        for piece in pieces:
-            if self._received + len(piece) > self._max_body:
-                self._over = True
-                self._finish(read=False)
-                return
-            self._received += len(piece)
+        size = sum(map(len, pieces))
+        if self._received + size > self._max_body:
+            self._over = True
+            self._finish(read=False)
+            return
+        self._received += size
+        if size:
+            # One sink call (one write) per read, not per chunk: a body of one-byte chunks
+            # would otherwise cost a system call per byte. The join copies each byte once.
+            joined = pieces[0] if len(pieces) == 1 else memoryview(b"".join(pieces))
             try:
-                self._sink(piece)
+                self._sink(joined)
             except OSError as exc:
                 self._fail(exc)
                 return
@@ -263,9 +267,12 @@ class _Conn(asyncio.Protocol):
         if self._draining and (expired or (idle is not None and now - self._last >= idle)):
             self._finish(read=False)  # the error status is the answer; its body is not
         elif expired:
-            self._fail(TransferTimeout("timed out: the transfer took too long", url=self._url))
+            total = self._timeouts.total
+            message = f"timed out: total timeout ({total:g} s) for the transfer"
+            self._fail(TransferTimeout(message, url=self._url))
         elif idle is not None and now - self._last >= idle:
-            self._fail(TransferTimeout(f"timed out: no data for {idle:g} s", url=self._url))
+            message = f"timed out: read timeout ({idle:g} s), no data from the server"
+            self._fail(TransferTimeout(message, url=self._url))
         else:
             self._arm()
 
@@ -364,7 +371,10 @@ class Lane:
         except TimeoutError:
             # Not handed off: the full engine would wait out the same timeout again.
             where = f"{origin.host}:{origin.port}"
-            raise TransferTimeout(f"timed out: connecting to {where}", url=url) from None
+            limit = self.timeouts.connect
+            raise TransferTimeout(
+                f"timed out: connect timeout ({limit:g} s) to {where}", url=url
+            ) from None
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise Handoff(f"cannot connect: {type(exc).__name__}") from None
         return conn

@@ -33,8 +33,8 @@ from ..core.http1 import Origin, merge_fields, simple_request
 from ..core.limits import BodyLimit
 from ..core.manifest import Job
 from ..core.redact import redact_url
-from ..core.retry import parse_retry_after
-from ..errors import FileExistsError_, HTTPStatusError, Result, StreamerError
+from ..core.status import status_error
+from ..errors import FileExistsError_, Result, StreamerError
 from ..storage.atomic import NOFOLLOW, publish
 from ..storage.files import file_error
 from ..storage.partial import SIDECAR_MIN
@@ -179,12 +179,7 @@ class QuickPath:
         or something for the full engine (counted against the host)."""
         head = reply.head
         if head.status >= 400:
-            err = HTTPStatusError(
-                f"HTTP {head.status} {head.reason}".rstrip(), url=url, status=head.status,
-                reason=head.reason,
-            )  # fmt: skip
-            err.retry_after = parse_retry_after(head.fields.get("retry-after"), time.time())
-            raise err
+            raise status_error(url, head.status, head.reason, head.fields, now=time.time())
         if head.status == 200 and head.simple and job.max_bytes is not None:
             BodyLimit(job.max_bytes, url).check_declared(head.length)
         if reply.over and job.max_bytes is not None and job.max_bytes <= QUICK_MAX:

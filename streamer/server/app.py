@@ -68,6 +68,7 @@ from streamer.server.files import (
     send_body,
     validator_headers,
 )
+from streamer.server.guard import DEFAULT_HEAD_TIMEOUT, DEFAULT_MAX_PENDING, HeadGuard
 from streamer.server.upload import handle_post, handle_put
 
 SHUTDOWN_TIMEOUT = 2.0
@@ -181,6 +182,22 @@ def _base_url(runner: web.AppRunner) -> str:
     return f"http://{shown}:{port}/"
 
 
+class _GuardedSite(web.TCPSite):
+    """A TCP site whose connections go through a `HeadGuard` (slowloris defence)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: HeadGuard) -> None:
+        super().__init__(runner, host, port)
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.factory(server), self._host, self._port, reuse_address=True
+        )
+
+
 @contextlib.asynccontextmanager
 async def running_server(
     root: Path,
@@ -189,13 +206,25 @@ async def running_server(
     *,
     allow_remote: bool = False,
     max_upload: int | None = None,
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT,
+    max_pending: int = DEFAULT_MAX_PENDING,
 ) -> AsyncIterator[str]:
-    """Serve ``root`` while the block runs; yields the base URL, e.g. "http://127.0.0.1:PORT/"."""
+    """Serve ``root`` while the block runs; yields the base URL, e.g. "http://127.0.0.1:PORT/".
+
+    A request head must arrive within `head_timeout` seconds, and at most `max_pending`
+    connections may be waiting for theirs (see `streamer.server.guard`)."""
     _check_host(host, allow_remote)
-    runner = web.AppRunner(make_app(root, max_upload=max_upload), shutdown_timeout=SHUTDOWN_TIMEOUT)
+    # aiohttp closes a kept-alive connection still without a complete next head when its
+    # keep-alive time runs out: that bounds every later head as the guard bounds the first.
+    runner = web.AppRunner(
+        make_app(root, max_upload=max_upload),
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        keepalive_timeout=head_timeout,
+    )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        guard = HeadGuard(head_timeout, max_pending)
+        await _GuardedSite(runner, host, port, guard).start()
         yield _base_url(runner)
     finally:
         await runner.cleanup()
@@ -209,11 +238,14 @@ async def serve(
     ready: Callable[[str], None] | None = None,
     allow_remote: bool = False,
     max_upload: int | None = None,
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT,
+    max_pending: int = DEFAULT_MAX_PENDING,
 ) -> None:
     """Serve ``root`` until cancelled; ``ready(base_url)`` is called once listening."""
     async with running_server(
-        root, host, port, allow_remote=allow_remote, max_upload=max_upload
-    ) as base_url:
+        root, host, port, allow_remote=allow_remote, max_upload=max_upload,
+        head_timeout=head_timeout, max_pending=max_pending,
+    ) as base_url:  # fmt: skip
         if ready is not None:
             ready(base_url)
         await asyncio.Event().wait()

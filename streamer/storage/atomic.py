@@ -33,8 +33,10 @@ def temp_path(path: Path) -> Path:
 def create_fresh(path: Path, mode: int = 0o600) -> int:
     """A new, empty file at `path` open for writing; whatever stood there (a stale temp file,
     a planted link) is removed first, not followed."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    try:
+        return os.open(path, _FRESH, mode)
+    except FileExistsError:
+        os.unlink(path)  # a stale temp file or a planted link: the name is ours to reuse
     return os.open(path, _FRESH, mode)
 
 
@@ -82,13 +84,16 @@ async def publish(
         rename_into_place(fd, tmp, target, no_clobber=no_clobber, durable=False)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, sync_name: bool = True) -> None:
+def write_atomic(
+    path: Path, data: bytes, mode: int = 0o600, *, sync_name: bool = True, tmp: Path | None = None
+) -> None:
     """Replace `path` by a file holding `data`: a crash leaves the old file or the new one.
 
     ``sync_name=False`` skips the directory fsync, for files whose older version is as good
     as the new one after a crash (a sidecar: the old one counts fewer bytes, all of them
-    durable). Blocking (fsyncs): call it from a worker thread."""
-    tmp = temp_path(path)
+    durable). `tmp` (default `temp_path(path)`) is the name written first: one per process
+    where several processes may write `path`. Blocking (fsyncs): call it from a thread."""
+    tmp = temp_path(path) if tmp is None else tmp
     fd = create_fresh(tmp, mode)
     try:
         view = memoryview(data)

@@ -3,8 +3,10 @@
 The order of writes is what makes a crash harmless (kill -9 at any moment):
 
 1. bytes are appended to ``T.part``;
-2. at a checkpoint they are fsynced, and only then does the sidecar ``T.part.json`` (written
-   through temp + fsync + rename) record them as committed;
+2. at a checkpoint (every 64 MiB, and about every second while data flows, so a slow link
+   loses about a second of data to a kill -9) they are fdatasynced in a worker thread, and
+   only then does the sidecar ``T.part.json`` (written through temp + fsync + rename)
+   record them as committed;
 3. on resume, anything in ``T.part`` past the committed count is cut off before appending;
 4. the target ``T`` appears only by renaming a complete, verified, fsynced ``T.part``.
 

@@ -6,11 +6,11 @@ and paths) never becomes a file name. A file holds::
 
     {"version": 1, "kind": "tus", "key": {...}, "record": {...}}
 
-and is written like every sidecar of streamer: a temporary file (mode 0600, opened with
-O_NOFOLLOW|O_EXCL so that nothing planted at that name is written through), fsync, rename over
-the old one, fsync of the directory. A file that is corrupt, belongs to another key or comes
-from a future version is not trusted: `load_state` answers None with a note saying why, and
-the caller starts afresh.
+and is written like every file streamer publishes, by `atomic.write_atomic`: a temporary file
+(mode 0600, opened with O_NOFOLLOW|O_EXCL so that nothing planted at that name is written
+through), fsync, rename over the old one, fsync of the directory. A file that is corrupt,
+belongs to another key or comes from a future version is not trusted: `load_state` answers
+None with a note saying why, and the caller starts afresh.
 """
 
 from __future__ import annotations
@@ -109,9 +109,9 @@ def save_state(kind: str, key: Mapping[str, str | int], record: Mapping[str, Any
     path = _path(kind, key)
     doc = {"version": FORMAT_VERSION, "kind": kind, "key": dict(key), "record": dict(record)}
     data = json.dumps(doc, sort_keys=True).encode("utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process
     try:
-        # The one temp/fsync/rename/fsync-dir of storage/atomic.py: never through a link.
-        write_atomic(path, data)
+        write_atomic(path, data, tmp=tmp)  # a link planted at either name is not followed
     except OSError as exc:
         raise _error(exc, path, "write") from exc
 

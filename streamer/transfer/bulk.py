@@ -236,8 +236,10 @@ class _Run:
         try:
             self._ensure_dir(rel)
         except OSError as exc:  # mkdir of a subdirectory
-            err = StreamerError(f"cannot create {path.parent}: {exc.strerror}", path=str(path))
-            err.result = Result.DOWNLOAD_FILE_CANT_OPEN
+            err = StreamerError(
+                f"cannot create {path.parent}: {exc.strerror}", path=str(path),
+                result=Result.DOWNLOAD_FILE_CANT_OPEN,
+            )  # fmt: skip
             return JobResult(job, path, err.result, error=err)
         if self.quick is not None:
             try:

@@ -22,6 +22,7 @@ from ..core.redact import redact_url
 from ..core.resume import Action, Plan, ResumeState, Verdict, judge_response, strong_validators
 from ..core.resume import total_from_response as resource_total
 from ..core.retry import RetryPolicy
+from ..core.status import status_error
 from ..errors import (
     BodyTooLarge,
     BodyTruncatedError,
@@ -211,11 +212,11 @@ def _not_modified(job: _Job, stream: Stream) -> DownloadResult:
 
 def _judge(partial: Partial, plan: Plan, stream: Stream) -> int | None:
     """Where to write the body: an offset, or None when a 416 says we are already complete."""
-    from ..http.outgoing import error_for_status
-
     resuming = plan.action is Action.RESUME
     if stream.status >= 400 and not (resuming and stream.status == 416):
-        raise error_for_status(stream)
+        raise status_error(
+            stream.url, stream.status, stream.reason, stream.headers, now=time.time()
+        )
     if not resuming:
         if stream.status == 206:
             raise ProtocolError("206 Partial Content to a request without Range", url=stream.url)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ..core.retry import RetryPolicy
-from ..errors import StreamerError
+from ..errors import StreamerError, evolve
 
 T = TypeVar("T")
 
@@ -56,10 +56,10 @@ async def with_retries(
         except StreamerError as exc:
             delay = retry_delay(policy, exc, started, may_retry)
             if delay is None:
-                exc.attempts = policy.attempts
-                if policy.attempts > 1:
-                    exc.message = policy.exhausted_message(exc)
-                raise
+                if policy.attempts == 1:
+                    raise
+                final = evolve(exc, attempts=policy.attempts, message=policy.exhausted_message(exc))
+                raise final from exc.__cause__
             if before_retry is not None:
                 await before_retry(exc, policy.attempts)
             policy = policy.increment(exc)

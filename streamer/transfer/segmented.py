@@ -23,6 +23,7 @@ from ..core.redact import redact_url
 from ..core.resume import ResumeState, strong_validators
 from ..core.resume import total_from_response as resource_total
 from ..core.segments import Segment, check_segment_response, split
+from ..core.status import status_error
 from ..errors import BodyTooLarge, BodyTruncatedError, Result, StreamerError
 from ..results import DownloadResult
 from ..storage.files import check_free_space, file_error, preflight
@@ -191,9 +192,7 @@ async def _probe(client: Opener, req: DownloadRequest, parts: int) -> ResumeStat
     headers = {**req.headers, "Range": "bytes=0-"}
     async with client.stream(req.url, headers=headers, accept_gzip=False) as st:
         if st.status >= 400:
-            from ..http.outgoing import error_for_status
-
-            raise error_for_status(st)
+            raise status_error(st.url, st.status, st.reason, st.headers, now=time.time())
         total = resource_total(st.status, st.headers) if st.status == 206 else None
         etag, last_modified = strong_validators(st.headers)
         has_identity = etag is not None or last_modified is not None or req.checksum is not None

@@ -27,6 +27,7 @@ from ..core.checksum import new_hasher
 from ..core.events import Phase, Progress, ProgressCallback
 from ..core.redact import redact_url
 from ..core.retry import RetryPolicy
+from ..core.status import status_error
 from ..errors import (
     BodyTooLarge,
     ChecksumMismatch,
@@ -94,16 +95,13 @@ class _Answer:
     status: int
     reason: str
     headers: CIMultiDict[str]
-    text: str
+    body: bytes  # of an error answer (status >= 400), else b""
 
-    def error(self, url: str, what: str) -> HTTPStatusError:
-        detail = f": {self.text}" if self.text else ""
-        return HTTPStatusError(
-            f"{what}: HTTP {self.status} {self.reason}".rstrip() + detail,
-            url=url,
-            status=self.status,
-            reason=self.reason,
-        )
+    def error(self, url: str, what: str, note: str = "") -> HTTPStatusError:
+        return status_error(
+            url, self.status, self.reason, self.headers, self.body, now=time.time(), doing=what,
+            note=note,
+        )  # fmt: skip
 
 
 async def _call(
@@ -124,8 +122,8 @@ async def _call(
             # Read a small answer whole, so the connection can carry the next request.
             with contextlib.suppress(BodyTooLarge):
                 data = await stream.read()
-        text = data[:200].decode("utf-8", "replace").strip() if stream.status >= 400 else ""
-        return _Answer(stream.status, stream.reason, CIMultiDict(stream.headers), text)
+        shown = data if stream.status >= 400 else b""
+        return _Answer(stream.status, stream.reason, CIMultiDict(stream.headers), shown)
 
 
 def _base_headers(run: _Run) -> dict[str, str]:
@@ -161,16 +159,16 @@ async def _create(client: Opener, run: _Run) -> str:
         headers["Upload-Metadata"] = metadata
     answer = await _call(client, "POST", run.req.endpoint, headers, body=BytesBody(b""))
     if answer.status >= 400:
-        err = answer.error(run.safe, "creating the upload")
         limit = run.info.max_size if run.info is not None else None
+        note = ""
         if answer.status == 413 and limit is not None:
-            err.message += f" (the server's Tus-Max-Size is {limit}, the file {run.size})"
-        raise err
+            note = f"the server's Tus-Max-Size is {limit}, the file {run.size}"
+        raise answer.error(run.safe, "creating the upload", note)
     url = tus.upload_url(run.req.endpoint, answer.headers.get("Location"))
     if url is None or not tus.speaks_tus(answer.headers):
         raise _not_tus(run, "the creation answer")
     record = tus.state_record(url, run.size, run.mtime_ns)
-    save_state(KIND, run.key, record)
+    await asyncio.to_thread(save_state, KIND, run.key, record)  # fsyncs: off the loop
     return url
 
 

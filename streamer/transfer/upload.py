@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ..core.events import Phase, Progress, ProgressCallback
 from ..core.redact import redact_url
 from ..core.retry import RetryPolicy
+from ..core.status import status_error
 from ..errors import ConnectError, ResolveError, StreamerError
 from ..http.bodies import Body
 from ..results import UploadResult
@@ -103,15 +104,11 @@ async def _send(
     ) as stream:  # fmt: skip
         if stream.status == 417 and any(k.lower() == "expect" for k in req.headers):
             raise _ExpectationFailed
-        answer = await stream.read() if stream.status >= 400 else b""
         if stream.status >= 400:
-            from ..http.outgoing import error_for_status
-
-            err = error_for_status(stream)
-            text = answer[:200].decode("utf-8", "replace").strip()
-            if text:
-                err.message = f"{err.message}: {text}"
-            raise err
+            answer = await stream.read()
+            raise status_error(
+                safe_url, stream.status, stream.reason, stream.headers, answer, now=time.time()
+            )
         body = await stream.read()
     if progress is not None:
         progress(Progress(safe_url, Phase.DONE, req.body.length or 0, req.body.length))

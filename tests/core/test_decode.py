@@ -360,3 +360,25 @@ def test_gzip_bomb_decodes_fully_in_bounded_pieces() -> None:
     assert total == BOMB_SIZE
     assert largest == MiB
     assert peak < 4 * MiB
+
+
+def test_a_deep_stack_of_codings_is_refused_before_decoding() -> None:
+    """More than five stacked codings (curl's bound) is a DecompressError, exit 61, at once."""
+    body = b"x"
+    for _ in range(1000):
+        body = gzip.compress(body, mtime=0)
+    with pytest.raises(DecompressError) as info:
+        decoder = Decoder(", ".join(["gzip"] * 1000))
+        b"".join(decoder.feed(body)) + b"".join(decoder.finish())
+    assert info.value.result is Result.BODY_DECOMPRESS_FAILED
+    assert info.value.exit_code == 61
+    assert "1000" in str(info.value)
+
+
+def test_five_stacked_codings_still_decode() -> None:
+    """Five codings, the most curl accepts, are undone in reverse order."""
+    body = TEXT
+    for _ in range(5):
+        body = gzip.compress(body, mtime=0)
+    decoder = Decoder("gzip, gzip, gzip, gzip, gzip")
+    assert b"".join(decoder.feed(body)) + b"".join(decoder.finish()) == TEXT

@@ -776,3 +776,19 @@ def test_dechunker_refuses_malformed_framing(data: bytes) -> None:
     (ChunkError), never guessed."""
     with pytest.raises(ChunkError):
         _decode(data)
+
+
+def _one_byte_chunks(body: bytes) -> bytes:
+    return b"".join(b"1\r\n%c\r\n" % byte for byte in body) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("read", [1, 7, 64 << 10, 1 << 30])
+def test_dechunker_work_is_linear_in_the_wire_size(read: int) -> None:
+    """Decoding is linear whatever the chunk sizes: one-byte chunks of a 200 KB body, read in
+    any sizes, cost at most two bytes copied per byte on the wire (`Dechunker.copied`)."""
+    body = bytes(range(256)) * 800  # 204,800 bytes
+    wire = _one_byte_chunks(body)
+    parts = [wire[i : i + read] for i in range(0, len(wire), read)]
+    out, dechunker = _decode(*parts)
+    assert out == body and dechunker.done
+    assert dechunker.copied <= 2 * len(wire), (dechunker.copied, len(wire))

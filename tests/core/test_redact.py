@@ -219,3 +219,17 @@ def test_sensitive_headers_are_lower_case() -> None:
 def test_url_secrets_lists_password_and_secret_query_values(url: str, expected: list[str]) -> None:
     """url_secrets names the password and secret query values, raw and decoded, nothing else."""
     assert url_secrets(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("bad proxy http://u:Pw0rd!x@[::1 here", "bad proxy http://u:***@[::1 here"),
+        ("socks5://user:s3cret@h:1080", "socks5://user:***@h:1080"),
+        ("'http://a:b@h/'", "'http://a:***@h/'"),
+        ("mail me@example.org, http://h/x@y", "mail me@example.org, http://h/x@y"),
+    ],
+)
+def test_redact_text_masks_any_quoted_url_password(text: str, shown: str) -> None:
+    """A URL password quoted in any text (another URL than the request's) is masked."""
+    assert redact_text(text) == shown
