@@ -49,6 +49,7 @@ from ..errors import (
     S3Error,
     SourceChangedError,
     StreamerError,
+    evolve,
 )
 from ..http.bodies import Body, BytesBody, FileBody, file_identity
 from ..http.s3sign import require_signer, sign_headers
@@ -256,10 +257,11 @@ async def _open_upload(
         try:
             return upload_id, part_size, await _list_parts(run, upload_id)
         except S3Error as exc:
-            if exc.result is Result.UPLOAD_EXPIRED:
-                drop_state("s3", key)
-                exc.message += "; the remembered upload is gone, run again to start over"
-            raise
+            if exc.result is not Result.UPLOAD_EXPIRED:
+                raise
+            drop_state("s3", key)
+            gone = f"{exc.message}; the remembered upload is gone, run again to start over"
+            raise evolve(exc, message=gone) from None
     if isinstance(upload_id, str):
         await _abort(run, upload_id)
         drop_state("s3", key)
