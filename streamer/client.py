@@ -255,7 +255,6 @@ class Client(S3Uploads):
             resume_key=resume_key,
         )  # fmt: skip
         if is_special(request.path):  # -o /dev/null, a FIFO: written straight in, as curl does
-            _check_special(request, url)
             return await run_into_special(self, request, progress)
         if split > 1:
             from .transfer.segmented import run_segmented
@@ -408,28 +407,6 @@ class Client(S3Uploads):
 
 
 __all__ = ["Client", "StreamerError"]
-
-
-def _check_special(request: DownloadRequest, url: str) -> None:
-    """What cannot hold when the target is a FIFO or a device is refused, not ignored: bytes
-    written into one cannot be taken back, replaced, or written at an offset."""
-    refused = [
-        name
-        for name, given in (
-            ("split", request.split > 1),
-            ("remote_name (-J)", request.remote_name),
-            ("no_clobber", request.no_clobber),
-            ("retry", request.retry.retries > 0),
-        )
-        if given
-    ]
-    if refused:
-        raise UsageError(
-            f"{request.path} is a FIFO or a device, written straight in: "
-            f"{', '.join(refused)} cannot apply to it",
-            url=redact_url(url),
-            path=str(request.path),
-        )
 
 
 def _plain_environment() -> bool:

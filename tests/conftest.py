@@ -98,24 +98,26 @@ async def serve_lane() -> AsyncIterator[Any]:
 
 # --- nothing blocks the loop ------------------------------------------------------------------
 # Every loop callback (a task step, a protocol's data_received, a timer) is timed; a test in
-# which one holds the loop longer than SLOW_CALLBACK fails, naming it. This is what asyncio's
-# debug mode reports as "Executing <Handle> took N seconds", without debug mode's other costs
-# (and without its output in the CLI processes the tests start). The bound is generous so that
-# a busy machine's preemption alone does not trip it: what it catches is a blocking call (an
-# fsync, a sleep, a big synchronous read) on the loop thread.
-SLOW_CALLBACK = 1.0
+# which one holds the loop too long fails, naming it. This is what asyncio's debug mode reports
+# as "Executing <Handle> took N seconds", without debug mode's other costs (and without its
+# output in the CLI processes the tests start). Two bounds, so that a busy machine's preemption
+# alone cannot trip it: the callback's own CPU time (a long computation on the loop thread)
+# and, for a callback that waits instead (an fsync, a sleep, a blocking read), a wall time far
+# above any preemption.
+SLOW_CALLBACK_CPU = 0.5
+SLOW_CALLBACK_WALL = 3.0
 _slow: list[tuple[float, str]] = []
 _original_run = asyncio.events.Handle._run
 
 
 def _timed_run(self: asyncio.events.Handle) -> None:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     try:
         _original_run(self)
     finally:
-        took = time.perf_counter() - started
-        if took > SLOW_CALLBACK:
-            _slow.append((took, repr(self)[:300]))
+        took, used = time.perf_counter() - started, time.thread_time() - cpu
+        if used > SLOW_CALLBACK_CPU or took > SLOW_CALLBACK_WALL:
+            _slow.append((took, f"{repr(self)[:300]} ({used:.2f} s of CPU)"))
 
 
 asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
@@ -123,7 +125,7 @@ asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
 
 @pytest.fixture(autouse=True)
 def _loop_never_blocked(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fails the test if any loop callback during it ran longer than SLOW_CALLBACK."""
+    """Fails the test if any loop callback during it held the loop too long (see above)."""
     _slow.clear()
     yield
     if request.node.get_closest_marker("blocks_loop") is None and _slow:

@@ -11,7 +11,8 @@ import pytest
 
 @pytest.mark.slow
 def test_demo_downloads_resumes_and_uploads_back(tmp_path: Path) -> None:
-    """`streamer demo` interrupts a download, resumes it, uploads it back, and all match."""
+    """`streamer demo` interrupts a download, resumes it, uploads it back, uploads it with tus
+    interrupted and resumed, and all match."""
     run = subprocess.run(
         [sys.executable, "-m", "streamer", "demo", "--size", "160MiB", "--dir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, check=False,
@@ -21,6 +22,8 @@ def test_demo_downloads_resumes_and_uploads_back(tmp_path: Path) -> None:
     assert "exit 143" in err  # the first download was stopped by SIGTERM
     assert "resumed at byte" in err
     assert "checksum verified" in err
-    assert "identical: sha256:" in err
+    assert err.count("identical: sha256:") == 2  # put, then put --tus
+    assert "resumable upload (tus 1.0.0)" in err
+    assert "published as payload-1.bin" in err  # served/payload.bin was not replaced
     assert "Traceback" not in err
     assert not list((tmp_path / "downloads").glob("*.part*"))

@@ -2,8 +2,10 @@
 
 Generates a file (1 GiB by default), serves it with the built-in server on 127.0.0.1, downloads
 it with a real `streamer get` child process (progress bar, checksum) that is stopped part-way
-and then resumed, uploads it back with `streamer put`, and reports bytes, time and each child's
-peak memory, measured by the kernel (``wait4``'s ru_maxrss).
+and then resumed, uploads it back with `streamer put`, then once more as a resumable tus upload
+(`streamer put --tus` to the server's ``/files/``) that is stopped part-way and resumed, and
+reports bytes, time and each child's peak memory, measured by the kernel (``wait4``'s
+ru_maxrss).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.sizes import format_size
+from ..core.tus_server import TUS_DIR
 from ..errors import UsageError
 from .options import size_arg
 
@@ -93,13 +98,20 @@ _LAUNCHER = (
 
 
 def run_child(
-    argv: list[str], *, stop_when: Callable[[], bool] | None = None, mute: bool = False
+    argv: list[str],
+    *,
+    stop_when: Callable[[], bool] | None = None,
+    mute: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Child:
-    """Run `argv` under the launcher; SIGTERM it as soon as `stop_when()` says so."""
+    """Run `argv` under the launcher; SIGTERM it as soon as `stop_when()` says so. With
+    `mute` its stdout is kept (`Child.out`, a line or two) instead of shown."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
         started = time.monotonic()
         launcher = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _LAUNCHER, report.name, *argv]
+            [sys.executable, "-I", "-S", "-c", _LAUNCHER, report.name, *argv],
+            stdout=subprocess.PIPE if mute else None,
+            env=env,
         )
         stopped = False
         while launcher.poll() is None:
@@ -108,8 +120,9 @@ def run_child(
                 stopped = True
             time.sleep(0.01)
         wall = time.monotonic() - started
+        out = launcher.stdout.read().decode(errors="replace") if launcher.stdout else ""
         rss_kib, code = report.read().split()
-    return Child(int(code), wall, int(rss_kib) * 1024)
+    return Child(int(code), wall, int(rss_kib) * 1024, out)
 
 
 def _terminate_child_of(pid: int) -> None:
@@ -125,6 +138,7 @@ class Child:
     code: int
     wall: float
     rss: int
+    out: str = ""
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -141,7 +155,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _demo(served: Path, out: Path, size: int) -> int:
-    say(f"1/5 generating {format_size(size)} of data in {served} ...")
+    say(f"1/7 generating {format_size(size)} of data in {served} ...")
     checksum = make_payload(served / "payload.bin", size)
     say(f"    {checksum}")
     target = out / "payload.bin"
@@ -149,12 +163,12 @@ def _demo(served: Path, out: Path, size: int) -> int:
         url = f"{base_url}payload.bin"
         get = [sys.executable, "-m", "streamer", "get", url, "-o", str(target),
                "--checksum", checksum, "--progress"]  # fmt: skip
-        say(f"2/5 built-in server at {base_url}; `streamer get`, stopped (SIGTERM) at ~40% ...")
+        say(f"2/7 built-in server at {base_url}; `streamer get`, stopped (SIGTERM) at ~40% ...")
         first = run_child(get, stop_when=lambda: _size(part_of(target)) >= size * 0.4)
         kept = _size(part_of(target))
         say(f"    exit {first.code}; kept {format_size(kept)} in {part_of(target).name} "
             f"with its resume state in {part_of(target).name}.json")  # fmt: skip
-        say("3/5 the same command again: it resumes with Range + If-Range ...")
+        say("3/7 the same command again: it resumes with Range + If-Range ...")
         second = run_child(get)
         if second.code != 0:
             say(f"download failed with exit code {second.code}")
@@ -167,7 +181,7 @@ def _demo(served: Path, out: Path, size: int) -> int:
 
 
 def _upload_back(base_url: str, source: Path, checksum: str, served: Path) -> int:
-    say("4/5 uploading it back with `streamer put` (streamed from disk) ...")
+    say("4/7 uploading it back with `streamer put` (streamed from disk) ...")
     put = [sys.executable, "-m", "streamer", "put", str(source), f"{base_url}uploaded.bin",
            "--progress", "-q"]  # fmt: skip
     up = run_child(put, mute=True)  # the server's JSON answer is checked below instead
@@ -177,14 +191,61 @@ def _upload_back(base_url: str, source: Path, checksum: str, served: Path) -> in
     sent = source.stat().st_size
     say(f"    {format_size(sent)} in {up.wall:.2f} s ({format_size(int(sent / up.wall))}/s); "
         f"peak memory (RSS) of the uploading process: {format_size(up.rss)}")  # fmt: skip
-    say("5/5 checking the server's copy ...")
+    say("5/7 checking the server's copy ...")
+    same = f"sha256:{_sha256(served / 'uploaded.bin')}" == checksum
+    say(f"    {'identical' if same else 'DIFFERENT'}: {checksum}")
+    if not same:
+        return 1
+    return _tus_upload(base_url, source, checksum, served)
+
+
+def _tus_upload(base_url: str, source: Path, checksum: str, served: Path) -> int:
+    """A resumable upload stopped at ~40% and resumed by running the same command again."""
+    endpoint = f"{base_url}files/"
+    put = [sys.executable, "-m", "streamer", "put", "--tus", str(source), endpoint, "--progress"]
+    # The upload URL is remembered under XDG_STATE_HOME: here, the demo's own folder.
+    env = {**os.environ, "XDG_STATE_HOME": str(served.parent / "state")}
+    size = source.stat().st_size
+    say(f"6/7 resumable upload (tus 1.0.0) to {endpoint}, stopped (SIGTERM) at ~40% ...")
+    first = run_child(put, stop_when=lambda: _tus_held(served) >= size * 0.4, mute=True, env=env)
+    held = _tus_held(served)
+    say(f"    exit {first.code}; the server kept {format_size(held)} of it")
+    say("7/7 the same command again: HEAD asks the server's offset, PATCH sends only the rest ...")
+    second = run_child([*put, "--json"], mute=True, env=env)
+    if second.code != 0:
+        say(f"resumable upload failed with exit code {second.code}")
+        return second.code
+    result = json.loads(second.out)
+    name = _published_name(result["url"])
+    sent = format_size(result["sent"])
+    say(f"    resumed at byte {result['resumed_from']:,}; {sent} sent in {second.wall:.2f} s")
+    say(f"    peak memory (RSS) of the uploading process: {format_size(second.rss)}")
+    same = f"sha256:{_sha256(served / name)}" == checksum
+    verdict = "identical" if same else "DIFFERENT"
+    say(f"    published as {name} (an existing file is never replaced); {verdict}: {checksum}")
+    return 0 if same else 1
+
+
+def _tus_held(served: Path) -> int:
+    """Bytes the server holds of uploads in progress (its data files in the tus folder)."""
+    with contextlib.suppress(OSError):
+        return sum(p.stat().st_size for p in (served / TUS_DIR).iterdir() if p.suffix == "")
+    return 0
+
+
+def _published_name(upload_url: str) -> str:
+    """Where the server put the finished upload: HEAD's Streamer-Published header."""
+    request = urllib.request.Request(upload_url, method="HEAD", headers={"Tus-Resumable": "1.0.0"})
+    with urllib.request.urlopen(request, timeout=10) as answer:  # a loopback URL we made
+        return str(answer.headers["Streamer-Published"]).lstrip("/")
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(served / "uploaded.bin", "rb") as f:
+    with open(path, "rb") as f:
         while block := f.read(BLOCK):
             digest.update(block)
-    same = f"sha256:{digest.hexdigest()}" == checksum
-    say(f"    {'identical' if same else 'DIFFERENT'}: {checksum}")
-    return 0 if same else 1
+    return digest.hexdigest()
 
 
 def part_of(target: Path) -> Path:

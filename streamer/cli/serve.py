@@ -1,7 +1,8 @@
 """`streamer serve`: the built-in server on the command line, until Ctrl-C.
 
 It also takes uploads (PUT of a file, POST of a multipart form into a directory), each body
-bounded by ``--max-upload``.
+bounded by ``--max-upload``, and resumable ones with tus 1.0.0 at ``/files/`` (where
+``--max-upload`` is the Tus-Max-Size); see `streamer.server.tus`.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def _guard_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_parser(sub: Any) -> None:
-    serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 (the built-in server)")
+    serve = sub.add_parser(
+        "serve", help="serve a directory on 127.0.0.1 (the built-in server; tus uploads at /files/)"
+    )
     serve.add_argument("directory", nargs="?", default=".", metavar="DIR")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=port_arg, default=8000)
@@ -65,7 +68,7 @@ def add_parser(sub: Any) -> None:
         "--max-upload",
         type=size_arg,
         metavar="SIZE",
-        help="refuse PUT/POST bodies larger than SIZE with 413 (default: no limit)",
+        help="refuse PUT/POST bodies and tus uploads larger than SIZE with 413 (default: no limit)",
     )
     serve.add_argument(
         "--head-timeout",

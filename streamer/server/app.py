@@ -15,6 +15,9 @@ be a correct peer for a resuming download client (RFC 9110):
   the root all give 404;
 * bodies go out with ``loop.sendfile`` where the loop supports it, otherwise in 1 MiB chunks,
   so memory stays flat whatever the file size;
+* ``/files/`` is a tus 1.0.0 endpoint for resumable uploads (`streamer.server.tus`), which
+  keeps its uploads in ``ROOT/.streamer-tus/`` (never served) and publishes each finished one
+  into ``ROOT`` under its metadata file name, never over an existing file;
 * ``PUT /path/name`` stores its body as that file and ``POST /dir/`` a multipart form's files
   in that directory, streamed to disk and renamed into place when complete, each body bounded
   by ``max_upload`` (413 otherwise); see `streamer.server.upload`.
@@ -69,6 +72,7 @@ from streamer.server.files import (
     validator_headers,
 )
 from streamer.server.guard import DEFAULT_HEAD_TIMEOUT, DEFAULT_MAX_PENDING, HeadGuard
+from streamer.server.tus import TusConfig, add_tus_routes
 from streamer.server.upload import handle_post, handle_put
 
 SHUTDOWN_TIMEOUT = 2.0
@@ -76,18 +80,26 @@ SHUTDOWN_TIMEOUT = 2.0
 
 
 def make_app(
-    root: Path, *, max_upload: int | None = None, sendfile: bool = True
+    root: Path,
+    *,
+    max_upload: int | None = None,
+    sendfile: bool = True,
+    tus: TusConfig | None = None,
 ) -> web.Application:
     """An application serving the files under ``root`` with GET and HEAD, taking uploads with
-    PUT (a file) and POST (a multipart form into a directory); see `streamer.server.upload`.
+    PUT (a file) and POST (a multipart form into a directory), see `streamer.server.upload`,
+    and resumable ones with tus 1.0.0 at ``/files/``, see `streamer.server.tus`.
 
-    ``max_upload`` bounds each upload body in bytes (None: no limit); ``sendfile=False``
-    forces the chunked body path of GET (for tests and measurements).
+    ``max_upload`` bounds each upload body in bytes (None: no limit), and is the tus
+    endpoint's Tus-Max-Size; ``sendfile=False`` forces the chunked body path of GET (for
+    tests and measurements); ``tus`` sets the tus uploads' expiry and clock.
     """
     app = web.Application()
     app[ROOT_KEY] = root.resolve(strict=True)
     app[MAX_UPLOAD_KEY] = max_upload
     app[SENDFILE_KEY] = sendfile
+    # First: the tus routes win over the catch-all file routes for /files/.
+    add_tus_routes(app, app[ROOT_KEY], max_upload, tus)
     app.router.add_get("/{tail:.*}", _handle, allow_head=True)
     app.router.add_put("/{tail:.*}", handle_put)
     app.router.add_post("/{tail:.*}", handle_post)
@@ -208,6 +220,7 @@ async def running_server(
     max_upload: int | None = None,
     head_timeout: float = DEFAULT_HEAD_TIMEOUT,
     max_pending: int = DEFAULT_MAX_PENDING,
+    tus: TusConfig | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``root`` while the block runs; yields the base URL, e.g. "http://127.0.0.1:PORT/".
 
@@ -217,7 +230,7 @@ async def running_server(
     # aiohttp closes a kept-alive connection still without a complete next head when its
     # keep-alive time runs out: that bounds every later head as the guard bounds the first.
     runner = web.AppRunner(
-        make_app(root, max_upload=max_upload),
+        make_app(root, max_upload=max_upload, tus=tus),
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         keepalive_timeout=head_timeout,
     )

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from streamer.core.tus_server import TUS_DIR
 from streamer.core.validators import format_http_date, make_etag
 
 ROOT_KEY = web.AppKey("root", Path)
@@ -71,7 +72,12 @@ def resolve_request_path(root: Path, raw_path: str) -> Path | None:
         target = root.joinpath(*parts).resolve(strict=True)
     except (OSError, RuntimeError, ValueError):
         return None
-    return target if target.is_relative_to(root) else None
+    return target if inside(root, target) else None
+
+
+def inside(root: Path, target: Path) -> bool:
+    """Whether a resolved path lies under ``root`` and outside its tus folder (`TUS_DIR`)."""
+    return target.is_relative_to(root) and not target.is_relative_to(root / TUS_DIR)
 
 
 def open_regular_file(path: Path) -> BinaryIO | None:
@@ -115,7 +121,7 @@ def directory_listing(directory: Path, root: Path) -> str:
             target = entry.resolve(strict=True)
         except (OSError, RuntimeError):
             continue
-        if target.is_relative_to(root):
+        if inside(root, target):
             lines.append(entry.name + ("/" if target.is_dir() else ""))
     return "".join(line + "\n" for line in lines)
 

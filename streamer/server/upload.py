@@ -36,7 +36,13 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from streamer.core.names import safe_name
-from streamer.server.files import MAX_UPLOAD_KEY, ROOT_KEY, decode_segments, resolve_request_path
+from streamer.server.files import (
+    MAX_UPLOAD_KEY,
+    ROOT_KEY,
+    decode_segments,
+    inside,
+    resolve_request_path,
+)
 from streamer.storage.atomic import rename_into_place
 
 UPLOAD_CHUNK = 1 << 20
@@ -51,7 +57,7 @@ DEFAULT_UPLOAD_NAME = "upload"
 T = TypeVar("T")
 
 
-async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking call in a thread. A cancelled caller still waits for the call to end, so
     the file descriptor it uses is never closed (and reused) under it."""
     future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -119,7 +125,7 @@ class _TempFile:
         if self._buffer:
             block = bytes(self._buffer)
             self._buffer.clear()
-            await _in_thread(self._write_block, block)
+            await in_thread(self._write_block, block)
 
     def _write_block(self, block: bytes) -> None:
         assert self._fd is not None
@@ -136,7 +142,7 @@ class _TempFile:
         """fsync, rename onto ``target``, fsync the directory (`rename_into_place`, in a
         thread); True if that replaced an existing file."""
         replaced = os.path.lexists(target)
-        await _in_thread(rename_into_place, self._fd, self.path, target)
+        await in_thread(rename_into_place, self._fd, self.path, target)
         self._committed = True
         return replaced
 
@@ -168,18 +174,20 @@ def put_target(root: Path, raw_path: str) -> Path:
         parent = root.joinpath(*parts[:-1]).resolve(strict=True)
     except (OSError, RuntimeError, ValueError):
         raise _conflict("the parent directory does not exist") from None
-    if not parent.is_relative_to(root):
+    if not inside(root, parent):
         raise web.HTTPNotFound()
     if not parent.is_dir():
         raise _conflict("the parent is not a directory")
     target = parent / parts[-1]
+    if not inside(root, target):
+        raise web.HTTPNotFound()
     if not os.path.lexists(target):
         return target
     try:
         target = target.resolve(strict=True)
     except (OSError, RuntimeError):
         raise _conflict("the target is a broken symbolic link") from None
-    if not target.is_relative_to(root):
+    if not inside(root, target):
         raise web.HTTPNotFound()
     if not stat.S_ISREG(target.stat().st_mode):
         raise _conflict("the target exists and is not a regular file")
@@ -330,4 +338,11 @@ async def handle_post(request: web.Request) -> web.Response:
     return web.json_response({"fields": form.fields, "files": files})
 
 
-__all__ = ["UPLOAD_CHUNK", "check_declared_length", "handle_post", "handle_put", "put_target"]
+__all__ = [
+    "UPLOAD_CHUNK",
+    "check_declared_length",
+    "handle_post",
+    "handle_put",
+    "in_thread",
+    "put_target",
+]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..core.checksum import Checksum, Verifier
 from ..core.events import ProgressCallback
 from ..core.redact import redact_url
-from ..errors import Result
+from ..errors import Result, UsageError
 from ..results import DownloadResult
 from ..storage.files import file_error
 
@@ -46,12 +46,35 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _check_special(request: DownloadRequest, url: str) -> None:
+    """What cannot hold when the target is a FIFO or a device is refused, not ignored: bytes
+    written into one cannot be taken back, replaced, or written at an offset."""
+    refused = [
+        name
+        for name, given in (
+            ("split", request.split > 1),
+            ("remote_name (-J)", request.remote_name),
+            ("no_clobber", request.no_clobber),
+            ("retry", request.retry.retries > 0),
+        )
+        if given
+    ]
+    if refused:
+        raise UsageError(
+            f"{request.path} is a FIFO or a device, written straight in: "
+            f"{', '.join(refused)} cannot apply to it",
+            url=redact_url(url),
+            path=str(request.path),
+        )
+
+
 async def run_into_special(
     client: Opener, req: DownloadRequest, progress: ProgressCallback | None
 ) -> DownloadResult:
     """Stream `req.url` into the special file `req.path` (writes in a thread: a full pipe
     blocks the writer until its reader catches up, and the event loop must not wait)."""
     url = redact_url(req.url)
+    _check_special(req, url)
     started = time.monotonic()
     try:  # opening a FIFO waits for its reader
         fd = await asyncio.to_thread(os.open, req.path, os.O_WRONLY | os.O_CLOEXEC)
