@@ -75,6 +75,8 @@ SAMPLES: dict[str, list[str]] = {
     "host_request_rate": ["--host-request-rate", "5"],
     "memory_budget": ["--memory-budget", "32M"],
     "journal": ["--journal", "j.jsonl"],
+    "dask": ["--dask", "tcp://127.0.0.1:9"],
+    "shards": ["--shards", "2"],
 }
 
 

@@ -36,6 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "client": {"core", "http", "lane", "storage", "transfer", "s3client", *BASE},
     "s3client": {"core", "transfer", *BASE},  # Client's S3 methods (a mixin)
     "sync": {"client", "core", "http", "transfer", *BASE},
+    # Bulk runs on a Dask cluster: beside client/sync, above transfer.
+    "distributed": {"client", "sync", "core", "storage", "transfer", *BASE},
     "cli": {
         "client",
         "sync",
@@ -47,6 +49,7 @@ ALLOWED: dict[str, set[str]] = {
         "server",
         "progress",
         "streamer",
+        "distributed",
         *BASE,
     },
     "streamer": {"client", "sync", "core", "http", "transfer", *BASE},  # __init__ (lazy names)

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..client import Client
-from ..core.manifest import BadLine, Job, parse_manifest, prescan
+from ..core.manifest import BadLine, Job, parse_manifest
 from ..core.retry import RetryPolicy
 from ..core.sizes import format_size
 from ..errors import FileError, Result, exit_code
 from ..storage.journal import JOURNAL_NAME, Journal
+from ..storage.manifests import scan_manifest
 from ..sync import run
 from ..transfer.bulk import BulkOptions, JobResult, download_many
 from ..transfer.handover import BulkRun
@@ -169,9 +170,8 @@ def run_bulk(args: argparse.Namespace) -> int:
     dupes: frozenset[int] = frozenset()
     total = None
     if args.input_file != "-":  # a file can be read twice: find duplicate targets first
-        with _lines(args.input_file) as f:
-            found, total = prescan(f)
-        dupes = frozenset(found)
+        scan = scan_manifest(Path(args.input_file))
+        dupes, total = frozenset(scan.duplicates), scan.jobs
     journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME, out_dir)
     journal.load()
     opts = _options(args, dupes)

@@ -84,6 +84,8 @@ CONTRACT: dict[str, Rule] = {
     "host_request_rate": _MANY_ONLY,
     "memory_budget": _MANY_ONLY,
     "journal": _MANY_ONLY,
+    "dask": _MANY_ONLY,  # and the options it cannot honour are refused by cli/dask.py
+    "shards": _MANY_ONLY,
     # s3://BUCKET/KEY is one object, fetched through a presigned URL; a manifest holds URLs.
     "endpoint_url": Rule(ONE_FILE, "s3:// is for one download; a manifest lists http(s) URLs"),
     "region": Rule(ONE_FILE, "s3:// is for one download; a manifest lists http(s) URLs"),
@@ -124,6 +126,8 @@ def _check_pairs(args: argparse.Namespace, mode: Mode) -> None:
     """Rules between options: what one option needs of another in this mode."""
     if args.clobber and args.no_clobber:
         raise UsageError("--clobber and --no-clobber contradict each other")
+    if args.shards is not None and args.dask is None:
+        raise UsageError("--shards needs --dask")
     if mode is Mode.MANY and args.processes is not None and args.processes > 1:
         if args.input_file == "-":
             raise UsageError("--processes needs a manifest file: standard input is read once")

@@ -88,6 +88,18 @@ def add_parser(sub: Any) -> None:
         help="bytes buffered by all transfers together (default 64M)",
     )
     bulk.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the jobs on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT);"
+        " DIR must be shared by every worker (needs streamer[dask])",
+    )
+    bulk.add_argument(
+        "--shards",
+        type=count_arg,
+        metavar="N",
+        help="with --dask: tasks to cut the jobs into (default 4 per worker)",
+    )
+    bulk.add_argument(
         "--journal", metavar="PATH", help="run journal (default DIR/.streamer-journal.jsonl)"
     )
     where = get.add_mutually_exclusive_group()
@@ -145,6 +157,10 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     if (args.url is None) == (args.input_file is None):
         parser.error("give one URL, or -i MANIFEST")
     if contract.check(args, GET_DEFAULTS, GET_NAMES) is Mode.MANY:
+        if args.dask is not None:
+            from .dask import run_dask
+
+            return run_dask(args)
         from .bulk import run_bulk
 
         return run_bulk(args)

@@ -29,6 +29,11 @@ NAME_MAX = 255  # bytes in one name on Linux/ext4 and most file systems (NTFS: 2
 # temporary file), and the bulk journal's name in the output directory.
 HELPER_SUFFIXES = (".part", ".part.json", ".part.json.tmp")
 JOURNAL_NAME = ".streamer-journal.jsonl"
+# What a Dask run keeps in the output directory (streamer.distributed): each shard's journal,
+# the submitter's lock and the record of how the jobs were cut (and its temporary file).
+_DASK_FILES = re.compile(
+    r"\.streamer-(?:journal\.shard-[0-9]+\.jsonl|dask\.lock|dask-plan\.json(?:\.tmp)?)"
+)
 # A chosen name is cut to this, so that every helper name beside it fits NAME_MAX too.
 MAX_CHOSEN_BYTES = NAME_MAX - max(len(s) for s in HELPER_SUFFIXES)
 _MAX_BYTES = MAX_CHOSEN_BYTES
@@ -72,7 +77,7 @@ def _clean_chars(name: str) -> str:
 def reserved_reason(name: str) -> str | None:
     """Why `name` may not be a job's target (it is the journal, or another target's helper
     file: ``a.part`` is where ``a`` is written), or None when it may."""
-    if name == JOURNAL_NAME:
+    if name == JOURNAL_NAME or _DASK_FILES.fullmatch(name):
         return f"{name!r} is reserved for the run's journal"
     for suffix in sorted(HELPER_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix) and len(name) > len(suffix):
