@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .core.events import Phase, Progress, ProgressCallback
     from .core.manifest import Job
     from .core.retry import RetryPolicy
-    from .http.bodies import FilePart
+    from .http.bodies import FilePart, TextPart
     from .http.stream import Stream
     from .results import DownloadResult, FetchResult, S3UploadResult, TusResult, UploadResult
     from .sync import download, fetch, upload, upload_resumable
@@ -70,6 +70,7 @@ _LAZY = {
     "RetryPolicy": "core.retry",
     "S3UploadResult": "results",
     "Stream": "http.stream",
+    "TextPart": "http.bodies",
     "TusResult": "results",
     "UploadResult": "results",
     "download": "sync",
@@ -128,6 +129,7 @@ __all__ = [
     "StreamerError",
     "TLSError",
     "TargetBusyError",
+    "TextPart",
     "TooManyRedirects",
     "TooSlowError",
     "TransferTimeout",

@@ -31,7 +31,7 @@ from .core.manifest import Job
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .errors import StreamerError, UsageError
-from .http.bodies import Body, FilePart, MultipartBody, Source, make_body
+from .http.bodies import Body, FilePart, MultipartBody, Source, TextPart, make_body
 from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, TusResult, UploadResult
 from .s3client import S3Uploads
@@ -264,7 +264,6 @@ class Client(S3Uploads):
                     "split > 1 cannot decode: byte ranges of an encoded body cannot be joined",
                     url=redact_url(url),
                 )
-
             return await run_segmented(self, request, split, progress)
         return await run_download(self, request, progress)
 
@@ -325,7 +324,7 @@ class Client(S3Uploads):
         url: str,
         *,
         fields: Sequence[tuple[str, str]] | Mapping[str, str] = (),
-        files: Sequence[FilePart] = (),
+        files: Sequence[FilePart | TextPart] = (),
         method: str = "POST",
         headers: Mapping[str, str] | None = None,
         retry: RetryPolicy | int | None = None,
@@ -333,7 +332,7 @@ class Client(S3Uploads):
         expect_continue: bool | None = None,
         progress: ProgressCallback | None = None,
     ) -> UploadResult:
-        """Send a multipart/form-data body (RFC 7578) whose files stream from their sources."""
+        """Send multipart/form-data (RFC 7578): `fields`, then `files` (TextPart too) in order."""
         pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
         body = MultipartBody(pairs, list(files))
         return await self._upload(

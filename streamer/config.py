@@ -64,6 +64,9 @@ class ClientConfig:
     keyfile: str | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     accept_gzip: bool = False
+    # Bytes per second for each download (curl's --limit-rate; a --split file's segments share
+    # it). Bulk runs limit the whole run instead (BulkOptions.limit_rate).
+    limit_rate: float | None = None
     user_agent: str = f"streamer/{__version__}"
     max_connections: int = 100
     max_per_host: int = 0
@@ -76,7 +79,13 @@ class ClientConfig:
         _positive("chunk_size", self.chunk_size)
         if self.max_redirects < 0:
             raise UsageError(f"max_redirects must be >= 0, not {self.max_redirects}")
-        for name in ("connect_timeout", "read_timeout", "total_timeout", "speed_limit"):
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "total_timeout",
+            "speed_limit",
+            "limit_rate",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"{name} must be > 0 (or None), not {value}")

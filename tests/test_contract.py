@@ -75,6 +75,13 @@ SAMPLES: dict[str, list[str]] = {
     "host_request_rate": ["--host-request-rate", "5"],
     "memory_budget": ["--memory-budget", "32M"],
     "journal": ["--journal", "j.jsonl"],
+    "continue_at": ["-C", "-"],
+    "create_dirs": ["--create-dirs"],
+    "silent": ["-s"],
+    "show_error": ["-S"],
+    "fail": ["-f"],
+    "write_out": ["-w", "%{http_code}"],
+    "time_cond": ["-z", "Sun, 06 Nov 1994 08:49:37 GMT"],
     "dask": ["--dask", "tcp://127.0.0.1:9"],
     "shards": ["--shards", "2"],
 }

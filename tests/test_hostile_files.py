@@ -137,12 +137,13 @@ async def test_remote_name_equal_to_own_sidecar_is_refused(tmp_path: Path) -> No
     keep.write_bytes(PRECIOUS)
     async with running_slow_server() as srv:
         srv.resources["f"] = Resource(
-            size=3 * MIB, disposition='attachment; filename="x.part.json"'
+            size=3 * MIB, disposition='attachment; filename="f.part.json"'
         )
-        run = await streamer("get", srv.url("f"), "-o", str(out / "x"), "-J", "--clobber")
-    one_error_line(run, 23, "x.part.json", "reserved")
+        # -J names the file only without -o (curl: -o wins), so the target is DIR/f here.
+        run = await streamer("get", srv.url("f"), "-d", str(out), "-J", "--clobber")
+    one_error_line(run, 23, "f.part.json", "reserved")
     assert keep.read_bytes() == PRECIOUS
-    assert not (out / "x").exists() and not (out / "x.part.json").exists()
+    assert not (out / "f").exists() and not (out / "f.part.json").exists()
 
 
 async def test_output_name_over_name_max_is_one_line(tmp_path: Path) -> None:

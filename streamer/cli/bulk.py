@@ -41,13 +41,19 @@ def _lines(source: str) -> Iterator[IO[str]]:
         return
     try:
         f = open(source, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
-    except OSError as exc:  # missing, a directory, unreadable: like a missing upload source
-        raise FileError(
-            f"cannot read manifest {source}: {exc.strerror or exc}", path=source,
-            result=Result.SOURCE_READ_ERROR,
-        ) from None  # fmt: skip
+    except OSError as exc:
+        raise _unreadable(source, exc) from None
     with f:
         yield f
+
+
+def _unreadable(source: str, exc: OSError) -> FileError:
+    """A manifest that cannot be read (missing, a directory): like a missing upload source."""
+    return FileError(
+        f"cannot read manifest {source}: {exc.strerror or exc}",
+        path=source,
+        result=Result.SOURCE_READ_ERROR,
+    )
 
 
 class _Tally:
@@ -170,7 +176,10 @@ def run_bulk(args: argparse.Namespace) -> int:
     dupes: frozenset[int] = frozenset()
     total = None
     if args.input_file != "-":  # a file can be read twice: find duplicate targets first
-        scan = scan_manifest(Path(args.input_file))
+        try:
+            scan = scan_manifest(Path(args.input_file))
+        except OSError as exc:
+            raise _unreadable(args.input_file, exc) from None
         dupes, total = frozenset(scan.duplicates), scan.jobs
     journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME, out_dir)
     journal.load()

@@ -76,7 +76,16 @@ CONTRACT: dict[str, Rule] = {
     "wait_lock": Rule(
         ONE_FILE, "a job whose target another process holds fails as target_busy; re-run it"
     ),
-    "limit_rate": _MANY_ONLY,
+    "limit_rate": Rule(ALL),  # one file's rate, all of a --split file's segments, or the run's
+    "continue_at": Rule(ALL),  # only "-" (resuming is the default): checked by curlopts
+    "create_dirs": Rule(ALL),
+    "silent": Rule(ALL),
+    "show_error": Rule(ALL),
+    "fail": Rule(ALL),  # streamer always fails on an HTTP error (exit 22, nothing written)
+    "write_out": Rule(ONE_FILE, "it reports one transfer; use --json for one line per job"),
+    "time_cond": Rule(
+        frozenset({Mode.ONE}), "a 304 answers one plain request; there is no file per range"
+    ),
     "jobs": _MANY_ONLY,
     "max_per_host": _MANY_ONLY,
     "processes": _MANY_ONLY,

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ..client import Client
+from ..core.checksum import Checksum
 from ..core.retry import RetryPolicy
 from ..core.s3 import is_s3_url
-from ..errors import StreamerError
+from ..errors import Result, StreamerError, UsageError, exit_code
 from ..results import DownloadResult
 from ..sync import run
 from . import contract
 from .contract import Mode
+from .curlopts import (
+    add_get_options,
+    apply_silence,
+    check_get_modes,
+    create_dirs,
+    emit_write_out,
+    time_cond_headers,
+)
 from .options import (
     add_transfer_options,
     client_config,
@@ -22,7 +34,7 @@ from .options import (
     seconds_arg,
     size_arg,
 )
-from .output import report_failure, report_success, wants_bar
+from .output import error_line, report_failure, report_success, wants_bar
 from .s3 import add_endpoint_options, presigned_get
 from .signals import stop_on_sigterm
 
@@ -60,7 +72,8 @@ def add_parser(sub: Any) -> None:
         "--limit-rate",
         type=size_arg,
         metavar="BYTES",
-        help="total download rate limit in bytes/s (K, M, G suffixes)",
+        help="download rate limit in bytes/s (K, M, G suffixes): the file's, or the whole"
+        " run's with -i",
     )
     bulk.add_argument(
         "--processes",
@@ -143,6 +156,7 @@ def add_parser(sub: Any) -> None:
     get.add_argument(
         "--no-resume", action="store_true", help="ignore a partial download and start over"
     )
+    add_get_options(get)
     add_transfer_options(get)
     s3 = get.add_argument_group("s3://BUCKET/KEY (credentials from AWS_* variables)")
     add_endpoint_options(s3)
@@ -156,7 +170,17 @@ def add_parser(sub: Any) -> None:
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if (args.url is None) == (args.input_file is None):
         parser.error("give one URL, or -i MANIFEST")
-    if contract.check(args, GET_DEFAULTS, GET_NAMES) is Mode.MANY:
+    apply_silence(args)
+    try:
+        mode = contract.check(args, GET_DEFAULTS, GET_NAMES)
+        check_get_modes(args)
+        create_dirs(args)
+    except UsageError as exc:
+        parser.error(exc.message)
+    except OSError as exc:
+        error_line(args, f"--create-dirs: {exc}")
+        return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
+    if mode is Mode.MANY:
         if args.dask is not None:
             from .dask import run_dask
 
@@ -169,41 +193,70 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 
 def run_get(args: argparse.Namespace) -> int:
     url = args.url
-    path = default_output(url, args.output, args.output_dir)
-    resume_key = None
-    if is_s3_url(url):
-        try:
-            url, resume_key = presigned_get(url, args.endpoint_url, args.region)
-        except StreamerError as exc:
-            return report_failure(args, args.url, exc)
+    to_stdout = args.output == "-"
+    path = Path("-") if to_stdout else default_output(url, args.output, args.output_dir)
     bar = None
-    if wants_bar(args):
+    if wants_bar(args) and not to_stdout:  # stdout: the body is the output, no bar
         from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
 
         bar = TqdmProgress(path.name)
-    config = client_config(args, accept_gzip=args.compressed)
-    headers = parse_headers(args.header, url)
-
-    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
-
-    async def go() -> DownloadResult:
-        stop_on_sigterm()
-        async with Client(config) as client:
-            return await client.download(
-                url, path, max_bytes=args.max_filesize, checksum=args.checksum,
-                headers=headers, no_clobber=args.no_clobber, progress=bar,
-                resume=not args.no_resume, retry=retry, remote_name=args.remote_header_name,
-                clobber=args.clobber, split=max(args.split, 1), wait_lock=args.wait_lock,
-                resume_key=resume_key,
-            )  # fmt: skip
-
+    started = time.monotonic()
+    fetch_url, resume_key = url, None
     try:
-        result = run(go())
+        if is_s3_url(url):  # a presigned GET: the whole download path, --split included
+            fetch_url, resume_key = presigned_get(url, args.endpoint_url, args.region)
+        result = run(_download(args, (fetch_url, resume_key), path, bar, to_stdout))
     except StreamerError as exc:
         if bar is not None:
             bar.close()
-        return report_failure(args, args.url, exc)
+        code = report_failure(args, url, exc)
+        emit_write_out(args, (getattr(exc, "status", None), 0, started, exc.url or url, code))
+        return code
     if bar is not None:
         bar.close()
     report_success(args, result)
+    emit_write_out(args, (result.status, result.size, started, result.final_url, 0))
     return 0
+
+
+async def _download(
+    args: argparse.Namespace,
+    target: tuple[str, str | None],
+    path: Path,
+    bar: Any,
+    to_stdout: bool,
+) -> DownloadResult:
+    """`target`: the URL to fetch, and what names its partial download across runs."""
+    stop_on_sigterm()
+    url, resume_key = target
+    config = replace(client_config(args, accept_gzip=args.compressed), limit_rate=args.limit_rate)
+    headers = {**parse_headers(args.header, url), **time_cond_headers(args.time_cond)}
+    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
+    async with Client(config) as client:
+        if to_stdout:
+            from ..transfer.sink import SinkRequest, run_to_sink
+            from ..transfer.throttle import rate_throttle
+            from .stdout import stdout_sink
+
+            checksum = Checksum.parse(args.checksum) if args.checksum else None
+            throttle = rate_throttle(args.limit_rate) if args.limit_rate else None
+            req = SinkRequest(url, args.max_filesize, checksum, headers, retry, throttle)
+            return await run_to_sink(client, req, stdout_sink(url))
+        # curl: -o names the file even with -J; -J chooses only when no -o was given.
+        remote_name = args.remote_header_name and args.output is None
+        return await client.download(
+            url,
+            path,
+            max_bytes=args.max_filesize,
+            checksum=args.checksum,
+            headers=headers,
+            no_clobber=args.no_clobber,
+            progress=bar,
+            resume=not args.no_resume,
+            retry=retry,
+            remote_name=remote_name,
+            clobber=args.clobber,
+            split=max(args.split, 1),
+            wait_lock=args.wait_lock,
+            resume_key=resume_key,
+        )

@@ -16,8 +16,9 @@ from .. import __version__
 from ..core.redact import redact_url
 from ..errors import StreamerError, exit_code
 from . import demo, get, serve, upload
+from .curlopts import apply_silence
 from .options import USAGE_EXIT
-from .output import say
+from .output import error_line
 from .tuning import tune_malloc
 
 
@@ -51,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else USAGE_EXIT
+    apply_silence(args)
     try:
         if args.command == "get":
             return get.run_command(parser, args)
@@ -66,5 +68,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("streamer: terminated; a partial download is kept for resuming", file=sys.stderr)
         return 143
     except StreamerError as exc:
-        say(f"streamer: {exc}")
+        error_line(args, str(exc))
         return exit_code(exc.result)

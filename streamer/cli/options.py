@@ -9,6 +9,7 @@ from ..config import ClientConfig
 from ..core.redact import redact_url
 from ..core.sizes import parse_size
 from ..errors import UsageError
+from .curlopts import add_output_options
 
 USAGE_EXIT = 2
 
@@ -122,6 +123,7 @@ def add_transfer_options(p: argparse.ArgumentParser) -> None:
         help="show the progress bar even when stderr is not a terminal",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per transfer on stdout")
+    add_output_options(p)
 
 
 def parse_headers(lines: list[str], url: str = "") -> dict[str, str]:

@@ -20,6 +20,13 @@ def say(line: str) -> None:
     print(printable(redact_text(line)), file=sys.stderr, flush=True)
 
 
+def error_line(args: argparse.Namespace, text: str) -> None:
+    """An error's one line, unless -s without -S (curl's --silent / --show-error)."""
+    if getattr(args, "silent", False) and not getattr(args, "show_error", False):
+        return
+    say(f"streamer: {text}")
+
+
 def wants_bar(args: argparse.Namespace) -> bool:
     if args.quiet or args.no_progress or args.json:
         return False
@@ -32,7 +39,7 @@ def report_success(args: argparse.Namespace, result: DownloadResult) -> None:
             say(f"streamer: {note}")
     if args.json:
         print(json.dumps(result.to_json()), flush=True)
-    elif not args.quiet:
+    elif not args.quiet and result.status != 304:  # a 304's one line is its note
         rate = result.size / result.elapsed if result.elapsed > 0 else 0.0
         note = "" if result.length_verified else " (length unverified: no Content-Length)"
         say(
@@ -57,5 +64,5 @@ def report_failure(args: argparse.Namespace, url: str, exc: StreamerError) -> in
     if args.json:
         print(json.dumps(failure_json(url, exc)), flush=True)
     shown = exc if exc.url else evolve(exc, url=redact_url(url))
-    say(f"streamer: {shown}")
+    error_line(args, str(shown))
     return exit_code(exc.result)

@@ -12,13 +12,13 @@ from typing import Any
 
 from ..client import Client
 from ..core.retry import RetryPolicy
-from ..core.s3 import DEFAULT_PART_SIZE, parse_s3_url
+from ..core.s3 import DEFAULT_PART_SIZE, is_s3_url, parse_s3_url
 from ..core.sizes import format_size
 from ..errors import StreamerError, UsageError
 from ..results import S3UploadResult
 from ..sync import run
-from .options import client_config, count_arg, size_arg
-from .output import report_failure
+from .options import USAGE_EXIT, client_config, count_arg, size_arg
+from .output import error_line, report_failure
 from .signals import stop_on_sigterm
 
 # A presigned GET for `get s3://` lives this long: long enough for a slow large download
@@ -60,6 +60,21 @@ def add_put_options(put: argparse.ArgumentParser) -> None:
         metavar="PLAN.json",
         help="upload FILE to the presigned part URLs of PLAN.json (no credentials needed)",
     )
+
+
+def route_put(args: argparse.Namespace) -> int | None:
+    """`put` to s3:// or with --s3-presigned: run it, and give its exit code; None for any
+    other URL (the caller sends the file as usual)."""
+    presigned = args.s3_presigned
+    if (args.url is None) == (presigned is None):
+        raise UsageError("give FILE URL, or --s3-presigned PLAN.json FILE")
+    if presigned is None and not is_s3_url(args.url):
+        return None
+    if args.write_out is not None or args.file == "-":
+        what = "-w/--write-out" if args.write_out is not None else "- (stdin)"
+        error_line(args, f"{what} does not apply to S3 uploads")
+        return USAGE_EXIT
+    return run_s3_put(args)
 
 
 def run_s3_put(args: argparse.Namespace) -> int:

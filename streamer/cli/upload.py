@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import stat
 import sys
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ..client import Client
-from ..core.formspec import parse_form_arg
+from ..core.formspec import curl_content_type, parse_form_arg
+from ..core.multipart import DEFAULT_FILE_TYPE
 from ..core.retry import RetryPolicy
-from ..core.s3 import is_s3_url
 from ..core.sizes import format_size
-from ..errors import StreamerError, UsageError
-from ..http.bodies import FilePart
+from ..core.wire import with_file_name
+from ..errors import StreamerError
+from ..http.bodies import FilePart, Source, TextPart
 from ..results import UploadResult
 from ..sync import run
 from . import s3
-from .options import add_transfer_options, client_config, parse_headers
-from .output import report_failure, say, wants_bar
+from .curlopts import emit_write_out
+from .options import USAGE_EXIT, add_transfer_options, client_config, parse_headers
+from .output import error_line, report_failure, say, wants_bar
 from .signals import stop_on_sigterm
 from .tus import add_tus_options, run_tus_command
 
 
 def add_upload_commands(sub: Any) -> None:
     put = sub.add_parser("put", help="upload a file as the request body (curl -T)")
-    put.add_argument("file", metavar="FILE")
+    put.add_argument("file", metavar="FILE", help="the file to send; - for standard input")
     put.add_argument("url", metavar="URL", nargs="?", help="http(s):// or s3://BUCKET/KEY")
     put.add_argument("-X", "--request", default="PUT", metavar="METHOD")
     put.add_argument("--content-type", metavar="MIME")
@@ -39,7 +46,8 @@ def add_upload_commands(sub: Any) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE|@FILE",
-        help="a field, or a file with name=@path[;type=MIME][;filename=NAME]",
+        help="a part, as curl -F: name=value, name=@file, name=<file; then ;type=MIME"
+        ' ;filename=NAME ;headers=LINE ;encoder=base64 (quote a value with "...")',
     )
     post.add_argument("-X", "--request", default="POST", metavar="METHOD")
     post.add_argument(
@@ -57,13 +65,13 @@ def add_upload_commands(sub: Any) -> None:
 
 
 def run_upload_command(args: argparse.Namespace) -> int:
-    if args.command == "put":
-        presigned = getattr(args, "s3_presigned", None)
-        if (args.url is None) == (presigned is None):
-            raise UsageError("give FILE URL, or --s3-presigned PLAN.json FILE")
-        if presigned is not None or is_s3_url(args.url):
-            return s3.run_s3_put(args)
+    if args.command == "put" and (code := s3.route_put(args)) is not None:
+        return code
     if args.command == "put" and (args.tus or args.abort):
+        if args.write_out is not None or args.file == "-":
+            what = "-w/--write-out" if args.write_out is not None else "- (stdin)"
+            error_line(args, f"{what} does not apply to --tus uploads")
+            return USAGE_EXIT
         return run_tus_command(args)
     config = client_config(args)
     headers = parse_headers(args.header, args.url)
@@ -79,38 +87,80 @@ def run_upload_command(args: argparse.Namespace) -> int:
         stop_on_sigterm()
         async with Client(config) as client:
             if args.command == "put":
+                url, source = put_source(args.url, args.file)
                 return await client.upload(
-                    args.url, args.file, method=args.request, headers=headers,
+                    url, source, method=args.request, headers=headers,
                     content_type=args.content_type, retry=retry,
                     cross_origin=args.location_trusted, progress=bar,
                 )  # fmt: skip
-            fields, files = _form(args.form)
             return await client.upload_form(
-                args.url, fields=fields, files=files, method=args.request, headers=headers,
+                args.url, files=form_parts(args.form), method=args.request, headers=headers,
                 retry=retry, cross_origin=args.location_trusted, progress=bar,
             )  # fmt: skip
 
+    started = time.monotonic()
     try:
         result = run(go())
     except StreamerError as exc:
-        return report_failure(args, args.url, exc)
-    finally:
         if bar is not None:
             bar.close()
+        code = report_failure(args, args.url, exc)
+        emit_write_out(args, (getattr(exc, "status", None), 0, started, exc.url, code))
+        return code
+    if bar is not None:
+        bar.close()
     _report(args, result)
+    emit_write_out(args, (result.status, len(result.body), started, result.final_url, 0))
     return 0
 
 
-def _form(specs: list[str]) -> tuple[list[tuple[str, str]], list[FilePart]]:
-    fields: list[tuple[str, str]] = []
-    files: list[FilePart] = []
+def put_source(url: str, file: str) -> tuple[str, Source]:
+    """curl -T's URL and body: FILE's name appended to a URL ending in "/"; "-" is stdin, sent
+    with its length when it is a regular file (replayable), else chunked and sent once."""
+    if file != "-":
+        return with_file_name(url, os.path.basename(file)), file
+    if stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode):
+        return url, sys.stdin.buffer
+    return url, _stdin_chunks()
+
+
+async def _stdin_chunks() -> AsyncIterator[bytes]:
+    """Standard input in reads of up to 1 MiB, off the event loop (a pipe may block)."""
+    fd = sys.stdin.fileno()
+    while chunk := await asyncio.to_thread(os.read, fd, 1 << 20):
+        yield chunk
+
+
+def form_parts(specs: list[str]) -> list[TextPart | FilePart]:
+    """The -F list as curl builds it: parts in the order given, a part with a file name typed
+    by its extension (curl's table) unless ``type=`` says otherwise."""
+    parts: list[TextPart | FilePart] = []
     for spec in specs:
         arg = parse_form_arg(spec)
+        for warning in arg.warnings:
+            say(f"streamer: warning: -F {spec!r}: {warning}")
         if arg.path is None:
-            fields.append((arg.name, arg.value))
-        else:
-            files.append(FilePart(arg.name, arg.path, arg.filename, arg.content_type))
-    return fields, files
+            ctype = arg.content_type or curl_content_type(arg.filename)
+            parts.append(
+                TextPart(arg.name, arg.value, ctype, arg.filename, arg.headers, arg.encoder)
+            )
+            continue
+        filename = None if arg.as_text else arg.filename or os.path.basename(arg.path)
+        ctype = arg.content_type or curl_content_type(filename)
+        if ctype is None and not arg.as_text:
+            ctype = DEFAULT_FILE_TYPE
+        parts.append(
+            FilePart(
+                arg.name,
+                arg.path,
+                filename,
+                ctype,
+                headers=arg.headers,
+                encoder=arg.encoder,
+                send_filename=not arg.as_text,
+            )
+        )
+    return parts
 
 
 def _report(args: argparse.Namespace, result: UploadResult) -> None:

@@ -8,20 +8,49 @@ has never held more than one piece per coding.
 
 Supported codings: gzip (RFC 1952; "x-gzip" is its alias, RFC 9110 8.4.1.3), deflate (RFC
 9110 8.4.1.2: a zlib stream, RFC 1950, although many servers send raw deflate, RFC 1951, so
-we detect which from the first two bytes) and identity. Stacked codings such as
-"deflate, gzip" are listed in the order they were applied (RFC 9110 8.4), so they are
+we detect which from the first two bytes) and identity; br (RFC 7932) and zstd (RFC 8878)
+when their libraries are installed (``streamer[compression]``: brotli, zstandard; or the
+stdlib's ``compression.zstd`` where it exists), held to the same output bound. Stacked codings
+such as "deflate, gzip" are listed in the order they were applied (RFC 9110 8.4), so they are
 decoded in reverse order, by chaining the decoders.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import zlib
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from streamer.errors import DecompressError, UsageError
 
-SUPPORTED = ("gzip", "x-gzip", "deflate", "identity")
-ACCEPT_ENCODING = "gzip, deflate"
+
+def _installed(*modules: str) -> bool:
+    """Whether one of `modules` can be imported (looked up, not imported: start-up cost)."""
+    for name in modules:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except (ImportError, ValueError):
+            continue
+    return False
+
+
+_OPTIONAL = tuple(
+    name
+    for name, modules in (("br", ("brotli",)), ("zstd", ("compression.zstd", "zstandard")))
+    if _installed(*modules)
+)
+SUPPORTED = ("gzip", "x-gzip", "deflate", "identity", *_OPTIONAL)
+# What we ask for with --compressed: only codings we can undo (RFC 9110 12.5.3).
+ACCEPT_ENCODING = ", ".join(("gzip", "deflate", *_OPTIONAL))
+# RFC 8878 3.1.1.1.2: HTTP decoders need not accept windows over 8 MiB; a bigger one is refused
+# instead of letting a server make us allocate up to libzstd's own limit.
+ZSTD_MAX_WINDOW = 1 << 23
+# The zstandard package has no output bound per call, so its input goes in slices: a 4-byte RLE
+# block can expand to 128 KiB (RFC 8878 3.1.1.2), so 64 bytes expand to 2 MiB at the very most.
+_ZSTD_SLICE = 64
 # RFC 9110 8.4 sets no bound on stacked codings, but nobody applies more than a couple; curl
 # refuses more than five. Each stage holds a zlib stream, so the bound caps memory and depth.
 MAX_CODINGS = 5
@@ -156,6 +185,106 @@ class _Deflate(_Stage):
         return iter(())
 
 
+class _Brotli(_Stage):
+    """br (RFC 7932), with brotli's own output bound (``output_buffer_limit``, brotli >= 1.2)."""
+
+    name = "br"
+
+    def __init__(self, url: str, piece: int) -> None:
+        super().__init__(url, piece)
+        self._lib: Any = importlib.import_module("brotli")
+        self._d: Any = self._lib.Decompressor()
+
+    def _process(self, data: bytes) -> bytes:
+        try:
+            out: bytes = self._d.process(data, output_buffer_limit=self.piece)
+        except self._lib.error as exc:
+            raise self._error(f"corrupt br data: {exc}") from exc
+        return out
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if self._d.is_finished():
+            if data.strip(b"\x00"):
+                raise self._error("unexpected data after the end of the br stream")
+            return
+        out = self._process(data)
+        # Each call's output is bounded; an empty one means the input so far is all decoded.
+        while out:
+            yield from _split(out, self.piece)  # the buffer may end a little past its limit
+            if self._d.is_finished():
+                return
+            out = self._process(b"")
+
+    def finish(self) -> Iterator[bytes]:
+        if not self._d.is_finished():
+            raise self._truncated()
+        return iter(())
+
+
+class _Zstd(_Stage):
+    """zstd (RFC 8878), frames back to back; the stdlib's module bounds each call's output
+    like zlib, the zstandard package gets its input in small slices instead."""
+
+    name = "zstd"
+
+    def __init__(self, url: str, piece: int) -> None:
+        super().__init__(url, piece)
+        self._std = _installed("compression.zstd")
+        self._lib: Any = importlib.import_module("compression.zstd" if self._std else "zstandard")
+        self._obj: Any = None  # the decoder of the frame in progress
+
+    def _new(self) -> Any:
+        if self._std:
+            options = {
+                self._lib.DecompressionParameter.window_log_max: ZSTD_MAX_WINDOW.bit_length() - 1
+            }
+            return self._lib.ZstdDecompressor(options=options)
+        dctx = self._lib.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+        return dctx.decompressobj()
+
+    def _call(self, data: bytes) -> bytes:
+        error = self._lib.ZstdError
+        try:
+            if self._std:
+                out: bytes = self._obj.decompress(data, self.piece)
+            else:
+                out = self._obj.decompress(data)
+        except error as exc:
+            raise self._error(f"corrupt zstd data: {exc}") from exc
+        return out
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while data:
+            if self._obj is None:
+                self._obj = self._new()
+            step = len(data) if self._std else _ZSTD_SLICE
+            head, data = data[:step], data[step:]
+            yield from _split(self._call(head), self.piece)
+            while self._std and not self._obj.eof and not self._obj.needs_input:
+                yield from _split(self._call(b""), self.piece)
+            if self._obj.eof:  # a frame ended: what follows starts the next one (3.1)
+                data, self._obj = self._obj.unused_data + data, None
+
+    def finish(self) -> Iterator[bytes]:
+        if self._obj is not None:
+            raise self._truncated()
+        return iter(())
+
+
+def _split(data: bytes, piece: int) -> Iterator[bytes]:
+    for offset in range(0, len(data), piece):
+        yield data[offset : offset + piece]
+
+
+_STAGES: dict[str, type[_Stage]] = {
+    "gzip": _Gzip,
+    "x-gzip": _Gzip,
+    "deflate": _Deflate,
+    "br": _Brotli,
+    "zstd": _Zstd,
+}
+
+
 def _parse_codings(encoding: str | None, url: str) -> list[str]:
     """The codings to undo, in decoding order (the reverse of the header's order)."""
     codings = [c.strip().lower() for c in (encoding or "").split(",")]
@@ -185,8 +314,7 @@ class Decoder:
         self.piece = piece
         self._stages: list[_Stage] = []
         for coding in _parse_codings(encoding, url):
-            kind = _Deflate if coding == "deflate" else _Gzip
-            self._stages.append(kind(url, piece))
+            self._stages.append(_STAGES[coding](url, piece))
         if not self._stages:
             self._stages.append(_Identity(url, piece))
         self._finished = False

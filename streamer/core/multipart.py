@@ -28,6 +28,7 @@ is there for callers who hold small in-memory values and want to be certain.
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import unicodedata
@@ -39,12 +40,14 @@ from streamer.errors import UsageError
 __all__ = [
     "DEFAULT_FILE_TYPE",
     "PART_TAIL",
+    "Base64Lines",
     "FormField",
     "PartSpec",
     "boundary_collides",
     "closing",
     "content_length",
     "content_type_header",
+    "encoded_size",
     "escape_name",
     "field_spec",
     "new_boundary",
@@ -138,9 +141,16 @@ class PartSpec:
     filename: str | None = None
     content_type: str | None = None
     size: int | None = None
+    headers: tuple[str, ...] = ()  # extra header lines of the part (curl's ;headers=)
+    encoder: str | None = None  # its Content-Transfer-Encoding (curl's ;encoder=)
 
     def __post_init__(self) -> None:
         _check_text(self.name, f"form field name {self.name!r}")
+        for line in (*self.headers, self.encoder or "x"):
+            if not _HEADER_VALUE.fullmatch(line):
+                raise UsageError(
+                    f"form field {self.name!r}: header {line!r} must be non-empty printable ASCII"
+                )
         if self.filename is not None:
             _check_text(self.filename, f"form field {self.name!r}: filename {self.filename!r}")
             if not _base_name(self.filename):
@@ -180,6 +190,9 @@ def part_head(boundary: str, spec: PartSpec) -> bytes:
     content_type = spec.sent_content_type
     if content_type is not None:
         lines.append(f"Content-Type: {content_type}")
+    if spec.encoder is not None:  # RFC 2045 6; RFC 7578 4.7 deprecates it, curl still sends it
+        lines.append(f"Content-Transfer-Encoding: {spec.encoder}")
+    lines.extend(spec.headers)
     # RFC 7578 5.1: names and file names go as UTF-8; the rest is ASCII already.
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
@@ -216,6 +229,51 @@ def boundary_collides(boundary: str, data: bytes) -> bool:
     """
     _check_boundary(boundary)
     return f"--{boundary}".encode("ascii") in data
+
+
+# RFC 2045 6.8: base64 lines of at most 76 characters, CRLF between them (none after the last,
+# as curl sends them).
+_B64_LINE = 76
+
+
+def encoded_size(encoder: str | None, size: int | None) -> int | None:
+    """The length of `size` bytes once encoded with `encoder` (identity unless "base64")."""
+    if encoder != "base64" or size is None:
+        return size
+    if size == 0:
+        return 0
+    chars = 4 * ((size + 2) // 3)
+    return chars + 2 * ((chars - 1) // _B64_LINE)
+
+
+class Base64Lines:
+    """Streaming base64 (RFC 2045 6.8) in 76-character lines: feed bytes, get text, finish."""
+
+    def __init__(self) -> None:
+        self._pending = b""  # fewer than 3 bytes waiting for their group
+        self._column = 0  # characters on the current output line
+
+    def _lines(self, encoded: bytes) -> bytes:
+        out = bytearray()
+        while encoded:
+            if self._column == _B64_LINE:
+                out += b"\r\n"
+                self._column = 0
+            take = min(_B64_LINE - self._column, len(encoded))
+            out += encoded[:take]
+            self._column += take
+            encoded = encoded[take:]
+        return bytes(out)
+
+    def feed(self, data: bytes) -> bytes:
+        data = self._pending + data
+        whole = len(data) - len(data) % 3
+        self._pending = data[whole:]
+        return self._lines(base64.b64encode(data[:whole]))
+
+    def finish(self) -> bytes:
+        tail, self._pending = self._pending, b""
+        return self._lines(base64.b64encode(tail))
 
 
 def field_spec(name: str, value: str) -> tuple[PartSpec, bytes]:

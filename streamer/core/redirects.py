@@ -20,14 +20,25 @@ __all__ = [
     "REDIRECT_STATUSES",
     "Hop",
     "RedirectPolicy",
+    "follows",
     "origin",
     "plan_redirect",
     "same_origin",
 ]
 
-# RFC 9110 15.4.2-15.4.9. 300 (a choice for the user) and 304 (a cache answer) are not followed;
-# 305 and 306 are deprecated/unused (15.4.6, 15.4.7).
+# RFC 9110 15.4.2-15.4.9: the redirects proper, which must carry a Location (a missing one is a
+# broken redirect). Any other 3xx but 304 (a cache answer, 15.4.5) is followed too when it does
+# carry a Location (300 with a preferred choice, 15.4.1; 305/306, 15.4.6/15.4.7), as curl -L,
+# wget and aria2 do; without one it is the final answer.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+def follows(status: int, location: str | None) -> bool:
+    """Whether a `status` answer with this Location header is a redirect to follow."""
+    if status in REDIRECT_STATUSES:
+        return True
+    return 300 <= status < 400 and status != 304 and bool(location and location.strip())
+
 
 # RFC 9110 4.2.1/4.2.2: the default ports; ws/wss share them (RFC 6455 3).
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -167,11 +178,11 @@ def _next_method(status: int, method: str) -> tuple[str, bool]:
     if status == 303:
         # RFC 9110 15.4.4: 303 means "GET the answer over there"; HEAD stays HEAD (Fetch 4.4).
         return ("HEAD" if method == "HEAD" else "GET"), True
-    if status in (301, 302) and method == "POST":
+    if status not in (307, 308) and method == "POST":
         # RFC 9110 15.4.2/15.4.3 notes: user agents historically turn POST into GET here; curl
         # and every browser do, and servers rely on it.
         return "GET", True
-    # 307/308 (15.4.8, 15.4.9) must repeat the request unchanged; 301/302 keep other methods.
+    # 307/308 (15.4.8, 15.4.9) must repeat the request unchanged; the others keep other methods.
     return method, False
 
 
@@ -206,7 +217,7 @@ def plan_redirect(
     Raises TooManyRedirects, ProtocolError (no usable Location) or UnsafeRedirect. The method
     is returned upper-cased, as the client sends it.
     """
-    if status not in REDIRECT_STATUSES:
+    if not follows(status, location):
         raise UsageError(f"status {status} is not a redirect to follow", url=redact_url(url))
     if hops >= policy.max_redirects:
         raise TooManyRedirects(

@@ -25,10 +25,12 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 
 from ..core.multipart import (
     PART_TAIL,
+    Base64Lines,
     PartSpec,
     closing,
     content_length,
     content_type_header,
+    encoded_size,
     field_spec,
     new_boundary,
     part_head,
@@ -296,35 +298,91 @@ def make_body(source: Source, *, size: int | None = None, content_type: str | No
 
 @dataclass(frozen=True)
 class FilePart:
-    """One file of a form: the source plus the name and type sent for it."""
+    """One file of a form: the source plus the name and type sent for it.
+
+    ``send_filename=False`` sends the content as a plain field (curl's ``name=<file``);
+    ``headers`` are extra header lines of the part, ``encoder`` its Content-Transfer-Encoding
+    ("base64" encodes the bytes; "7bit", "8bit", "binary" only label them).
+    """
 
     name: str
     source: Source
     filename: str | None = None
     content_type: str | None = None
     size: int | None = None
+    headers: tuple[str, ...] = ()
+    encoder: str | None = None
+    send_filename: bool = True
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """One text field of a form, with what curl's -F can say about it."""
+
+    name: str
+    value: str
+    content_type: str | None = None
+    filename: str | None = None
+    headers: tuple[str, ...] = ()
+    encoder: str | None = None
+
+
+class _Base64Body:
+    """Another body, sent base64-encoded in 76-character lines (RFC 2045 6.8)."""
+
+    def __init__(self, inner: Body) -> None:
+        self._inner = inner
+        self.length = encoded_size("base64", inner.length)
+        self.replayable = inner.replayable
+        self.content_type = inner.content_type
+
+    async def open(self) -> AsyncIterator[bytes]:
+        encoder = Base64Lines()
+        async with closing_chunks(self._inner.open()) as chunks:
+            async for chunk in chunks:
+                if out := encoder.feed(chunk):
+                    yield out
+        if tail := encoder.finish():
+            yield tail
+
+
+def _file_part(fp: FilePart) -> tuple[PartSpec, Body]:
+    body: Body = make_body(fp.source, size=fp.size)
+    filename = fp.filename
+    if filename is None and fp.send_filename:
+        filename = Path(fp.source).name if isinstance(fp.source, (str, os.PathLike)) else "file"
+    if not fp.send_filename:
+        filename = None
+    if fp.encoder == "base64":
+        body = _Base64Body(body)
+    spec = PartSpec(fp.name, filename, fp.content_type, body.length, fp.headers, fp.encoder)
+    return spec, body
+
+
+def _text_part(tp: TextPart) -> tuple[PartSpec, Body]:
+    spec, data = field_spec(tp.name, tp.value)
+    body: Body = BytesBody(data)
+    if tp.encoder == "base64":
+        body = _Base64Body(body)
+    spec = PartSpec(tp.name, tp.filename, tp.content_type, body.length, tp.headers, tp.encoder)
+    return spec, body
 
 
 class MultipartBody:
-    """multipart/form-data (RFC 7578) streamed part by part, with an exact length when known."""
+    """multipart/form-data (RFC 7578) streamed part by part, with an exact length when known.
+
+    ``fields`` first, then ``files``: file and text parts in the order given (curl's -F list).
+    """
 
     def __init__(
-        self, fields: Sequence[tuple[str, str]], files: Sequence[FilePart], boundary: str = ""
+        self,
+        fields: Sequence[tuple[str, str]],
+        files: Sequence[FilePart | TextPart],
+        boundary: str = "",
     ) -> None:
         self.boundary = boundary or new_boundary()
-        self._parts: list[tuple[PartSpec, Body]] = []
-        for name, value in fields:
-            spec, data = field_spec(name, value)
-            self._parts.append((spec, BytesBody(data)))
-        for fp in files:
-            body = make_body(fp.source, size=fp.size)
-            filename = fp.filename
-            if filename is None:
-                filename = (
-                    Path(fp.source).name if isinstance(fp.source, (str, os.PathLike)) else "file"
-                )
-            spec = PartSpec(fp.name, filename, fp.content_type, body.length)
-            self._parts.append((spec, body))
+        ordered = [TextPart(name, value) for name, value in fields] + list(files)
+        self._parts = [_text_part(p) if isinstance(p, TextPart) else _file_part(p) for p in ordered]
         self.length = content_length(self.boundary, [spec for spec, _ in self._parts])
         self.replayable = all(body.replayable for _, body in self._parts)
         self.content_type: str | None = content_type_header(self.boundary)

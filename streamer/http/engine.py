@@ -20,9 +20,10 @@ from yarl import URL
 from ..config import ClientConfig
 from ..core.events import Phase, ProgressCallback
 from ..core.redact import redact_url
-from ..core.redirects import REDIRECT_STATUSES, RedirectPolicy, plan_redirect
+from ..core.redirects import RedirectPolicy, follows, plan_redirect
 from ..core.stall import StallMonitor
 from ..core.status import status_error
+from ..core.wire import wire_url
 from ..errors import StreamerError, UsageError, evolve
 from .bodies import Body
 from .net import Timeouts, make_session, mapped_errors
@@ -114,9 +115,9 @@ class Engine:
             resp = await self._request(
                 method, request_url, headers=headers, ctx=ctx, opts=opts, body=body
             )
-            if resp.status not in REDIRECT_STATUSES:
-                break
             location = resp.headers.get("Location")
+            if not follows(resp.status, location):
+                break
             resp.release()
             try:
                 hop = plan_redirect(
@@ -171,7 +172,8 @@ class Engine:
             proxy, proxy_headers, headers = self._route(url, headers)
             request = self._session.request(
                 method,
-                url,
+                # The path and query byte for byte (core.wire): yarl would re-encode them.
+                URL(wire_url(url), encoded=True),
                 headers=headers,
                 data=data,
                 allow_redirects=False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from ..errors import (
     TransferTimeout,
     UsageError,
 )
+from .lastwords import AnswerKeepingHandler
 
 PhaseCallback = Callable[[Phase], None]
 
@@ -104,6 +106,9 @@ def make_session(
     would look the environment up again, in a thread, for every request).
     """
     connector = aiohttp.TCPConnector(ssl=ssl_context, limit=limit, limit_per_host=limit_per_host)
+    # The connector's protocol factory is private; ours reads an early answer (lastwords.py).
+    factory: Any = functools.partial(AnswerKeepingHandler, loop=asyncio.get_running_loop())
+    connector._factory = factory
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=connect_timeout, connect=None, sock_read=read_timeout
     )

@@ -76,6 +76,22 @@ class Stream:
         self.progress_base = 0  # bytes already held before this body (a resumed download)
         self._started = False
 
+    def header_text(self, name: str) -> str | None:
+        """A header's value from its bytes on the wire: UTF-8 when valid, else ISO-8859-1.
+
+        RFC 9110 5.5 leaves non-ASCII field bytes as opaque octets, historically ISO-8859-1,
+        and RFC 6266 appendix C.1 reads a plain ``filename="r\xe9sum\xe9.txt"`` that way
+        (as curl does, which keeps the bytes); aiohttp's text has replaced such bytes by U+FFFD.
+        """
+        wanted = name.lower().encode("ascii")
+        for key, value in self._resp.raw_headers:
+            if key.lower() == wanted:
+                try:
+                    return value.decode("utf-8")
+                except UnicodeDecodeError:
+                    return value.decode("latin-1")
+        return None
+
     @property
     def length_verified(self) -> bool:
         """Whether the body's end was framed (Content-Length or last chunk), not a mere close."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,7 @@ from ..results import DownloadResult
 from ..storage.files import check_free_space, preflight
 from ..storage.partial import Partial
 from .retrying import with_retries
+from .throttle import rate_throttle
 
 Throttle = Callable[[int], Awaitable[None]]
 
@@ -101,6 +102,7 @@ async def run_download(
     client: Opener, req: DownloadRequest, progress: ProgressCallback | None
 ) -> DownloadResult:
     """Carry out `req`; on failure the target is untouched and a resumable partial is kept."""
+    req = with_rate_limit(req, client.config.limit_rate)
     safe_url = redact_url(req.url)
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
     partial = Partial(req.path, url=redact_url(req.resume_key) if req.resume_key else safe_url)
@@ -126,6 +128,13 @@ async def _with_retries(job: _Job) -> DownloadResult:
     return await with_retries(
         attempt, job.req.retry, may_retry=may_retry, before_retry=before_retry
     )
+
+
+def with_rate_limit(req: DownloadRequest, rate: float | None) -> DownloadRequest:
+    """`req` held to `rate` bytes/s (the client's --limit-rate) unless it has a throttle."""
+    if rate is None or req.throttle is not None:
+        return req
+    return replace(req, throttle=rate_throttle(rate))
 
 
 async def _leave(partial: Partial, exc: BaseException) -> None:
@@ -160,10 +169,12 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         progress=progress,
     ) as stream:  # fmt: skip
         offset = _judge(partial, plan, stream)
-        if stream.status == 304 and req.path.is_file():
-            return _not_modified(job, stream)
+        if stream.status == 304:
+            return await _not_modified(job, stream, keep_partial=plan.action is Action.RESUME)
+        if 300 <= stream.status < 400:
+            partial.notes.append(f"HTTP {stream.status} without a Location: saved its body")
         # A -J name is decided (or refused) before a byte is written.
-        target = final_target(req, stream.headers.get("Content-Disposition", ""))
+        target = final_target(req, stream.header_text("Content-Disposition") or "")
         if offset is None:  # 416 to a resume: we hold every byte (and maybe unrecorded junk)
             partial.part.truncate(plan.offset)
         verifier = await _prepare(req, partial, stream, offset)
@@ -197,17 +208,32 @@ def _validator(stream: Stream) -> str | None:
     return etag or last_modified
 
 
-def _not_modified(job: _Job, stream: Stream) -> DownloadResult:
-    """304 to a conditional request (the caller's If-None-Match or If-Modified-Since): the
-    file we have is current (RFC 9110 15.4.5), so it is kept as it is, not emptied."""
-    job.partial.discard()
+async def _not_modified(job: _Job, stream: Stream, *, keep_partial: bool) -> DownloadResult:
+    """304 to a conditional request (the caller's If-None-Match or If-Modified-Since, -z): the
+    file we have is current (RFC 9110 15.4.5), so it is kept as it is, not emptied; without a
+    file nothing is created (as curl), and a partial being resumed stays for the next run."""
+    path = job.req.path
+    if keep_partial:
+        await job.partial.save()
+    else:
+        job.partial.discard()
+    exists = path.is_file()
+    outcome = f"kept the existing file {path}" if exists else "no file written"
     return DownloadResult(
-        url=job.partial.url, final_url=redact_url(stream.final_url), path=job.req.path,
-        status=304, size=job.req.path.stat().st_size, elapsed=time.monotonic() - job.started,
-        length_verified=False, content_type=None, checksum=None, redirects=stream.redirects,
-        resumed_from=0, attempts=job.attempts,
-        notes=(*job.partial.notes, "304 Not Modified: kept the existing file"),
-    )  # fmt: skip
+        url=job.partial.url,
+        final_url=redact_url(stream.final_url),
+        path=path,
+        status=304,
+        size=path.stat().st_size if exists else 0,
+        elapsed=time.monotonic() - job.started,
+        length_verified=False,
+        content_type=None,
+        checksum=None,
+        redirects=stream.redirects,
+        resumed_from=0,
+        attempts=job.attempts,
+        notes=(*job.partial.notes, f"304 Not Modified: {outcome}"),
+    )
 
 
 def _judge(partial: Partial, plan: Plan, stream: Stream) -> int | None:

@@ -28,7 +28,7 @@ from ..errors import BodyTooLarge, BodyTruncatedError, Result, StreamerError
 from ..results import DownloadResult
 from ..storage.files import check_free_space, file_error, preflight
 from ..storage.partial import Partial
-from .download import DownloadRequest, final_target, run_download
+from .download import DownloadRequest, final_target, run_download, with_rate_limit
 from .retrying import with_retries
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class _Segmented:
             )
             if why is not None:
                 raise _Restart(why)
-            self.disposition = st.headers.get("Content-Disposition", self.disposition)
+            self.disposition = st.header_text("Content-Disposition") or self.disposition
             await self._write(index, st)
         if not self.segments[index].complete:
             raise BodyTruncatedError(
@@ -152,6 +152,7 @@ async def run_segmented(
     client: Opener, req: DownloadRequest, parts: int, progress: ProgressCallback | None = None
 ) -> DownloadResult:
     """Download `req` over up to `parts` connections; one stream when it cannot be split."""
+    req = with_rate_limit(req, client.config.limit_rate)  # one bucket for every segment
     safe_url = redact_url(req.url)
     started = time.monotonic()
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)

@@ -54,9 +54,10 @@ def decode(encoding: str | None, body: bytes, step: int | None = None, piece: in
 
 
 def test_constants() -> None:
-    """We advertise exactly the codings we can decode, and name all the spellings."""
-    assert SUPPORTED == ("gzip", "x-gzip", "deflate", "identity")
-    assert ACCEPT_ENCODING == "gzip, deflate"
+    """We advertise exactly the codings we can decode, and name all the spellings (br and
+    zstd too when installed: tests/core/test_decode_optional.py)."""
+    assert SUPPORTED[:4] == ("gzip", "x-gzip", "deflate", "identity")
+    assert ACCEPT_ENCODING.startswith("gzip, deflate")
 
 
 @pytest.mark.parametrize("encoding", [None, "", "identity", "IDENTITY", " identity "])
@@ -74,7 +75,9 @@ def test_identity_splits_large_chunks_to_the_piece_bound() -> None:
     assert [len(p) for p in Decoder(None, piece=1000).feed(bytes(1000))] == [1000]
 
 
-@pytest.mark.parametrize("encoding", ["br", "compress", "zstd", "gzip, br", "br, gzip", "gzip;q=1"])
+@pytest.mark.parametrize(
+    "encoding", ["compress", "xz", "gzip, compress", "compress, gzip", "gzip;q=1"]
+)
 def test_unsupported_encoding_is_decompress_error(encoding: str) -> None:
     """An unknown coding, alone or stacked with known ones, is refused up front with the URL."""
     with pytest.raises(DecompressError) as info:

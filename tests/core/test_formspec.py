@@ -20,9 +20,11 @@ def test_empty_value() -> None:
     assert parse_form_arg("a=") == FormArg(name="a", value="")
 
 
-def test_value_keeps_equals_and_semicolons() -> None:
-    """Only the first '=' splits; a text value keeps '=' and ';' (no options on fields)."""
-    assert parse_form_arg("a=b=c;type=x") == FormArg(name="a", value="b=c;type=x")
+def test_value_keeps_equals_and_options_apply_to_text() -> None:
+    """Only the first '=' splits; a text value keeps '=', and ';type=' applies to text parts
+    too (curl); a quoted value keeps its ';'."""
+    assert parse_form_arg("a=b=c;type=x/y") == FormArg(name="a", value="b=c", content_type="x/y")
+    assert parse_form_arg('a="b;c"') == FormArg(name="a", value="b;c")
 
 
 def test_file_part() -> None:
@@ -56,9 +58,22 @@ def test_quoted_filename_with_escapes() -> None:
     assert arg.filename == r'say "hi"; c:\x.txt'
 
 
-def test_last_option_wins() -> None:
-    """A repeated option keeps its last value."""
-    assert parse_form_arg("f=@p;type=a/b;type=c/d").content_type == "c/d"
+def test_type_parameters_and_repeats_as_curl() -> None:
+    """Unknown parameters right after type= belong to the type (curl); a type= after another
+    option replaces it; repeated headers= add lines; an unknown option is skipped, warned."""
+    assert parse_form_arg("f=@p;type=a/b;type=c/d").content_type == "a/b;type=c/d"
+    assert parse_form_arg("f=@p;type=a/b;charset=x").content_type == "a/b;charset=x"
+    assert parse_form_arg("f=@p;type=a/b;filename=n;type=c/d").content_type == "c/d"
+    arg = parse_form_arg('f=@p;headers=A: 1;headers="B: 2";size=3')
+    assert arg.headers == ("A: 1", "B: 2")
+    assert arg.warnings == ("skip unknown form field: size=3",)
+
+
+def test_content_from_file_and_unclosed_quotes() -> None:
+    """name=<file is the file's content as a text part; an unclosed quote is a character."""
+    assert parse_form_arg("t=<a.txt") == FormArg(name="t", path="a.txt", as_text=True)
+    assert parse_form_arg('f=@q"uote.txt').path == 'q"uote.txt'
+    assert parse_form_arg("f=@p;encoder=BASE64").encoder == "base64"
 
 
 def test_at_only_in_first_position_means_file() -> None:
@@ -74,9 +89,11 @@ def test_at_only_in_first_position_means_file() -> None:
         ("", "expected name=value"),
         ("f=@", "no file name after @"),
         ("f=@;type=a/b", "no file name after @"),
-        ("f=@p;size=3", "unknown option"),
-        ("f=@p;type", "unknown option"),
-        ('f=@"unterminated', "unterminated quote"),
+        ("f=@p;type=", "major/minor"),
+        ("f=@p;type=text", "major/minor"),
+        ("f=@a,b", "several files"),
+        ("f=@p;headers=@h", "headers=@file"),
+        ("f=@p;encoder=quoted-printable", "encoder must be"),
     ],
 )
 def test_bad_arguments(arg: str, message: str) -> None:
@@ -87,13 +104,17 @@ def test_bad_arguments(arg: str, message: str) -> None:
 
 
 _names = st.text(min_size=1).filter(lambda s: "=" not in s)
-_plain = st.text().filter(lambda s: not s.startswith("@"))
-_piece = st.text(min_size=1).filter(lambda s: not any(c in s for c in ';"'))
+_plain = st.text(alphabet=st.characters(blacklist_characters=';"<@ \t\n\r\x0b\x0c'))
+_piece = st.text(
+    alphabet=st.characters(blacklist_characters=';",\\ \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0'),
+    min_size=1,
+)
 
 
 @given(_names, _plain)
 def test_any_text_field_round_trips(name: str, value: str) -> None:
-    """Any name without '=' and value not starting with '@' parse back unchanged."""
+    """Any name without '=' and a value free of ';', quotes, spaces, '@' and '<' parse back
+    unchanged."""
     assert parse_form_arg(f"{name}={value}") == FormArg(name=name, value=value)
 
 
@@ -113,3 +134,14 @@ def test_never_crashes(arg: str) -> None:
         return
     assert isinstance(result, FormArg)
     assert result.name
+
+
+def test_curl_content_types_by_extension() -> None:
+    """curl's own extension table, case-insensitive; anything else has no type of its own."""
+    from streamer.core.formspec import curl_content_type
+
+    assert curl_content_type("a.TXT") == "text/plain"
+    assert curl_content_type("x.jpeg") == curl_content_type("x.jpg") == "image/jpeg"
+    assert curl_content_type("d.json") is None
+    assert curl_content_type("noext") is None
+    assert curl_content_type(None) is None

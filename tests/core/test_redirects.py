@@ -8,6 +8,7 @@ from streamer.core.redirects import (
     REDIRECT_STATUSES,
     Hop,
     RedirectPolicy,
+    follows,
     origin,
     plan_redirect,
     same_origin,
@@ -330,9 +331,23 @@ def test_location_userinfo_kept() -> None:
 
 def test_non_redirect_status_is_a_usage_error() -> None:
     """Calling plan_redirect for a status that is not followed is a caller bug (UsageError)."""
-    for status in (200, 300, 304, 305, 404):
+    for status in (200, 304, 404):
         with pytest.raises(UsageError):
             plan("/x", status=status)
+    for status in (300, 305, 306, 399):
+        with pytest.raises(UsageError):
+            plan(None, status=status)
+
+
+@pytest.mark.parametrize("status", [300, 305, 306, 399])
+def test_any_3xx_with_a_location_is_followed(status: int) -> None:
+    """Any 3xx but 304 with a Location is a redirect (curl -L, wget, aria2); POST becomes GET
+    as for 301/302; without a Location it is not one (the answer is final)."""
+    assert follows(status, "/next") and not follows(status, None) and not follows(status, " ")
+    assert plan("/next", status=status).url == "https://a.example/next"
+    hop = plan("/next", status=status, method="POST")
+    assert (hop.method, hop.drop_body) == ("GET", True)
+    assert not follows(304, "/next")
 
 
 def test_hop_is_frozen() -> None:
