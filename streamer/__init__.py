@@ -25,6 +25,7 @@ from .errors import (
     RedirectError,
     ResolveError,
     Result,
+    S3Error,
     SourceChangedError,
     StreamerError,
     TargetBusyError,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from .core.retry import RetryPolicy
     from .http.bodies import FilePart, TextPart
     from .http.stream import Stream
-    from .results import DownloadResult, FetchResult, TusResult, UploadResult
+    from .results import DownloadResult, FetchResult, S3UploadResult, TusResult, UploadResult
     from .sync import download, fetch, upload, upload_resumable
     from .transfer.bulk import BulkOptions, JobResult
     from .transfer.handover import BulkRun
@@ -67,6 +68,7 @@ _LAZY = {
     "Progress": "core.events",
     "ProgressCallback": "core.events",
     "RetryPolicy": "core.retry",
+    "S3UploadResult": "results",
     "Stream": "http.stream",
     "TextPart": "http.bodies",
     "TusResult": "results",
@@ -120,6 +122,8 @@ __all__ = [
     "ResolveError",
     "Result",
     "RetryPolicy",
+    "S3Error",
+    "S3UploadResult",
     "SourceChangedError",
     "Stream",
     "StreamerError",

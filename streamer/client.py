@@ -34,6 +34,7 @@ from .errors import StreamerError, UsageError
 from .http.bodies import Body, FilePart, MultipartBody, Source, TextPart, make_body
 from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, TusResult, UploadResult
+from .s3client import S3Uploads
 from .transfer.bulk import BulkOptions
 from .transfer.download import DownloadRequest, run_download
 from .transfer.handover import BulkRun
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 DEFAULT_FETCH_LIMIT = 64 << 20
 
 
-class Client:
+class Client(S3Uploads):
     """An HTTP client for streaming transfers; use as ``async with Client(**options) as c:``.
 
     Options are the fields of `ClientConfig` (headers, timeouts, max_redirects, proxy, TLS,
@@ -231,6 +232,7 @@ class Client:
         split: int = 1,
         wait_lock: float | None = None,
         progress: ProgressCallback | None = None,
+        resume_key: str | None = None,
     ) -> DownloadResult:
         """Stream `url` into `path` through a partial file; the target appears only when whole.
 
@@ -241,6 +243,8 @@ class Client:
         connections in byte ranges (when the server supports ranges), each resumable.
         Another process downloading to the same target makes this fail at once with
         `TargetBusyError`, or, with ``wait_lock`` seconds, wait for it that long first.
+        ``resume_key`` names what a partial download is of when `url` changes from run to run
+        (a presigned URL signed anew); the server's validator still guards the resume.
         """
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
@@ -248,6 +252,7 @@ class Client:
             url, Path(path), max_bytes=max_bytes, checksum=checksum, headers=headers or {},
             accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
             remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
+            resume_key=resume_key,
         )  # fmt: skip
         if is_special(request.path):  # -o /dev/null, a FIFO: written straight in, as curl does
             return await run_into_special(self, request, progress)

@@ -18,6 +18,7 @@ stdlib base so that ``except TimeoutError`` or ``except OSError`` keep working::
     │   ├── BodyTruncatedError              PARTIAL_BODY, CHUNKED_BODY_SIZE_MISMATCH
     │   └── DecompressError                 BODY_DECOMPRESS_FAILED
     ├── HTTPStatusError                     HTTP_ERROR: the server answered with status >= 400
+    │   └── S3Error                         HTTP_ERROR, UPLOAD_EXPIRED: with S3's error code
     ├── RedirectError
     │   ├── TooManyRedirects                REDIRECT_LIMIT_REACHED
     │   └── UnsafeRedirect                  UNSAFE_REDIRECT
@@ -269,6 +270,14 @@ class HTTPStatusError(StreamerError):
         self.retry_after = retry_after  # seconds the server asked us to wait
 
 
+class S3Error(HTTPStatusError):
+    """An S3 error answer; ``code`` is S3's error code (SignatureDoesNotMatch, NoSuchUpload...)."""
+
+    def __init__(self, message: str, *, status: int, code: str = "", **kw: Any) -> None:
+        super().__init__(message, status=status, **kw)
+        self.code = code
+
+
 class RedirectError(StreamerError):
     default_result = Result.UNSAFE_REDIRECT
 
@@ -348,6 +357,7 @@ __all__ = [
     "RedirectError",
     "ResolveError",
     "Result",
+    "S3Error",
     "SourceChangedError",
     "StreamerError",
     "TLSError",

@@ -129,3 +129,36 @@ class TusResult:
             "resumed_from": self.resumed_from,
             "sent": self.sent,
         }
+
+
+@dataclass(frozen=True)
+class S3UploadResult:
+    """An S3 upload that the service completed (or, for a presigned plan without
+    ``complete_url``, whose parts it all stored: then ``etag`` is None).
+
+    ``parts`` are ``(part_number, etag)`` in order (empty for a single PutObject); ``sent`` is
+    the bytes this run sent; ``resumed_parts`` the parts a previous run had already stored.
+    """
+
+    url: str
+    etag: str | None
+    size: int
+    parts: tuple[tuple[int, str], ...]
+    sent: int
+    elapsed: float
+    resumed_parts: int = 0
+    notes: tuple[str, ...] = ()
+    result: Result = Result.SUCCESS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "etag": self.etag,
+            "size": self.size,
+            "parts": [{"part_number": n, "etag": e} for n, e in self.parts],
+            "sent": self.sent,
+            "resumed_parts": self.resumed_parts,
+            "elapsed": round(self.elapsed, 6),
+            "notes": list(self.notes),
+            "result": self.result.value,
+        }

@@ -143,6 +143,7 @@ def _all_error_classes() -> list[type[StreamerError]]:
 EXTRA_ARGS: dict[str, dict[str, Any]] = {
     "BodyTruncatedError": {"received": 10, "expected": 20},
     "HTTPStatusError": {"status": 503, "reason": "Service Unavailable"},
+    "S3Error": {"status": 403, "reason": "Forbidden", "code": "AccessDenied"},
     "BodyTooLarge": {"limit": 1024},
     "ChecksumMismatch": {"expected": "ab" * 32, "actual": "cd" * 32},
 }

@@ -65,6 +65,8 @@ SAMPLES: dict[str, list[str]] = {
     "remote_header_name": ["-J"],
     "clobber": ["--clobber"],
     "wait_lock": ["--wait-lock", "3"],
+    "endpoint_url": ["--endpoint-url", "http://127.0.0.1:9"],
+    "region": ["--region", "eu-west-1"],
     "limit_rate": ["--limit-rate", "1M"],
     "jobs": ["-j", "3"],
     "max_per_host": ["--max-per-host", "3"],

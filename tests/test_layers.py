@@ -33,7 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     "lane": {"core", "storage", *BASE},
     "transfer": {"core", "http", "lane", "storage", *BASE},
     "server": {"core", "storage", *BASE},
-    "client": {"core", "http", "lane", "storage", "transfer", *BASE},
+    "client": {"core", "http", "lane", "storage", "transfer", "s3client", *BASE},
+    "s3client": {"core", "transfer", *BASE},  # Client's S3 methods (a mixin)
     "sync": {"client", "core", "http", "transfer", *BASE},
     # Bulk runs on a Dask cluster: beside client/sync, above transfer.
     "distributed": {"client", "sync", "core", "storage", "transfer", *BASE},

@@ -95,6 +95,9 @@ CONTRACT: dict[str, Rule] = {
     "journal": _MANY_ONLY,
     "dask": _MANY_ONLY,  # and the options it cannot honour are refused by cli/dask.py
     "shards": _MANY_ONLY,
+    # s3://BUCKET/KEY is one object, fetched through a presigned URL; a manifest holds URLs.
+    "endpoint_url": Rule(ONE_FILE, "s3:// is for one download; a manifest lists http(s) URLs"),
+    "region": Rule(ONE_FILE, "s3:// is for one download; a manifest lists http(s) URLs"),
 }
 
 # The options that choose the mode, and argparse's own.

@@ -11,6 +11,7 @@ from typing import Any
 from ..client import Client
 from ..core.checksum import Checksum
 from ..core.retry import RetryPolicy
+from ..core.s3 import is_s3_url
 from ..errors import Result, StreamerError, UsageError, exit_code
 from ..results import DownloadResult
 from ..sync import run
@@ -34,6 +35,7 @@ from .options import (
     size_arg,
 )
 from .output import error_line, report_failure, report_success, wants_bar
+from .s3 import add_endpoint_options, presigned_get
 from .signals import stop_on_sigterm
 
 # The parser's defaults and each option's flag, for the contract check (see contract.py).
@@ -156,6 +158,8 @@ def add_parser(sub: Any) -> None:
     )
     add_get_options(get)
     add_transfer_options(get)
+    s3 = get.add_argument_group("s3://BUCKET/KEY (credentials from AWS_* variables)")
+    add_endpoint_options(s3)
     # argparse keeps its actions in a private list; it offers no public way to walk them.
     for action in get._actions:
         GET_DEFAULTS[action.dest] = action.default
@@ -197,8 +201,11 @@ def run_get(args: argparse.Namespace) -> int:
 
         bar = TqdmProgress(path.name)
     started = time.monotonic()
+    fetch_url, resume_key = url, None
     try:
-        result = run(_download(args, path, bar, to_stdout))
+        if is_s3_url(url):  # a presigned GET: the whole download path, --split included
+            fetch_url, resume_key = presigned_get(url, args.endpoint_url, args.region)
+        result = run(_download(args, (fetch_url, resume_key), path, bar, to_stdout))
     except StreamerError as exc:
         if bar is not None:
             bar.close()
@@ -213,10 +220,15 @@ def run_get(args: argparse.Namespace) -> int:
 
 
 async def _download(
-    args: argparse.Namespace, path: Path, bar: Any, to_stdout: bool
+    args: argparse.Namespace,
+    target: tuple[str, str | None],
+    path: Path,
+    bar: Any,
+    to_stdout: bool,
 ) -> DownloadResult:
+    """`target`: the URL to fetch, and what names its partial download across runs."""
     stop_on_sigterm()
-    url = args.url
+    url, resume_key = target
     config = replace(client_config(args, accept_gzip=args.compressed), limit_rate=args.limit_rate)
     headers = {**parse_headers(args.header, url), **time_cond_headers(args.time_cond)}
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
@@ -246,4 +258,5 @@ async def _download(
             clobber=args.clobber,
             split=max(args.split, 1),
             wait_lock=args.wait_lock,
+            resume_key=resume_key,
         )

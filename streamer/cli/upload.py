@@ -22,6 +22,7 @@ from ..errors import StreamerError
 from ..http.bodies import FilePart, Source, TextPart
 from ..results import UploadResult
 from ..sync import run
+from . import s3
 from .curlopts import emit_write_out
 from .options import USAGE_EXIT, add_transfer_options, client_config, parse_headers
 from .output import error_line, report_failure, say, wants_bar
@@ -32,7 +33,7 @@ from .tus import add_tus_options, run_tus_command
 def add_upload_commands(sub: Any) -> None:
     put = sub.add_parser("put", help="upload a file as the request body (curl -T)")
     put.add_argument("file", metavar="FILE", help="the file to send; - for standard input")
-    put.add_argument("url", metavar="URL")
+    put.add_argument("url", metavar="URL", nargs="?", help="http(s):// or s3://BUCKET/KEY")
     put.add_argument("-X", "--request", default="PUT", metavar="METHOD")
     put.add_argument("--content-type", metavar="MIME")
     add_transfer_options(put)
@@ -60,9 +61,12 @@ def add_upload_commands(sub: Any) -> None:
         action="store_true",
         help="follow redirects to another origin with the body",
     )
+    s3.add_put_options(put)
 
 
 def run_upload_command(args: argparse.Namespace) -> int:
+    if args.command == "put" and (code := s3.route_put(args)) is not None:
+        return code
     if args.command == "put" and (args.tus or args.abort):
         if args.write_out is not None or args.file == "-":
             what = "-w/--write-out" if args.write_out is not None else "- (stdin)"

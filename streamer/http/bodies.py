@@ -68,6 +68,11 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What must not change while a file is uploaded: size, mtime, inode and device."""
+    return _identity(st)
+
+
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
 # preadv's answers when RWF_NOWAIT is not supported (old kernel, some file systems).
 _NOWAIT_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
@@ -110,8 +115,9 @@ class _CachedFirstReader:
 class FileBody:
     """A file on disk, sent from the first byte on every opening, checked for changes.
 
-    With ``start`` and ``length``, only that slice of the file is the body (a tus PATCH);
-    the whole file is still checked for changes.
+    With ``start`` and ``length``, only that slice of the file is the body (a tus PATCH, an S3
+    part); the whole file is still checked for changes, against ``identity`` (of
+    `file_identity`) when given: the file as it was when a whole multipart upload began.
     """
 
     def __init__(
@@ -121,8 +127,11 @@ class FileBody:
         *,
         start: int = 0,
         length: int | None = None,
+        identity: tuple[int, int, int, int] | None = None,
+        read_size: int = READ_SIZE,
     ) -> None:
         self.path = path
+        self._read_size = read_size
         try:
             st = os.stat(path)
         except OSError as exc:
@@ -138,6 +147,8 @@ class FileBody:
                 result=Result.SOURCE_READ_ERROR,
             )
         self._identity = _identity(st)
+        if identity is not None and identity != self._identity:
+            raise self._changed("it is not the file whose upload began")
         if not 0 <= start <= st.st_size or (length is not None and start + length > st.st_size):
             raise UsageError(f"slice {start}+{length} lies outside {path} ({st.st_size} bytes)")
         self._start = start
@@ -166,7 +177,7 @@ class FileBody:
                 reader = _CachedFirstReader(raw, f)
                 sent, held = self._start, b""
                 while sent < end:
-                    data = await reader.read_at(min(READ_SIZE, end - sent), sent)
+                    data = await reader.read_at(min(self._read_size, end - sent), sent)
                     if not data:
                         raise self._changed(f"it shrank to {sent} bytes of {size}")
                     if held:

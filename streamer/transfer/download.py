@@ -66,6 +66,9 @@ class DownloadRequest:
     wait_lock: float | None = None  # seconds to wait for another process's download of it
     # Asked before each retry the policy allows (a bulk run's budget); False: no retry.
     may_retry: Callable[[StreamerError], bool] | None = None
+    # What the partial download is of, when the URL changes between runs (a presigned URL
+    # signed anew each time); default: the URL.
+    resume_key: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.checksum, str):
@@ -102,7 +105,8 @@ async def run_download(
     req = with_rate_limit(req, client.config.limit_rate)
     safe_url = redact_url(req.url)
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
-    job = _Job(client, req, Partial(req.path, url=safe_url), progress, time.monotonic())
+    partial = Partial(req.path, url=redact_url(req.resume_key) if req.resume_key else safe_url)
+    job = _Job(client, req, partial, progress, time.monotonic())
     await job.partial.open_waiting(req.wait_lock)
     try:
         return await _with_retries(job)

@@ -156,7 +156,7 @@ async def run_segmented(
     safe_url = redact_url(req.url)
     started = time.monotonic()
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
-    partial = Partial(req.path, url=safe_url)
+    partial = Partial(req.path, url=redact_url(req.resume_key) if req.resume_key else safe_url)
     await partial.open_waiting(req.wait_lock)
     try:
         state = partial.state if _resumable(partial, req) else await _probe(client, req, parts)

@@ -1,0 +1,154 @@
+"""`streamer put FILE s3://B/K`, `streamer put --s3-presigned PLAN.json FILE`, and the s3://
+side of `streamer get` (a presigned GET handed to the ordinary download path, --split included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from ..client import Client
+from ..core.retry import RetryPolicy
+from ..core.s3 import DEFAULT_PART_SIZE, is_s3_url, parse_s3_url
+from ..core.sizes import format_size
+from ..errors import StreamerError, UsageError
+from ..results import S3UploadResult
+from ..sync import run
+from .options import USAGE_EXIT, client_config, count_arg, size_arg
+from .output import error_line, report_failure
+from .signals import stop_on_sigterm
+
+# A presigned GET for `get s3://` lives this long: long enough for a slow large download
+# whose ranges (--split) and retries all reuse the same URL.
+GET_EXPIRES = 12 * 3600
+
+
+def add_endpoint_options(p: argparse._ActionsContainer) -> None:
+    p.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)",
+    )
+    p.add_argument(
+        "--region", metavar="R", help="S3 region (default: AWS_REGION, AWS_DEFAULT_REGION)"
+    )
+
+
+def add_put_options(put: argparse.ArgumentParser) -> None:
+    s3 = put.add_argument_group("S3 (URL s3://BUCKET/KEY; credentials from AWS_* variables)")
+    add_endpoint_options(s3)
+    s3.add_argument(
+        "--part-size",
+        type=size_arg,
+        default=DEFAULT_PART_SIZE,
+        metavar="SIZE",
+        help="multipart part size (default 16M; grown to stay within 10,000 parts)",
+    )
+    s3.add_argument(
+        "-j", "--jobs", type=count_arg, default=4, metavar="N", help="parts at once (default 4)"
+    )
+    s3.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="abort a remembered multipart upload of this file and start over",
+    )
+    s3.add_argument(
+        "--s3-presigned",
+        metavar="PLAN.json",
+        help="upload FILE to the presigned part URLs of PLAN.json (no credentials needed)",
+    )
+
+
+def route_put(args: argparse.Namespace) -> int | None:
+    """`put` to s3:// or with --s3-presigned: run it, and give its exit code; None for any
+    other URL (the caller sends the file as usual)."""
+    presigned = args.s3_presigned
+    if (args.url is None) == (presigned is None):
+        raise UsageError("give FILE URL, or --s3-presigned PLAN.json FILE")
+    if presigned is None and not is_s3_url(args.url):
+        return None
+    if args.write_out is not None or args.file == "-":
+        what = "-w/--write-out" if args.write_out is not None else "- (stdin)"
+        error_line(args, f"{what} does not apply to S3 uploads")
+        return USAGE_EXIT
+    return run_s3_put(args)
+
+
+def run_s3_put(args: argparse.Namespace) -> int:
+    """`put` to s3:// or through a presigned plan; one line (or JSON) on success."""
+    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
+    label = args.url or args.file
+
+    async def go() -> S3UploadResult:
+        stop_on_sigterm()
+        async with Client(client_config(args)) as client:
+            if args.s3_presigned:
+                plan = _load_plan(args.s3_presigned)
+                return await client.upload_presigned_parts(
+                    args.file, plan, parallel=max(1, args.jobs), retry=retry
+                )
+            return await client.upload_s3(
+                args.file,
+                args.url,
+                endpoint_url=args.endpoint_url,
+                region=args.region,
+                part_size=args.part_size,
+                parallel=max(1, args.jobs),
+                retry=retry,
+                resume=not args.no_resume,
+            )
+
+    try:
+        result = run(go())
+    except StreamerError as exc:
+        return report_failure(args, label if "://" in label else "", exc)
+    _report(args, result)
+    return 0
+
+
+def _load_plan(path: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read(16 << 20))
+    except OSError as exc:
+        raise UsageError(f"cannot read the plan {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"the plan {path} is not JSON: {exc}") from None
+
+
+def _report(args: argparse.Namespace, result: S3UploadResult) -> None:
+    if args.json:
+        print(json.dumps(result.to_json()), flush=True)
+        return
+    if args.s3_presigned and result.etag is None:
+        # No complete_url: whoever holds the credentials completes the upload with these.
+        parts = [{"part_number": n, "etag": e} for n, e in result.parts]
+        print(json.dumps({"parts": parts}), flush=True)
+    if not args.quiet:
+        for note in result.notes:
+            print(f"streamer: {note}", file=sys.stderr)
+        rate = result.sent / result.elapsed if result.elapsed > 0 else 0.0
+        resumed = f", {result.resumed_parts} already stored" if result.resumed_parts else ""
+        print(
+            f"uploaded {result.url} ({format_size(result.size)}, {len(result.parts) or 1} "
+            f"part(s){resumed}; sent {format_size(result.sent)} in {result.elapsed:.2f} s, "
+            f"{format_size(int(rate))}/s)",
+            file=sys.stderr,
+        )
+
+
+def presigned_get(url: str, endpoint_url: str | None, region: str | None) -> tuple[str, str]:
+    """The presigned http(s) URL that fetches ``s3://B/K`` (credentials from the environment),
+    and the object's unsigned URL, which names the download across runs (for resuming)."""
+    from ..core.s3 import resolve_credentials, resolve_endpoint
+    from ..http.s3sign import presign_url, require_signer
+
+    location = parse_s3_url(url)
+    require_signer()
+    endpoint = resolve_endpoint(endpoint_url, region, os.environ, location.bucket)
+    creds = resolve_credentials(None, None, None, os.environ)
+    plain = endpoint.object_url(location)
+    return presign_url("GET", plain, creds, endpoint.region, GET_EXPIRES), plain

@@ -1,0 +1,392 @@
+"""S3 uploads: one PutObject for a small file, else a resumable, parallel multipart upload.
+
+CreateMultipartUpload, then UploadPart requests in parallel (each part streamed from the file
+at its offset with an exact Content-Length, retried alone), then CompleteMultipartUpload. The
+UploadId is remembered (`storage.upload_state`, kind "s3") under a key of endpoint, bucket,
+key, absolute path, size and mtime; a rerun lists the parts already stored (ListParts) and
+sends only the others. A failure that a rerun could not resume (the file changed, the service
+refused) aborts the upload, so no orphan parts are left to be billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from ..core.redact import redact_url
+from ..core.retry import RetryPolicy
+from ..core.s3 import (
+    DEFAULT_PART_SIZE,
+    Credentials,
+    Endpoint,
+    ListedPart,
+    Part,
+    S3Location,
+    choose_part_size,
+    complete_xml,
+    parse_complete,
+    parse_list_parts,
+    parse_s3_url,
+    parse_upload_id,
+    plan_parts,
+    resolve_credentials,
+    resolve_endpoint,
+    s3_error,
+)
+from ..errors import (
+    FileError,
+    HTTPStatusError,
+    NetworkError,
+    ProtocolError,
+    Result,
+    S3Error,
+    SourceChangedError,
+    StreamerError,
+    evolve,
+)
+from ..http.bodies import Body, BytesBody, FileBody, file_identity
+from ..http.s3sign import require_signer, sign_headers
+from ..results import S3UploadResult
+from ..storage.upload_state import drop_state, load_state, save_state
+from .retrying import with_retries
+
+if TYPE_CHECKING:
+    from .opener import Opener
+
+# An S3 answer (XML) is kept in memory up to this size; a ListParts page of 1,000 parts is
+# about 250 KiB.
+ANSWER_LIMIT = 4 << 20
+_MAX_LIST_PAGES = 20  # 10,000 parts at 1,000 a page, with room
+# Parts are read in smaller chunks than a single upload: with `parallel` parts in flight,
+# each holds about two chunks (the one held back until the file is checked, the one sent).
+PART_READ_SIZE = 256 << 10
+
+
+@dataclass(frozen=True)
+class S3Target:
+    endpoint: Endpoint
+    location: S3Location
+    creds: Credentials
+
+
+def s3_target(
+    url: str,
+    *,
+    endpoint_url: str | None,
+    region: str | None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    session_token: str | None = None,
+) -> S3Target:
+    """Where ``s3://B/K`` goes and with which keys (arguments first, then the environment).
+    Without botocore (the extra) or without credentials this is a UsageError, before any I/O."""
+    location = parse_s3_url(url)
+    require_signer()
+    endpoint = resolve_endpoint(endpoint_url, region, os.environ, location.bucket)
+    creds = resolve_credentials(access_key, secret_key, session_token, os.environ)
+    return S3Target(endpoint, location, creds)
+
+
+@dataclass(frozen=True)
+class S3UploadRequest:
+    path: Path
+    target: S3Target
+    part_size: int = DEFAULT_PART_SIZE
+    parallel: int = 4
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    resume: bool = True
+
+
+@dataclass
+class _Run:
+    """One run's moving parts: the client, what was sent, the file as it was at the start."""
+
+    client: Opener
+    req: S3UploadRequest
+    identity: tuple[int, int, int, int]
+    sent: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+Answer = tuple[int, Mapping[str, str], bytes]
+
+
+async def exchange(
+    client: Opener, method: str, url: str, headers: Mapping[str, str], body: Body | None
+) -> Answer:
+    """Send one request; an answer >= 400 (or a 200 carrying an <Error>) raises `S3Error`."""
+    async with client.send(method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT) as st:
+        answer = await st.read()
+        status, reason, answer_headers = st.status, st.reason, dict(st.headers)
+    if status >= 400 or (status == 200 and method == "POST" and s3_error(answer) is not None):
+        raise s3_failure(status, reason, answer, url)
+    return status, answer_headers, answer
+
+
+def s3_failure(status: int, reason: str, answer: bytes, url: str) -> S3Error:
+    """The error for an S3 answer: the status, S3's error code and message (never a secret:
+    the URL is redacted and the request's headers are not quoted)."""
+    code, message = s3_error(answer) or ("", "")
+    text = f"HTTP {status} {reason}".rstrip()
+    if code:
+        text += f": {code}"
+    if message:
+        text += f" ({message[:200]})"
+    result = Result.UPLOAD_EXPIRED if code == "NoSuchUpload" else None
+    retryable = status in (500, 502, 503, 504) or code in ("SlowDown", "RequestTimeout")
+    err = S3Error(
+        text,
+        status=status,
+        reason=reason,
+        code=code,
+        url=redact_url(url),
+        result=result,
+        retryable=retryable,
+    )
+    return err
+
+
+async def upload_s3(client: Opener, req: S3UploadRequest) -> S3UploadResult:
+    """Upload ``req.path`` to ``req.target``; see the module docstring."""
+    started = time.monotonic()
+    try:
+        st = os.stat(req.path)
+    except OSError as exc:
+        raise FileError(
+            f"cannot read {req.path}: {exc.strerror}",
+            path=str(req.path),
+            result=Result.SOURCE_READ_ERROR,
+        ) from exc
+    run = _Run(client, req, file_identity(st))
+    size = st.st_size
+    part_size = choose_part_size(size, req.part_size)
+    if size <= part_size:
+        etag = await _put_object(run)
+        return _result(run, etag, (), 0, started)
+    etag, parts, resumed = await _multipart(run, part_size)
+    return _result(run, etag, parts, resumed, started)
+
+
+def _result(
+    run: _Run, etag: str, parts: Sequence[tuple[int, str]], resumed: int, started: float
+) -> S3UploadResult:
+    return S3UploadResult(
+        url=str(run.req.target.location),
+        etag=etag,
+        size=run.identity[0],
+        parts=tuple(parts),
+        sent=run.sent,
+        resumed_parts=resumed,
+        elapsed=time.monotonic() - started,
+        notes=tuple(run.notes),
+    )
+
+
+async def _put_object(run: _Run) -> str:
+    target = run.req.target
+    url = target.endpoint.object_url(target.location)
+
+    async def attempt(_n: int) -> str:
+        body = FileBody(run.req.path, identity=run.identity)
+        headers = sign_headers("PUT", url, target.creds, target.endpoint.region)
+        _status, answer_headers, _ = await exchange(run.client, "PUT", url, headers, body)
+        run.sent += body.length or 0
+        return etag_of(answer_headers, url)
+
+    return await with_retries(attempt, run.req.retry)
+
+
+def etag_of(headers: Mapping[str, str], url: str) -> str:
+    etag = next((v for k, v in headers.items() if k.lower() == "etag"), None)
+    if not etag:
+        raise ProtocolError("S3 answered without an ETag", url=redact_url(url))
+    return etag
+
+
+def _state_key(run: _Run) -> dict[str, str | int]:
+    target = run.req.target
+    return {
+        "endpoint": target.endpoint.url,
+        "bucket": target.location.bucket,
+        "key": target.location.key,
+        "path": str(run.req.path.absolute()),
+        "size": run.identity[0],
+        "mtime": run.identity[1],
+    }
+
+
+async def _multipart(run: _Run, part_size: int) -> tuple[str, list[tuple[int, str]], int]:
+    key = _state_key(run)
+    upload_id, part_size, listed = await _open_upload(run, key, part_size)
+    plan = plan_parts(run.identity[0], part_size)
+    try:
+        done = {p.number: listed[p.number].etag for p in plan if _fits(listed.get(p.number), p)}
+        missing = [p for p in plan if p.number not in done]
+        done.update(await _send_parts(run, upload_id, missing))
+        _check_unchanged(run)
+        parts = sorted(done.items())
+        etag = await _complete(run, upload_id, parts)
+    except BaseException as exc:
+        if not _resumable(exc):
+            await _abort(run, upload_id)
+            drop_state("s3", key)
+        raise
+    drop_state("s3", key)
+    return etag, parts, len(plan) - len(missing)
+
+
+async def _open_upload(
+    run: _Run, key: dict[str, str | int], part_size: int
+) -> tuple[str, int, dict[int, ListedPart]]:
+    """The remembered upload (its part size and the parts the server lists), or a new one
+    (remembered before any part is sent). ``resume=False`` aborts a remembered one first."""
+    record, note = load_state("s3", key)
+    if note:
+        run.notes.append(note)
+    upload_id = record.get("upload_id") if record else None
+    if isinstance(upload_id, str) and run.req.resume:
+        if record and isinstance(record.get("part_size"), int):
+            part_size = record["part_size"]
+        try:
+            return upload_id, part_size, await _list_parts(run, upload_id)
+        except S3Error as exc:
+            if exc.result is not Result.UPLOAD_EXPIRED:
+                raise
+            drop_state("s3", key)
+            gone = f"{exc.message}; the remembered upload is gone, run again to start over"
+            raise evolve(exc, message=gone) from None
+    if isinstance(upload_id, str):
+        await _abort(run, upload_id)
+        drop_state("s3", key)
+    upload_id = await _create(run)
+    save_state("s3", key, {"upload_id": upload_id, "part_size": part_size})
+    return upload_id, part_size, {}
+
+
+def _fits(listed: ListedPart | None, part: Part) -> bool:
+    """A listed part counts when its size is the plan's; its ETag is the server's word."""
+    return listed is not None and listed.size == part.length
+
+
+def _resumable(exc: BaseException) -> bool:
+    """Whether a rerun of the same command could continue this upload (then it is kept)."""
+    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+        return True
+    if isinstance(exc, (SourceChangedError, FileError)):
+        return False
+    if isinstance(exc, HTTPStatusError):
+        return exc.retryable
+    return isinstance(exc, (NetworkError, ProtocolError))
+
+
+def _check_unchanged(run: _Run) -> None:
+    try:
+        now = file_identity(os.stat(run.req.path))
+    except OSError:
+        now = None
+    if now != run.identity:
+        raise SourceChangedError(
+            f"{run.req.path} changed during the upload; the multipart upload was aborted",
+            path=str(run.req.path),
+        )
+
+
+def _url(run: _Run, query: str) -> str:
+    target = run.req.target
+    return target.endpoint.object_url(target.location, query)
+
+
+async def _signed(run: _Run, method: str, query: str, body: bytes | None = None) -> Answer:
+    """A small signed request (payload hashed), retried under the policy."""
+    target = run.req.target
+    url = _url(run, query)
+
+    async def attempt(_n: int) -> Answer:
+        headers = sign_headers(method, url, target.creds, target.endpoint.region, body=body or b"")
+        sent = BytesBody(body or b"") if body is not None or method == "POST" else None
+        return await exchange(run.client, method, url, headers, sent)
+
+    return await with_retries(attempt, run.req.retry)
+
+
+async def _create(run: _Run) -> str:
+    _status, _headers, answer = await _signed(run, "POST", "uploads")
+    return parse_upload_id(answer)
+
+
+async def _list_parts(run: _Run, upload_id: str) -> dict[int, ListedPart]:
+    listed: dict[int, ListedPart] = {}
+    marker: int | None = 0
+    for _page in range(_MAX_LIST_PAGES):
+        query = f"part-number-marker={marker}&uploadId={quote(upload_id, safe='')}"
+        _s, _h, answer = await _signed(run, "GET", query if marker else query.partition("&")[2])
+        page = parse_list_parts(answer)
+        listed.update((p.number, p) for p in page.parts)
+        marker = page.next_marker
+        if marker is None:
+            return listed
+    raise ProtocolError(f"ListParts did not end after {_MAX_LIST_PAGES} pages")
+
+
+async def _abort(run: _Run, upload_id: str) -> None:
+    """AbortMultipartUpload, best effort: its failure must not hide the error that led here."""
+    with contextlib.suppress(StreamerError):
+        await asyncio.shield(_signed(run, "DELETE", f"uploadId={quote(upload_id, safe='')}"))
+
+
+async def _complete(run: _Run, upload_id: str, parts: Sequence[tuple[int, str]]) -> str:
+    query = f"uploadId={quote(upload_id, safe='')}"
+    _s, _h, answer = await _signed(run, "POST", query, complete_xml(parts))
+    return parse_complete(answer)
+
+
+async def _send_parts(run: _Run, upload_id: str, parts: Sequence[Part]) -> dict[int, str]:
+    target = run.req.target
+
+    async def send(part: Part) -> str:
+        url = _url(run, f"partNumber={part.number}&uploadId={quote(upload_id, safe='')}")
+
+        async def attempt(_n: int) -> str:
+            body = FileBody(
+                run.req.path,
+                start=part.offset,
+                length=part.length,
+                identity=run.identity,
+                read_size=PART_READ_SIZE,
+            )
+            headers = sign_headers("PUT", url, target.creds, target.endpoint.region)
+            _status, answer_headers, _ = await exchange(run.client, "PUT", url, headers, body)
+            run.sent += part.length
+            return etag_of(answer_headers, url)
+
+        return await with_retries(attempt, run.req.retry)
+
+    return await run_parallel(parts, run.req.parallel, send)
+
+
+async def run_parallel(
+    parts: Sequence[Part], parallel: int, send: Callable[[Part], Awaitable[str]]
+) -> dict[int, str]:
+    """``send`` each part with at most `parallel` in flight; the first failure cancels the rest."""
+    results: dict[int, str] = {}
+    queue = iter(parts)
+
+    async def worker() -> None:
+        for part in queue:  # one shared iterator: each part is taken by exactly one worker
+            results[part.number] = await send(part)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(parallel, len(parts))))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return results
