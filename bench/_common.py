@@ -67,9 +67,14 @@ def work_dir(keep: Path | None, prefix: str) -> Iterator[Path]:
 
 def write_report(path: Path, args: argparse.Namespace, sections: Mapping[str, Any]) -> None:
     """Write ``{"env": ..., **sections}`` as indented JSON to `path`."""
-    env = {"args": vars(args), "python": platform.python_version(), "cpus": os.cpu_count(),
-           "rss_from": "GNU time %M" if GNU_TIME else "wait4 ru_maxrss (floored by ours)",
-           "machine": platform.platform(), "when": time.strftime("%FT%T%z")}  # fmt: skip
+    env = {
+        "args": vars(args),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "rss_from": "GNU time %M" if GNU_TIME else "wait4 ru_maxrss (floored by ours)",
+        "machine": platform.platform(),
+        "when": time.strftime("%FT%T%z"),
+    }
     report = {"env": env, **sections}
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
 

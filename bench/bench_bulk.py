@@ -70,15 +70,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=1.0, help="pause after each run's sync (1)")
     p.add_argument("--budget", type=float, default=1800.0, help="start no run after this (s)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for other benchmarks")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
-                   help="one more streamer row run with these environment variables, e.g."
-                   " orig:PYTHONPATH=/tmp/streamer_orig (repeatable)")  # fmt: skip
-    p.add_argument("--tree-memory", action="store_true",
-                   help="one more, untimed run per tool sampling the summed RSS and PSS of all"
-                   " its processes (streamer's workers included)")  # fmt: skip
-    p.add_argument("--reuse-out", action="store_true",
-                   help="empty one output directory between runs instead of a fresh one per run"
-                   " (slows every tool's file creation on ext4; see README)")  # fmt: skip
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+        help="one more streamer row run with these environment variables, e.g."
+        " orig:PYTHONPATH=/tmp/streamer_orig (repeatable)",
+    )
+    p.add_argument(
+        "--tree-memory",
+        action="store_true",
+        help="one more, untimed run per tool sampling the summed RSS and PSS of all"
+        " its processes (streamer's workers included)",
+    )
+    p.add_argument(
+        "--reuse-out",
+        action="store_true",
+        help="empty one output directory between runs instead of a fresh one per run"
+        " (slows every tool's file creation on ext4; see README)",
+    )
     return p.parse_args(argv)
 
 
@@ -193,8 +204,13 @@ def one_run(name: str, rnd: int, b: Bench) -> Run:
     args = b.args
     out = run_dir(name, rnd, b)
     template, env = TOOLS[name]
-    values = dict(python=args.python, list=b.work / "urls.txt", config=b.work / "curl.cfg",
-                  out=out, jobs=args.jobs)  # fmt: skip
+    values = dict(
+        python=args.python,
+        list=b.work / "urls.txt",
+        config=b.work / "curl.cfg",
+        out=out,
+        jobs=args.jobs,
+    )
     cmd = [word.format(**values) for word in template.split()]
     if not args.no_wait:
         wait_quiet()
@@ -226,8 +242,10 @@ def run_all(tools: list[str], b: Bench) -> list[Run]:
             note = "" if run.ok else f"  FAILED: {run.error}"
             n = b.args.files
             line = f"{run.wall_s:7.2f} s {n / run.wall_s:7.0f} files/s  cpu {run.cpu_s:6.2f} s"
-            print(f"round {rnd + 1} {name:16}{line}  rss {run.rss_mib:6.1f} MiB{note}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"round {rnd + 1} {name:16}{line}  rss {run.rss_mib:6.1f} MiB{note}",
+                file=sys.stderr,
+            )
             runs.append(run)
     return runs
 
@@ -241,8 +259,11 @@ def memory_runs(tools: list[str], b: Bench) -> dict[str, dict[str, float]]:
             run = one_run(name, b.args.runs, b)
         if run.ok:
             peaks[name] = dict(peak)
-            print(f"memory {name:16} summed RSS {peak['tree_rss_mib']:6.1f} MiB, "
-                  f"PSS {peak['tree_pss_mib']:6.1f} MiB", file=sys.stderr)  # fmt: skip
+            print(
+                f"memory {name:16} summed RSS {peak['tree_rss_mib']:6.1f} MiB, "
+                f"PSS {peak['tree_pss_mib']:6.1f} MiB",
+                file=sys.stderr,
+            )
     return peaks
 
 
@@ -256,11 +277,15 @@ def summarize(runs: list[Run], files: int, size: int) -> dict[str, dict[str, flo
             wall = med([r.wall_s for r in good])
             cpu = med([r.cpu_s for r in good])
             row |= dict(
-                wall_median_s=wall, wall_min_s=min(r.wall_s for r in good),
-                wall_max_s=max(r.wall_s for r in good), files_per_s=files / wall,
-                mib_per_s=files * size / MiB / wall, cpu_median_s=cpu,
-                cpu_ms_per_file=1000 * cpu / files, peak_rss_mib=max(r.rss_mib for r in good),
-            )  # fmt: skip
+                wall_median_s=wall,
+                wall_min_s=min(r.wall_s for r in good),
+                wall_max_s=max(r.wall_s for r in good),
+                files_per_s=files / wall,
+                mib_per_s=files * size / MiB / wall,
+                cpu_median_s=cpu,
+                cpu_ms_per_file=1000 * cpu / files,
+                peak_rss_mib=max(r.rss_mib for r in good),
+            )
         summary[name] = row
     return summary
 
@@ -305,8 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir()
         t0 = time.perf_counter()
         digests = make_files(www, args.files, args.size)
-        print(f"{args.files} files of {args.size} B in {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{args.files} files of {args.size} B in {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
         names = sorted(digests)
         with running_nginx(work, www, f"/{names[0]}") as base:
             write_lists(work, base, names)
@@ -319,8 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, peak in peaks.items():
         summary[name] |= peak
     rel = ratios(summary)
-    print(f"\n{args.files} files x {args.size} B from nginx on 127.0.0.1, -j {args.jobs}, "
-          f"{args.runs} runs/tool")  # fmt: skip
+    print(
+        f"\n{args.files} files x {args.size} B from nginx on 127.0.0.1, -j {args.jobs}, "
+        f"{args.runs} runs/tool"
+    )
     print_rows(summary, COLUMNS)
     for key, value in rel.items():
         print(f"files/s {key}: {value:.2f}x")

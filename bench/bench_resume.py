@@ -98,20 +98,38 @@ async def run(size: int, cuts: int, work: Path) -> dict[str, object]:
     out = work / "out.bin"
     started = time.monotonic()
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamer", "get", f"http://127.0.0.1:{port}/payload.bin",
-        "-o", str(out), "--retry", "5", "--retry-delay", "0.1", "--checksum", checksum,
-        "--no-progress", "--json", stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamer",
+        "get",
+        f"http://127.0.0.1:{port}/payload.bin",
+        "-o",
+        str(out),
+        "--retry",
+        "5",
+        "--retry-delay",
+        "0.1",
+        "--checksum",
+        checksum,
+        "--no-progress",
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+    )
     stdout, _ = await asyncio.wait_for(child.communicate(), timeout=600)
     wall = time.monotonic() - started
     await runner.cleanup()
     result = json.loads(stdout) if stdout.strip() else {}
     return {
-        "size": size, "cuts": offsets, "exit": child.returncode, "wall_s": round(wall, 2),
-        "server_sent": server.sent, "sent_over_size": round(server.sent / size, 4),
-        "requests": server.requests, "attempts": result.get("attempts"),
+        "size": size,
+        "cuts": offsets,
+        "exit": child.returncode,
+        "wall_s": round(wall, 2),
+        "server_sent": server.sent,
+        "sent_over_size": round(server.sent / size, 4),
+        "requests": server.requests,
+        "attempts": result.get("attempts"),
         "checksum_ok": child.returncode == 0 and result.get("checksum") == checksum,
-    }  # fmt: skip
+    }
 
 
 def parse_size(text: str) -> int:

@@ -44,16 +44,33 @@ boto3.client("s3", endpoint_url=sys.argv[1]).upload_file(sys.argv[2], "bench", s
 
 def commands(args: argparse.Namespace, endpoint: str, payload: Path) -> dict[str, list[str]]:
     out = {
-        "streamer": [sys.executable, "-m", "streamer", "put", str(payload),
-                     f"s3://{BUCKET}/streamer.bin", "--endpoint-url", endpoint, "-q",
-                     *args.streamer_args.split()],
-    }  # fmt: skip
+        "streamer": [
+            sys.executable,
+            "-m",
+            "streamer",
+            "put",
+            str(payload),
+            f"s3://{BUCKET}/streamer.bin",
+            "--endpoint-url",
+            endpoint,
+            "-q",
+            *args.streamer_args.split(),
+        ],
+    }
     if args.boto_python:
         out["boto3"] = [args.boto_python, "-c", BOTO, endpoint, str(payload), "boto3.bin"]
         aws = Path(args.boto_python).parent / "aws"
         if aws.exists():
-            out["aws s3 cp"] = [str(aws), "s3", "cp", str(payload), f"s3://{BUCKET}/aws.bin",
-                                "--endpoint-url", endpoint, "--only-show-errors"]  # fmt: skip
+            out["aws s3 cp"] = [
+                str(aws),
+                "s3",
+                "cp",
+                str(payload),
+                f"s3://{BUCKET}/aws.bin",
+                "--endpoint-url",
+                endpoint,
+                "--only-show-errors",
+            ]
     return out
 
 
@@ -63,8 +80,16 @@ def timed_runs(args: argparse.Namespace, endpoint: str, payload: Path, work: Pat
     for rnd in range(args.rounds):
         for tool, cmd in cmds.items():
             rc, wall, cpu, rss = measure(cmd, 600, work / "rss.txt")
-            rows.append({"tool": tool, "round": rnd, "rc": rc, "wall_s": round(wall, 3),
-                         "cpu_s": round(cpu, 3), "rss_mib": round(rss, 1)})  # fmt: skip
+            rows.append(
+                {
+                    "tool": tool,
+                    "round": rnd,
+                    "rc": rc,
+                    "wall_s": round(wall, 3),
+                    "cpu_s": round(cpu, 3),
+                    "rss_mib": round(rss, 1),
+                }
+            )
             print(rows[-1], file=sys.stderr)
     return rows
 
@@ -89,8 +114,17 @@ def kill_and_resume(seaweed_port: int, payload: Path, size: int) -> dict[str, An
     """Kill -9 at 40 % of the bytes through the relay, rerun, and count all bytes sent."""
     relay = RelayThread(seaweed_port)
     endpoint = f"http://127.0.0.1:{relay.port}"
-    cmd = [sys.executable, "-m", "streamer", "put", str(payload), f"s3://{BUCKET}/resume.bin",
-           "--endpoint-url", endpoint, "-q"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamer",
+        "put",
+        str(payload),
+        f"s3://{BUCKET}/resume.bin",
+        "--endpoint-url",
+        endpoint,
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
     while relay.relay.sent < 0.4 * size and proc.poll() is None and time.monotonic() < deadline:
@@ -106,9 +140,16 @@ def kill_and_resume(seaweed_port: int, payload: Path, size: int) -> dict[str, An
     wall = time.perf_counter() - t0
     total = relay.relay.sent
     relay.stop()
-    return {"bytes_at_kill": at_kill, "bytes_first_run": first, "bytes_rerun": total - first,
-            "bytes_total": total, "ratio_total": round(total / size, 4), "rerun_rc": rc.returncode,
-            "rerun_wall_s": round(wall, 3), "rerun_json": rc.stdout.strip()[:300]}  # fmt: skip
+    return {
+        "bytes_at_kill": at_kill,
+        "bytes_first_run": first,
+        "bytes_rerun": total - first,
+        "bytes_total": total,
+        "ratio_total": round(total / size, 4),
+        "rerun_rc": rc.returncode,
+        "rerun_wall_s": round(wall, 3),
+        "rerun_json": rc.stdout.strip()[:300],
+    }
 
 
 def main() -> None:
@@ -121,10 +162,13 @@ def main() -> None:
     p.add_argument("--no-kill-test", action="store_true", help="skip the kill-at-40 % run")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "s3.json")
     args = p.parse_args()
-    os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-                      AWS_DEFAULT_REGION="us-east-1",
-                      AWS_REQUEST_CHECKSUM_CALCULATION="when_required",
-                      AWS_RESPONSE_CHECKSUM_VALIDATION="when_required")  # fmt: skip
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REQUEST_CHECKSUM_CALCULATION="when_required",
+        AWS_RESPONSE_CHECKSUM_VALIDATION="when_required",
+    )
     size = args.size * MiB
     with work_dir(args.keep, "bench-s3-") as work:
         www = work / "www"

@@ -61,8 +61,9 @@ def one_run(name: str, rnd: int, args: argparse.Namespace, target: tuple[str, Pa
     """One timed download of `target` (url, output dir, sha256; checked in round 0)."""
     url, out_dir, digest = target
     out = out_dir / f"{name}.out"
-    cmd = fill(TOOLS[name], python=args.python, url=url, out=out, dir=out_dir, name=out.name,
-               n=args.split)  # fmt: skip
+    cmd = fill(
+        TOOLS[name], python=args.python, url=url, out=out, dir=out_dir, name=out.name, n=args.split
+    )
     if not args.no_wait:
         wait_quiet()
     status, wall, cpu, rss = measure(cmd, args.timeout, out_dir.parent / "rss.txt")
@@ -84,11 +85,13 @@ def summarize(runs: list[Run], args: argparse.Namespace) -> dict[str, dict[str, 
         if good:
             wall = med([r.wall_s for r in good])
             row |= dict(
-                wall_median_s=wall, wall_min_s=min(r.wall_s for r in good),
-                wall_max_s=max(r.wall_s for r in good), mib_per_s=args.size / MiB / wall,
+                wall_median_s=wall,
+                wall_min_s=min(r.wall_s for r in good),
+                wall_max_s=max(r.wall_s for r in good),
+                mib_per_s=args.size / MiB / wall,
                 cpu_median_s=med([r.cpu_s for r in good]),
                 peak_rss_mib=max(r.rss_mib for r in good),
-            )  # fmt: skip
+            )
         summary[name] = row
     return summary
 
@@ -138,14 +141,19 @@ def main(argv: list[str] | None = None) -> int:
                 for name in tools if rnd % 2 == 0 else reversed(tools):
                     run = one_run(name, rnd, args, (url, out_dir, digest))
                     note = "" if run.ok else f"  FAILED: {run.error}"
-                    print(f"round {rnd + 1} {name:15}{run.wall_s:7.2f} s  cpu {run.cpu_s:5.2f} s"
-                          f"  rss {run.rss_mib:6.1f} MiB{note}", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"round {rnd + 1} {name:15}{run.wall_s:7.2f} s  cpu {run.cpu_s:5.2f} s"
+                        f"  rss {run.rss_mib:6.1f} MiB{note}",
+                        file=sys.stderr,
+                    )
                     runs.append(run)
         os.chdir(home)
     summary = summarize(runs, args)
     rel = ratios(summary)
-    print(f"\n{args.size / MiB:.0f} MiB from nginx (limit_rate {args.rate} per connection), "
-          f"--split {args.split}, {args.runs} runs/tool")  # fmt: skip
+    print(
+        f"\n{args.size / MiB:.0f} MiB from nginx (limit_rate {args.rate} per connection), "
+        f"--split {args.split}, {args.runs} runs/tool"
+    )
     print_rows(summary, COLUMNS)
     for key, value in rel.items():
         print(f"{key}: {value:.2f}x")

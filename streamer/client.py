@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 import time
 from collections.abc import (
@@ -30,6 +29,7 @@ from .core.events import ProgressCallback
 from .core.manifest import Job
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
+from .environment import plain_environment
 from .errors import StreamerError, UsageError
 from .http.bodies import Body, FilePart, MultipartBody, Source, TextPart, make_body
 from .http.tls import TLSOptions, make_ssl_context
@@ -94,7 +94,7 @@ class Client(S3Uploads):
         if not self.config.trust_env:
             return True
         if self._plain_env is None:
-            self._plain_env = _plain_environment()
+            self._plain_env = plain_environment()
         return self._plain_env or self._engine().plain_route(url)
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -167,10 +167,17 @@ class Client(S3Uploads):
         sending: list[AsyncGenerator[bytes, None]] = []
         try:
             stream = await engine.open(
-                method, url, headers=self._headers(headers, True), opts=opts, progress=progress,
-                raise_for_status=False, body=body, cross_origin=cross_origin, on_sent=on_sent,
+                method,
+                url,
+                headers=self._headers(headers, True),
+                opts=opts,
+                progress=progress,
+                raise_for_status=False,
+                body=body,
+                cross_origin=cross_origin,
+                on_sent=on_sent,
                 sending=sending,
-            )  # fmt: skip
+            )
             try:
                 yield stream
             finally:
@@ -249,11 +256,21 @@ class Client(S3Uploads):
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         request = DownloadRequest(
-            url, Path(path), max_bytes=max_bytes, checksum=checksum, headers=headers or {},
-            accept_gzip=accept_gzip, no_clobber=no_clobber, resume=resume, retry=retry,
-            remote_name=remote_name, clobber=clobber, split=split, wait_lock=wait_lock,
+            url,
+            Path(path),
+            max_bytes=max_bytes,
+            checksum=checksum,
+            headers=headers or {},
+            accept_gzip=accept_gzip,
+            no_clobber=no_clobber,
+            resume=resume,
+            retry=retry,
+            remote_name=remote_name,
+            clobber=clobber,
+            split=split,
+            wait_lock=wait_lock,
             resume_key=resume_key,
-        )  # fmt: skip
+        )
         if is_special(request.path):  # -o /dev/null, a FIFO: written straight in, as curl does
             return await run_into_special(self, request, progress)
         if split > 1:
@@ -315,9 +332,14 @@ class Client(S3Uploads):
         """
         body = make_body(source, size=size, content_type=content_type)
         return await self._upload(
-            url, body, method=method, headers=expect_headers(headers or {}, body, expect_continue),
-            retry=retry, cross_origin=cross_origin, progress=progress,
-        )  # fmt: skip
+            url,
+            body,
+            method=method,
+            headers=expect_headers(headers or {}, body, expect_continue),
+            retry=retry,
+            cross_origin=cross_origin,
+            progress=progress,
+        )
 
     async def upload_form(
         self,
@@ -336,9 +358,14 @@ class Client(S3Uploads):
         pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
         body = MultipartBody(pairs, list(files))
         return await self._upload(
-            url, body, method=method, headers=expect_headers(headers or {}, body, expect_continue),
-            retry=retry, cross_origin=cross_origin, progress=progress,
-        )  # fmt: skip
+            url,
+            body,
+            method=method,
+            headers=expect_headers(headers or {}, body, expect_continue),
+            retry=retry,
+            cross_origin=cross_origin,
+            progress=progress,
+        )
 
     async def upload_resumable(
         self,
@@ -399,24 +426,14 @@ class Client(S3Uploads):
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         request = UploadRequest(
-            url, body, method=method.upper(), headers=dict(headers or {}), retry=retry,
+            url,
+            body,
+            method=method.upper(),
+            headers=dict(headers or {}),
+            retry=retry,
             cross_origin=cross_origin,
-        )  # fmt: skip
+        )
         return await run_upload(self, request, progress)
 
 
 __all__ = ["Client", "StreamerError"]
-
-
-def _plain_environment() -> bool:
-    """True when the environment can add nothing to a request: no proxy variable is set
-    (urllib's rule: any ``*_proxy`` variable, in any case) and no netrc file can be found.
-    Then no per-origin lookup is needed (and aiohttp, which does it, need not be loaded)."""
-    for name, value in os.environ.items():
-        if value and name.lower().endswith("_proxy") and name.lower() != "no_proxy":
-            return False
-    if os.environ.get("NETRC"):
-        return False
-    return not any(
-        os.path.exists(os.path.join(os.path.expanduser("~"), name)) for name in (".netrc", "_netrc")
-    )

@@ -63,9 +63,15 @@ def download(
     async def go() -> DownloadResult:
         async with Client(**client_options) as client:
             return await client.download(
-                url, path, max_bytes=max_bytes, checksum=checksum, headers=headers,
-                accept_gzip=accept_gzip, no_clobber=no_clobber, progress=progress,
-            )  # fmt: skip
+                url,
+                path,
+                max_bytes=max_bytes,
+                checksum=checksum,
+                headers=headers,
+                accept_gzip=accept_gzip,
+                no_clobber=no_clobber,
+                progress=progress,
+            )
 
     return run(go())
 
@@ -84,9 +90,12 @@ def fetch(
     async def go() -> FetchResult:
         async with Client(**client_options) as client:
             return await client.fetch(
-                url, max_bytes=max_bytes, headers=headers, accept_gzip=accept_gzip,
+                url,
+                max_bytes=max_bytes,
+                headers=headers,
+                accept_gzip=accept_gzip,
                 raise_for_status=raise_for_status,
-            )  # fmt: skip
+            )
 
     return run(go())
 

@@ -97,10 +97,16 @@ async def spawn(
     ``env`` adds variables to the child's environment (`ENV`)."""
     with sigint_inherited_as_default():
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streamer", *args, cwd=cwd, env={**ENV, **(env or {})},
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "streamer",
+            *args,
+            cwd=cwd,
+            env={**ENV, **(env or {})},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        )
 
 
 async def finish(proc: asyncio.subprocess.Process, timeout: float = RUN_TIMEOUT) -> Run:

@@ -244,9 +244,18 @@ async def get_stdin(manifest: Path, *args: str) -> Run:
     """``streamer get -i - ARGS`` with the manifest on stdin."""
     with manifest.open("rb") as f:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streamer", "get", "-i", "-", *args, env=ENV, stdin=f,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "streamer",
+            "get",
+            "-i",
+            "-",
+            *args,
+            env=ENV,
+            stdin=f,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
     return await finish(proc)
 
 
@@ -266,9 +275,13 @@ async def test_two_thousand_files_all_correct(client: Client, tmp_path: Path) ->
     journal.open()
     async with running_server(src) as base:
         results = await run_many(
-            client, jobs_for([base + name for name in expected]), out, journal, jobs=32,
+            client,
+            jobs_for([base + name for name in expected]),
+            out,
+            journal,
+            jobs=32,
             max_per_host=32,
-        )  # fmt: skip
+        )
     await journal.close()
     assert len(results) == 2000
     assert [r for r in results if not r.ok] == []
@@ -371,8 +384,11 @@ async def test_each_host_has_its_own_cap(
     """Two hosts, max_per_host=3: each stays within 3 while together they exceed 3."""
     total = Gauge()
     a, b = await make_farm(delay=0.1, shared=total), await make_farm(delay=0.1, shared=total)
-    urls = [farm.url(f"/f/{farm_name}{i:02d}.bin") for i in range(12) for farm_name, farm in
-            (("a", a), ("b", b))]  # fmt: skip
+    urls = [
+        farm.url(f"/f/{farm_name}{i:02d}.bin")
+        for i in range(12)
+        for farm_name, farm in (("a", a), ("b", b))
+    ]
     results = await run_many(client, jobs_for(urls), tmp_path / "out", jobs=16, max_per_host=3)
     assert all(r.ok for r in results)
     assert 1 < a.gauge.peak <= 3
@@ -432,9 +448,11 @@ async def test_limit_rate_in_process(client: Client, farm: Farm, tmp_path: Path)
     names = [f"p{i:02d}.bin" for i in range(12)]
     started = time.monotonic()
     results = await run_many(
-        client, jobs_for([farm.url(f"/f/{n}?size={size}") for n in names]), tmp_path / "out",
+        client,
+        jobs_for([farm.url(f"/f/{n}?size={size}") for n in names]),
+        tmp_path / "out",
         limit_rate=4 * MIB,
-    )  # fmt: skip
+    )
     elapsed = time.monotonic() - started
     assert all(r.ok for r in results)
     assert elapsed >= (12 * size - MIB) / (4 * MIB)
@@ -527,9 +545,14 @@ async def test_stdin_duplicates_refuse_the_second(farm: Farm, tmp_path: Path) ->
     assert by_line[3]["result"] == by_line[6]["result"] == Result.INVALID_INPUT.value
     assert sorted(farm.fetched()) == ["a.bin", "b.bin", "c.bin", "x.bin"]
     check_dir(
-        out, {"a.bin": body_for("a.bin"), "b.bin": body_for("b.bin"),
-              "c.bin": body_for("c.bin"), "sub/d.bin": body_for("x.bin")},
-    )  # fmt: skip
+        out,
+        {
+            "a.bin": body_for("a.bin"),
+            "b.bin": body_for("b.bin"),
+            "c.bin": body_for("c.bin"),
+            "sub/d.bin": body_for("x.bin"),
+        },
+    )
     assert run.rc == exit_code(Result.INVALID_INPUT)
 
 
@@ -607,9 +630,13 @@ async def test_cli_json_lines_job_options(farm: Farm, tmp_path: Path) -> None:
     run = await streamer("get", "-i", str(manifest), "-d", str(out), "--json")
     results = {r["line"]: r["result"] for r in records(run)}
     assert results == {
-        1: "success", 2: Result.CHECKSUM_MISMATCH.value, 3: "success",
-        4: Result.BODY_SIZE_LIMIT_EXCEEDED.value, 5: "success", 6: "success",
-    }  # fmt: skip
+        1: "success",
+        2: Result.CHECKSUM_MISMATCH.value,
+        3: "success",
+        4: Result.BODY_SIZE_LIMIT_EXCEEDED.value,
+        5: "success",
+        6: "success",
+    }
     assert run.rc in (
         exit_code(Result.CHECKSUM_MISMATCH),
         exit_code(Result.BODY_SIZE_LIMIT_EXCEEDED),
@@ -618,9 +645,14 @@ async def test_cli_json_lines_job_options(farm: Farm, tmp_path: Path) -> None:
     assert tokens["/f/h.bin"] == "abc 123"
     assert [p for p, t in tokens.items() if t is not None] == ["/f/h.bin"]
     check_dir(
-        out, {"ok.bin": body_for("ok.bin"), "h.bin": body_for("h.bin"),
-              "small.bin": body_for("small.bin", 4096), "sub/dir/deep.bin": body_for("deep.bin")},
-    )  # fmt: skip
+        out,
+        {
+            "ok.bin": body_for("ok.bin"),
+            "h.bin": body_for("h.bin"),
+            "small.bin": body_for("small.bin", 4096),
+            "sub/dir/deep.bin": body_for("deep.bin"),
+        },
+    )
     assert not list(out.glob("*.part*"))
 
 
@@ -670,12 +702,32 @@ async def test_million_line_manifest_peak_rss(aiohttp_server: Any, tmp_path: Pat
                 )
 
     await asyncio.to_thread(write_inputs)
-    cmd = [sys.executable, "-m", "streamer", "get", "-i", str(manifest), "-d", str(out),
-           "-q", "--journal", str(journal), "-j", "16"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamer",
+        "get",
+        "-i",
+        str(manifest),
+        "-d",
+        str(out),
+        "-q",
+        "--journal",
+        str(journal),
+        "-j",
+        "16",
+    ]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-S", "-c", LAUNCHER, *cmd, env=ENV,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        LAUNCHER,
+        *cmd,
+        env=ENV,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
     assert proc.stdout is not None
     pid, report = 0, b""
     try:
@@ -706,10 +758,21 @@ def test_dry_run_of_a_large_manifest_keeps_memory_flat(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     peak = peak_rss(
-        [sys.executable, "-m", "streamer", "get", "-i", str(manifest), "-d", str(out),
-         "--dry-run", "-q"],
-        timeout=120, log=tmp_path / "log.txt",
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "streamer",
+            "get",
+            "-i",
+            str(manifest),
+            "-d",
+            str(out),
+            "--dry-run",
+            "-q",
+        ],
+        timeout=120,
+        log=tmp_path / "log.txt",
+    )
     assert peak.rc == 0 and not peak.timed_out, (tmp_path / "log.txt").read_text()
     assert peak.maxrss_kib < 100 * 1024  # measured ~65 MiB; 1,000,000 lines measured 72 MiB
     assert list(out.iterdir()) == []

@@ -511,10 +511,18 @@ async def test_serve_subprocess_serves_files_for_get(tmp_path: Path) -> None:
     work.mkdir()
     (srv / "data.bin").write_bytes(DATA)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamer", "serve", str(srv), "--port", "0",
-        env=ENV, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamer",
+        "serve",
+        str(srv),
+        "--port",
+        "0",
+        env=ENV,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         ready = await _read_ready_line(proc)
         assert ready.startswith("serving "), ready

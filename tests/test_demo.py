@@ -15,8 +15,11 @@ def test_demo_downloads_resumes_and_uploads_back(tmp_path: Path) -> None:
     interrupted and resumed, and all match."""
     run = subprocess.run(
         [sys.executable, "-m", "streamer", "demo", "--size", "160MiB", "--dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     err = run.stderr
     assert "exit 143" in err  # the first download was stopped by SIGTERM

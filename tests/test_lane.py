@@ -578,8 +578,11 @@ def chunked(body: bytes, coding: str = "chunked") -> bytes:
     """`body` in two chunks (the first with an extension), a trailer field, then the end."""
     first, rest = body[: len(body) // 3], body[len(body) // 3 :]
     chunks = b"%x;ext=1\r\n%s\r\n%x\r\n%s\r\n0\r\nX-Trailer: t\r\n\r\n" % (
-        len(first), first, len(rest), rest,
-    )  # fmt: skip
+        len(first),
+        first,
+        len(rest),
+        rest,
+    )
     return head(Transfer_Encoding=coding) + chunks
 
 
@@ -629,9 +632,12 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
     ],
 )
 async def test_answers_not_for_the_lane_are_handed_to_the_full_engine(
-    client: Client, serve_lane: ServerFactory, tmp_path: Path, kind: str,
+    client: Client,
+    serve_lane: ServerFactory,
+    tmp_path: Path,
+    kind: str,
     expected_paths: list[tuple[str, bool]],
-) -> None:  # fmt: skip
+) -> None:
     """Close-delimited, redirected and larger-than-QUICK_MAX answers (chunked or not), and a
     coding other than chunked, are asked again by the full engine (one extra request), and the
     file is exact; a 100 Continue before the 200 is read past by the lane itself."""
@@ -671,8 +677,9 @@ async def test_max_bytes_below_declared_length_fails_before_the_body(
     """A manifest ``max_bytes`` below the declared Content-Length: BODY_SIZE_LIMIT_EXCEEDED
     after one request, no body written, no target, no `.part`."""
     srv = await serve_lane(files)
-    line = json.dumps({"url": srv.url(f"/f/m.bin?size={declared}"), "path": "m.bin",
-                       "max_bytes": 999})  # fmt: skip
+    line = json.dumps(
+        {"url": srv.url(f"/f/m.bin?size={declared}"), "path": "m.bin", "max_bytes": 999}
+    )
     (parsed,) = parse_manifest([line])
     assert isinstance(parsed, Job) and parsed.max_bytes == 999
     r = only(await run(client, [parsed], tmp_path / "out"))
@@ -1099,9 +1106,12 @@ async def chunk_faults(req: Req, conn: Conn) -> bool:
 
 @pytest.mark.parametrize(
     ("kind", "result"),
-    [("cut", Result.PARTIAL_BODY), ("bad", Result.INVALID_RESPONSE),
-     ("long", Result.INVALID_RESPONSE)],
-)  # fmt: skip
+    [
+        ("cut", Result.PARTIAL_BODY),
+        ("bad", Result.INVALID_RESPONSE),
+        ("long", Result.INVALID_RESPONSE),
+    ],
+)
 async def test_a_broken_chunked_answer_fails_typed_and_leaves_nothing(
     client: Client, serve_lane: ServerFactory, tmp_path: Path, kind: str, result: Result
 ) -> None:

@@ -85,9 +85,15 @@ def lane_get(lane: Lane, url: str, sink: Callable[[memoryview], None], max_body:
 async def python_cli(code: str, *args: str) -> Run:
     """``python -c CODE ARGS`` (CODE ends by running streamer's CLI main with ARGS)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, *args, env=ENV, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-c",
+        code,
+        *args,
+        env=ENV,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     return await finish(proc)
 
 
@@ -504,8 +510,11 @@ async def test_connection_is_not_reused_after_a_timeout_or_a_sink_failure(
         lane.close()
     assert bytes(got) == body_for("a.bin", 50) and bytes(got2) == body_for("c.bin", 50)
     assert [(r.path, r.conn, r.index) for r in srv.requests] == [
-        ("/stall/x", 1, 1), ("/f/a.bin", 2, 1), ("/f/b.bin", 2, 2), ("/f/c.bin", 3, 1),
-    ]  # fmt: skip
+        ("/stall/x", 1, 1),
+        ("/f/a.bin", 2, 1),
+        ("/f/b.bin", 2, 2),
+        ("/f/c.bin", 3, 1),
+    ]
 
 
 async def test_body_of_exactly_quick_max_is_taken_by_the_lane_without_a_sidecar(
@@ -556,9 +565,12 @@ async def test_uppercase_checksum_is_checked_on_the_lane(
 
 @pytest.mark.parametrize(("extra", "same_conn"), [(0, True), (1, False)], ids=["max", "max+1"])
 async def test_error_body_drained_up_to_drain_max_only(
-    make_client: ClientFactory, lane_server: LaneFactory, tmp_path: Path, extra: int,
+    make_client: ClientFactory,
+    lane_server: LaneFactory,
+    tmp_path: Path,
+    extra: int,
     same_conn: bool,
-) -> None:  # fmt: skip
+) -> None:
     """A 404 body of exactly DRAIN_MAX bytes is read and the connection kept; one byte more and
     it is not read, the connection is retired, and the next job goes out on a new one with its
     body intact."""
@@ -675,9 +687,12 @@ def test_share_splits_every_limit_among_workers(n: int) -> None:
     (each worker has at least one job and slot), rates and memory never exceed it."""
     for jobs, per_host, budget in [(n, n, 0), (7, 5, 1), (16, 9, 13), (100, 16, 3)]:
         opts = BulkOptions(
-            jobs=jobs, max_per_host=per_host, retry_budget=budget, limit_rate=1000.0,
+            jobs=jobs,
+            max_per_host=per_host,
+            retry_budget=budget,
+            limit_rate=1000.0,
             memory_budget=(64 << 20) + 1,
-        )  # fmt: skip
+        )
         parts = [share(opts, k, n) for k in range(n)]
         assert sum(p.jobs for p in parts) == jobs
         assert sum(p.max_per_host for p in parts) == per_host

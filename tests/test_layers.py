@@ -24,6 +24,7 @@ BASE = {"errors", "config", "results"}
 # What each layer may import, besides itself.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "environment": set(),
     "config": {"errors", "streamer"},  # `from . import __version__`
     "results": {"errors", "core"},
     "core": {"errors"},
@@ -33,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "lane": {"core", "storage", *BASE},
     "transfer": {"core", "http", "lane", "storage", *BASE},
     "server": {"core", "storage", *BASE},
-    "client": {"core", "http", "lane", "storage", "transfer", "s3client", *BASE},
+    "client": {"core", "http", "lane", "storage", "transfer", "s3client", "environment", *BASE},
     "s3client": {"core", "transfer", *BASE},  # Client's S3 methods (a mixin)
     "sync": {"client", "core", "http", "transfer", *BASE},
     # Bulk runs on a Dask cluster: beside client/sync, above transfer.

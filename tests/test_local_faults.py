@@ -258,10 +258,15 @@ async def test_raw_control_bytes_in_disposition_never_escape(
     cases = []
     for i, raw in enumerate(RAW_DISPOSITIONS):
         srv = await raw_server(
-            [head(Content_Length=len(body), Connection="close")[:-2]
-             + b"Content-Disposition: " + raw + b"\r\n\r\n" + body],
+            [
+                head(Content_Length=len(body), Connection="close")[:-2]
+                + b"Content-Disposition: "
+                + raw
+                + b"\r\n\r\n"
+                + body
+            ],
             End.CLOSE,
-        )  # fmt: skip
+        )
         out = tmp_path / f"case{i}" / "deep" / "out"
         out.mkdir(parents=True)
         cases.append((raw, srv.url + "x.bin", out))

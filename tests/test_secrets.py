@@ -118,11 +118,23 @@ async def test_cli_never_prints_or_stores_url_secrets(
     json_dir.mkdir()
     bar_dir.mkdir()
     json_run, bar_run = await asyncio.gather(
-        streamer("get", url, "-o", str(json_dir / "out.bin"), "--json",
-                 "--retry", "1", "--retry-delay", "0.05", "--connect-timeout", "5"),
-        streamer("get", url, "-o", str(bar_dir / "out.bin"), "--progress",
-                 "--connect-timeout", "5"),
-    )  # fmt: skip
+        streamer(
+            "get",
+            url,
+            "-o",
+            str(json_dir / "out.bin"),
+            "--json",
+            "--retry",
+            "1",
+            "--retry-delay",
+            "0.05",
+            "--connect-timeout",
+            "5",
+        ),
+        streamer(
+            "get", url, "-o", str(bar_dir / "out.bin"), "--progress", "--connect-timeout", "5"
+        ),
+    )
     runs: dict[str, Run] = {"--json": json_run, "--progress": bar_run}
     for label, run in runs.items():
         assert run.rc == scenario.expect(retried=label == "--json")[0], (label, run)
@@ -183,11 +195,18 @@ async def test_authorization_header_not_sent_to_another_origin(
     first = fault_server.make_url("/to").with_query(url=landing)
     url = str(first).replace("http://", f"http://{USERINFO}@", 1)
     run = await streamer(
-        "get", url, "-o", str(tmp_path / "out.bin"), "-q",
-        "-H", "Authorization: Bearer CANARY-header-token",
-        "-H", "Cookie: session=CANARY-cookie",
-        "-H", "X-Trace: kept",
-    )  # fmt: skip
+        "get",
+        url,
+        "-o",
+        str(tmp_path / "out.bin"),
+        "-q",
+        "-H",
+        "Authorization: Bearer CANARY-header-token",
+        "-H",
+        "Cookie: session=CANARY-cookie",
+        "-H",
+        "X-Trace: kept",
+    )
     assert run.rc == 0, run
     assert_clean("stderr", run.err)
     [asked] = fault_server.app[SEEN]

@@ -338,11 +338,23 @@ async def test_post_form_stores_files(make: MakeClient, root: Path) -> None:
     answer = await resp.json()
     assert answer["fields"] == {"title": "hello"}
     assert answer["files"] == [
-        {"name": "f1", "filename": "one.bin", "path": "/sub/one.bin", "size": len(one),
-         "sha256": _sha(one), "content_type": "text/plain"},
-        {"name": "f2", "filename": "two.txt", "path": "/sub/two.txt", "size": len(two),
-         "sha256": _sha(two), "content_type": "text/plain"},
-    ]  # fmt: skip
+        {
+            "name": "f1",
+            "filename": "one.bin",
+            "path": "/sub/one.bin",
+            "size": len(one),
+            "sha256": _sha(one),
+            "content_type": "text/plain",
+        },
+        {
+            "name": "f2",
+            "filename": "two.txt",
+            "path": "/sub/two.txt",
+            "size": len(two),
+            "sha256": _sha(two),
+            "content_type": "text/plain",
+        },
+    ]
     assert (root / "sub" / "one.bin").read_bytes() == one
     assert (root / "sub" / "two.txt").read_bytes() == two
     assert _temps(root) == []

@@ -137,11 +137,16 @@ async def cli(*args: str, stdin: Any = None, new_session: bool = False) -> Async
     kill whatever is left of it and of the workers found under it."""
     with sigint_inherited_as_default():
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streamer", *args, env=ENV,
+            sys.executable,
+            "-m",
+            "streamer",
+            *args,
+            env=ENV,
             stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             start_new_session=new_session,
-        )  # fmt: skip
+        )
     run = Cli(proc)
     try:
         yield run
@@ -308,9 +313,19 @@ async def test_max_per_host_is_kept_by_the_workers_together(
     manifest = write_manifest(tmp_path / "m.txt", urls)
     out = out_dir(tmp_path)
     run = await run_cli(
-        "get", "-i", str(manifest), "-d", str(out), "--processes", "2", "-j", "16",
-        "--max-per-host", "3", origin=origin,
-    )  # fmt: skip
+        "get",
+        "-i",
+        str(manifest),
+        "-d",
+        str(out),
+        "--processes",
+        "2",
+        "-j",
+        "16",
+        "--max-per-host",
+        "3",
+        origin=origin,
+    )
     assert run.rc == 0, run.err
     assert origin.most_workers() == 2, origin.workers_seen
     assert 2 <= origin.peak <= 3, origin.peak
@@ -341,9 +356,17 @@ async def test_host_request_rate_with_processes_is_refused(origin: Origin, tmp_p
     manifest = write_manifest(tmp_path / "m.txt", urls)
     out = out_dir(tmp_path)
     run = await run_cli(
-        "get", "-i", str(manifest), "-d", str(out), "--processes", "2",
-        "--host-request-rate", "40", origin=origin,
-    )  # fmt: skip
+        "get",
+        "-i",
+        str(manifest),
+        "-d",
+        str(out),
+        "--processes",
+        "2",
+        "--host-request-rate",
+        "40",
+        origin=origin,
+    )
     assert run.rc == 2, run.err
     assert "--processes" in run.err and "--host-request-rate" in run.err
     assert origin.workers_seen == [], "no request is made"
@@ -361,9 +384,17 @@ async def test_limit_rate_is_shared_by_the_workers(origin: Origin, tmp_path: Pat
     )
     out = out_dir(tmp_path)
     run = await run_cli(
-        "get", "-i", str(manifest), "-d", str(out), "--processes", "2", "--limit-rate", "4M",
+        "get",
+        "-i",
+        str(manifest),
+        "-d",
+        str(out),
+        "--processes",
+        "2",
+        "--limit-rate",
+        "4M",
         origin=origin,
-    )  # fmt: skip
+    )
     assert run.rc == 0, run.err
     assert origin.most_workers() == 2, origin.workers_seen
     took = re.search(r" in ([0-9.]+) s ", run.err)
@@ -519,9 +550,18 @@ async def test_progress_bar_counts_each_byte_and_failure_once(
     manifest = write_manifest(tmp_path / "m.txt", lines)
     out = out_dir(tmp_path)
     run = await run_cli(
-        "get", "-i", str(manifest), "-d", str(out), "--processes", "2", "--progress",
-        "--max-per-host", "2", origin=slow,
-    )  # fmt: skip
+        "get",
+        "-i",
+        str(manifest),
+        "-d",
+        str(out),
+        "--processes",
+        "2",
+        "--progress",
+        "--max-per-host",
+        "2",
+        origin=slow,
+    )
     assert run.rc == exit_code(Result.HTTP_ERROR), run.err
     # Both workers were seen by one of the origins (the fast one's may end before the slow
     # origin's first answer, on a loaded machine).
@@ -700,7 +740,7 @@ async def test_workers_of_a_killed_parent_stop_and_save(slow: SlowServer, tmp_pa
         (signal.SIGTERM, "terminated"),
     ],
     ids=["SIGINT", "SIGTERM"],
-)  # fmt: skip
+)
 async def test_a_stop_is_told_in_one_line(
     slow: SlowServer, tmp_path: Path, signum: int, word: str
 ) -> None:
@@ -751,8 +791,14 @@ def test_automatic_processes_follow_the_cpus_this_process_may_use() -> None:
 
     from streamer.cli.shards import shard_count
 
-    args = Namespace(dry_run=False, input_file="m.txt", host_request_rate=None, processes=None,
-                     jobs=16, max_per_host=16)  # fmt: skip
+    args = Namespace(
+        dry_run=False,
+        input_file="m.txt",
+        host_request_rate=None,
+        processes=None,
+        jobs=16,
+        max_per_host=16,
+    )
     mask = os.sched_getaffinity(0)
     try:
         os.sched_setaffinity(0, {min(mask)})

@@ -96,10 +96,16 @@ def listing(directory: Path) -> list[str]:
 async def cli(*args: str, cwd: Path) -> tuple[int, str]:
     """Run ``python -m streamer ARGS``; returns (exit code, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamer", *args, cwd=cwd, env=ENV,
+        sys.executable,
+        "-m",
+        "streamer",
+        *args,
+        cwd=cwd,
+        env=ENV,
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         _out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
     except TimeoutError:
@@ -243,10 +249,19 @@ async def test_cli_client_certificate(ca: trustme.CA, cafile: str, tmp_path: Pat
     leaf.private_key_and_cert_chain_pem.write_to_path(str(pem))
     async with tls_site(server_context(ca, require_client_cert=True)) as base:
         rc, err = await cli(
-            "get", base + "data.bin", "-o", "c.bin", "-q",
-            "--cacert", cafile, "--cert", str(pem), "--key", str(pem),
+            "get",
+            base + "data.bin",
+            "-o",
+            "c.bin",
+            "-q",
+            "--cacert",
+            cafile,
+            "--cert",
+            str(pem),
+            "--key",
+            str(pem),
             cwd=tmp_path,
-        )  # fmt: skip
+        )
     assert rc == 0, err
     assert (tmp_path / "c.bin").read_bytes() == DATA
 

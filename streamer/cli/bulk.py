@@ -100,10 +100,13 @@ class _Tally:
     def counts(self) -> Counts:
         """What a worker process reports at its end (see cli_shards)."""
         return {
-            "ok": self.ok, "skipped": self.skipped, "planned": self.planned,
-            "bad_lines": self.bad_lines, "bytes": self.bytes,
+            "ok": self.ok,
+            "skipped": self.skipped,
+            "planned": self.planned,
+            "bad_lines": self.bad_lines,
+            "bytes": self.bytes,
             "failures": [[r.value, self.failures[r]] for r in self.first_seen],
-        }  # fmt: skip
+        }
 
     def merge(self, message: Counts) -> None:
         """A worker's message: progress for the bar, or its final counts (which replace the

@@ -161,36 +161,60 @@ def _demo(served: Path, out: Path, size: int) -> int:
     target = out / "payload.bin"
     with server_in_thread(served) as base_url:
         url = f"{base_url}payload.bin"
-        get = [sys.executable, "-m", "streamer", "get", url, "-o", str(target),
-               "--checksum", checksum, "--progress"]  # fmt: skip
+        get = [
+            sys.executable,
+            "-m",
+            "streamer",
+            "get",
+            url,
+            "-o",
+            str(target),
+            "--checksum",
+            checksum,
+            "--progress",
+        ]
         say(f"2/7 built-in server at {base_url}; `streamer get`, stopped (SIGTERM) at ~40% ...")
         first = run_child(get, stop_when=lambda: _size(part_of(target)) >= size * 0.4)
         kept = _size(part_of(target))
-        say(f"    exit {first.code}; kept {format_size(kept)} in {part_of(target).name} "
-            f"with its resume state in {part_of(target).name}.json")  # fmt: skip
+        say(
+            f"    exit {first.code}; kept {format_size(kept)} in {part_of(target).name} "
+            f"with its resume state in {part_of(target).name}.json"
+        )
         say("3/7 the same command again: it resumes with Range + If-Range ...")
         second = run_child(get)
         if second.code != 0:
             say(f"download failed with exit code {second.code}")
             return second.code
         got = target.stat().st_size
-        say(f"    {got:,} bytes ({format_size(got)}) complete, {format_size(got - kept)} "
-            f"fetched on resume in {second.wall:.2f} s; checksum verified")  # fmt: skip
+        say(
+            f"    {got:,} bytes ({format_size(got)}) complete, {format_size(got - kept)} "
+            f"fetched on resume in {second.wall:.2f} s; checksum verified"
+        )
         say(f"    peak memory (RSS) of the downloading process: {format_size(second.rss)}")
         return _upload_back(base_url, target, checksum, served)
 
 
 def _upload_back(base_url: str, source: Path, checksum: str, served: Path) -> int:
     say("4/7 uploading it back with `streamer put` (streamed from disk) ...")
-    put = [sys.executable, "-m", "streamer", "put", str(source), f"{base_url}uploaded.bin",
-           "--progress", "-q"]  # fmt: skip
+    put = [
+        sys.executable,
+        "-m",
+        "streamer",
+        "put",
+        str(source),
+        f"{base_url}uploaded.bin",
+        "--progress",
+        "-q",
+    ]
     up = run_child(put, mute=True)  # the server's JSON answer is checked below instead
     if up.code != 0:
         say(f"upload failed with exit code {up.code}")
         return up.code
     sent = source.stat().st_size
-    say(f"    {format_size(sent)} in {up.wall:.2f} s ({format_size(int(sent / up.wall))}/s); "
-        f"peak memory (RSS) of the uploading process: {format_size(up.rss)}")  # fmt: skip
+    say(
+        f"    {format_size(sent)} in {up.wall:.2f} s ({format_size(int(sent / up.wall))}/s); "
+        f"peak memory (RSS) of the uploading process: {format_size(up.rss)}"
+    )
     say("5/7 checking the server's copy ...")
     same = f"sha256:{_sha256(served / 'uploaded.bin')}" == checksum
     say(f"    {'identical' if same else 'DIFFERENT'}: {checksum}")

@@ -237,8 +237,16 @@ class Throttled:
 
     def flush(self) -> None:
         if self.files:
-            send(self.write_fd, {"t": "progress", "k": self.worker, "files": self.files,
-                                 "bytes": self.bytes, "failed": self.failed})  # fmt: skip
+            send(
+                self.write_fd,
+                {
+                    "t": "progress",
+                    "k": self.worker,
+                    "files": self.files,
+                    "bytes": self.bytes,
+                    "failed": self.failed,
+                },
+            )
             self.files = self.bytes = self.failed = 0
 
 

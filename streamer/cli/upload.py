@@ -89,14 +89,24 @@ def run_upload_command(args: argparse.Namespace) -> int:
             if args.command == "put":
                 url, source = put_source(args.url, args.file)
                 return await client.upload(
-                    url, source, method=args.request, headers=headers,
-                    content_type=args.content_type, retry=retry,
-                    cross_origin=args.location_trusted, progress=bar,
-                )  # fmt: skip
+                    url,
+                    source,
+                    method=args.request,
+                    headers=headers,
+                    content_type=args.content_type,
+                    retry=retry,
+                    cross_origin=args.location_trusted,
+                    progress=bar,
+                )
             return await client.upload_form(
-                args.url, files=form_parts(args.form), method=args.request, headers=headers,
-                retry=retry, cross_origin=args.location_trusted, progress=bar,
-            )  # fmt: skip
+                args.url,
+                files=form_parts(args.form),
+                method=args.request,
+                headers=headers,
+                retry=retry,
+                cross_origin=args.location_trusted,
+                progress=bar,
+            )
 
     started = time.monotonic()
     try:

@@ -44,9 +44,21 @@ _NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2 token
 _VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Request fields the lane writes itself or that change the meaning of the answer.
 RESERVED_FIELDS = frozenset(
-    {"host", "connection", "content-length", "transfer-encoding", "te", "upgrade", "expect",
-     "range", "if-range", "accept-encoding", "authorization", "proxy-authorization"}
-)  # fmt: skip
+    {
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "expect",
+        "range",
+        "if-range",
+        "accept-encoding",
+        "authorization",
+        "proxy-authorization",
+    }
+)
 
 
 @dataclass(frozen=True)

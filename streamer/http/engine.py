@@ -121,9 +121,14 @@ class Engine:
             resp.release()
             try:
                 hop = plan_redirect(
-                    url=request_url, status=resp.status, location=location, method=method,
-                    headers=headers, hops=hops, policy=policy,
-                )  # fmt: skip
+                    url=request_url,
+                    status=resp.status,
+                    location=location,
+                    method=method,
+                    headers=headers,
+                    hops=hops,
+                    policy=policy,
+                )
             except StreamerError as exc:
                 # Name the URL that was asked for, not the last hop.
                 raise evolve(exc, url=safe_url) from exc.__cause__

@@ -169,9 +169,12 @@ class Stream:
         read = self._resp.content.read
         size = opts.chunk_size
         with mapped_errors(
-            self.url, lambda: self.received, expected=self.content_length,
-            chunked=self.chunked, timeouts=opts.timeouts,
-        ):  # fmt: skip
+            self.url,
+            lambda: self.received,
+            expected=self.content_length,
+            chunked=self.chunked,
+            timeouts=opts.timeouts,
+        ):
             while True:
                 if stall is None and opts.deadline is None:
                     data = await read(size)

@@ -246,8 +246,10 @@ class _Conn(asyncio.Protocol):
             of = "" if head.length is None else f" of {head.length}"
             return BodyTruncatedError(
                 f"body cut short after {self._received} bytes{of}",
-                url=self._url, received=self._received, expected=head.length,
-            )  # fmt: skip
+                url=self._url,
+                received=self._received,
+                expected=head.length,
+            )
         result = Result.CONNECTION_ERROR if self._any else Result.NO_RESPONSE
         return ConnectionLostError("server closed the connection", url=self._url, result=result)
 
@@ -306,9 +308,15 @@ class Lane:
         self._idle_count = 0
 
     async def get(
-        self, origin: Origin, target: str, fields: list[tuple[str, str]], *, sink: Sink,
-        max_body: int, url: str,
-    ) -> Reply:  # fmt: skip
+        self,
+        origin: Origin,
+        target: str,
+        fields: list[tuple[str, str]],
+        *,
+        sink: Sink,
+        max_body: int,
+        url: str,
+    ) -> Reply:
         """GET `target`; a connection the server closed while idle is replaced once (RFC 9112
         9.3.1: a GET that got no answer may be retried on a new connection)."""
         request = request_head(target, origin.authority, fields)
@@ -365,9 +373,12 @@ class Lane:
         try:
             async with asyncio.timeout(self.timeouts.connect):
                 _, conn = await loop.create_connection(
-                    lambda: _Conn(loop), origin.host, origin.port, ssl=context,
+                    lambda: _Conn(loop),
+                    origin.host,
+                    origin.port,
+                    ssl=context,
                     server_hostname=origin.host if context is not None else None,
-                )  # fmt: skip
+                )
         except TimeoutError:
             # Not handed off: the full engine would wait out the same timeout again.
             where = f"{origin.host}:{origin.port}"

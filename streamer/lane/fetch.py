@@ -194,8 +194,9 @@ class QuickPath:
         except FileExistsError as exc:
             raise FileExistsError_(
                 f"{path} exists and --no-clobber was given; the download was discarded",
-                path=str(path), url=url,
-            ) from exc  # fmt: skip
+                path=str(path),
+                url=url,
+            ) from exc
         except OSError as exc:
             raise file_error(exc, path, "rename into", _WRITE, url) from exc
 

@@ -256,9 +256,14 @@ async def serve(
 ) -> None:
     """Serve ``root`` until cancelled; ``ready(base_url)`` is called once listening."""
     async with running_server(
-        root, host, port, allow_remote=allow_remote, max_upload=max_upload,
-        head_timeout=head_timeout, max_pending=max_pending,
-    ) as base_url:  # fmt: skip
+        root,
+        host,
+        port,
+        allow_remote=allow_remote,
+        max_upload=max_upload,
+        head_timeout=head_timeout,
+        max_pending=max_pending,
+    ) as base_url:
         if ready is not None:
             ready(base_url)
         await asyncio.Event().wait()

@@ -231,11 +231,19 @@ class Journal:
                 return
             fd, data_fd = self._fd, self._data_fd
             lines = "".join(
-                json.dumps({"t": "done", "target": d.target, "size": d.size,
-                            "checksum": d.checksum, "url": d.url,
-                            "validator": d.validator}) + "\n"
+                json.dumps(
+                    {
+                        "t": "done",
+                        "target": d.target,
+                        "size": d.size,
+                        "checksum": d.checksum,
+                        "url": d.url,
+                        "validator": d.validator,
+                    }
+                )
+                + "\n"
                 for d in batch
-            )  # fmt: skip
+            )
             # `done` keeps what earlier runs recorded: a run never asks about a target twice
             # (duplicates are refused), so its own records need not be looked up again.
             try:

@@ -86,12 +86,19 @@ class JobResult:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "line": self.job.line, "url": redact_url(self.job.url), "path": str(self.path),
-            "result": self.result.value, "ok": self.ok, "size": self.size, "status": self.status,
-            "attempts": self.attempts, "skipped": self.skipped, "planned": self.planned,
+            "line": self.job.line,
+            "url": redact_url(self.job.url),
+            "path": str(self.path),
+            "result": self.result.value,
+            "ok": self.ok,
+            "size": self.size,
+            "status": self.status,
+            "attempts": self.attempts,
+            "skipped": self.skipped,
+            "planned": self.planned,
             "error": None if self.error is None else str(self.error),
             "elapsed": round(self.elapsed, 6),
-        }  # fmt: skip
+        }
 
 
 class _Hosts:
@@ -237,9 +244,10 @@ class _Run:
             self._ensure_dir(rel)
         except OSError as exc:  # mkdir of a subdirectory
             err = StreamerError(
-                f"cannot create {path.parent}: {exc.strerror}", path=str(path),
+                f"cannot create {path.parent}: {exc.strerror}",
+                path=str(path),
                 result=Result.DOWNLOAD_FILE_CANT_OPEN,
-            )  # fmt: skip
+            )
             return JobResult(job, path, err.result, error=err)
         if self.quick is not None:
             try:
@@ -261,12 +269,18 @@ class _Run:
     ) -> JobResult:
         """The full engine: resume, redirects, any framing, retries with `policy`."""
         req = DownloadRequest(
-            job.url, path, max_bytes=job.max_bytes, checksum=job.checksum,
-            headers=dict(job.headers), resume=self.opts.resume, retry=policy,
+            job.url,
+            path,
+            max_bytes=job.max_bytes,
+            checksum=job.checksum,
+            headers=dict(job.headers),
+            resume=self.opts.resume,
+            retry=policy,
             no_clobber=self.opts.no_clobber,
-            durable=self.journal is None, throttle=self.throttle if self.bucket else None,
+            durable=self.journal is None,
+            throttle=self.throttle if self.bucket else None,
             may_retry=self.take_retry,
-        )  # fmt: skip
+        )
         try:
             res = await run_download(self.client, req, None)
         except StreamerError as exc:
@@ -278,23 +292,40 @@ class _Run:
 
     def _failed(self, job: Job, path: Path, exc: StreamerError, started: float) -> JobResult:
         return JobResult(
-            job, path, exc.result, attempts=exc.attempts, error=exc,
-            status=getattr(exc, "status", None), elapsed=time.monotonic() - started,
-        )  # fmt: skip
+            job,
+            path,
+            exc.result,
+            attempts=exc.attempts,
+            error=exc,
+            status=getattr(exc, "status", None),
+            elapsed=time.monotonic() - started,
+        )
 
     async def _succeeded(
-        self, job: Job, target: tuple[str, int], path: Path, done: QuickDone, *,
-        started: float, status: int | None = 200, attempts: int = 1,
-    ) -> JobResult:  # fmt: skip
+        self,
+        job: Job,
+        target: tuple[str, int],
+        path: Path,
+        done: QuickDone,
+        *,
+        started: float,
+        status: int | None = 200,
+        attempts: int = 1,
+    ) -> JobResult:
         """Journal the target (its relative path and key) and report success."""
         if self.journal is not None:
             url = redact_url(job.url)
             entry = Done(target[0], done.size, done.checksum, url, done.validator)
             await self.journal.record(entry)
         return JobResult(
-            job, path, Result.SUCCESS, size=done.size, status=status, attempts=attempts,
+            job,
+            path,
+            Result.SUCCESS,
+            size=done.size,
+            status=status,
+            attempts=attempts,
             elapsed=time.monotonic() - started,
-        )  # fmt: skip
+        )
 
     def close(self) -> None:
         if self.quick is not None:

@@ -165,9 +165,12 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
     req, partial, progress = job.req, job.partial, job.progress
     headers = {**req.headers, **plan.headers}
     async with job.client.stream(
-        req.url, headers=headers, max_bytes=req.max_bytes, accept_gzip=req.accept_gzip,
+        req.url,
+        headers=headers,
+        max_bytes=req.max_bytes,
+        accept_gzip=req.accept_gzip,
         progress=progress,
-    ) as stream:  # fmt: skip
+    ) as stream:
         offset = _judge(partial, plan, stream)
         if stream.status == 304:
             return await _not_modified(job, stream, keep_partial=plan.action is Action.RESUME)
@@ -191,15 +194,21 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         await partial.publish(no_clobber=no_clobber, target=target, durable=req.durable)
     _report(progress, stream, Phase.DONE, partial.part.size)
     return DownloadResult(
-        url=partial.url, final_url=redact_url(stream.final_url), path=target,
-        status=stream.status, size=partial.part.size,
+        url=partial.url,
+        final_url=redact_url(stream.final_url),
+        path=target,
+        status=stream.status,
+        size=partial.part.size,
         elapsed=time.monotonic() - job.started,
         length_verified=stream.length_verified or partial.state is not None,
         content_type=stream.headers.get("Content-Type"),
-        checksum=str(req.checksum) if req.checksum else None, redirects=stream.redirects,
-        resumed_from=offset if plan.action is Action.RESUME else 0, attempts=job.attempts,
-        notes=tuple(partial.notes), validator=_validator(stream),
-    )  # fmt: skip
+        checksum=str(req.checksum) if req.checksum else None,
+        redirects=stream.redirects,
+        resumed_from=offset if plan.action is Action.RESUME else 0,
+        attempts=job.attempts,
+        notes=tuple(partial.notes),
+        validator=_validator(stream),
+    )
 
 
 def _validator(stream: Stream) -> str | None:
@@ -291,9 +300,13 @@ def _new_state(
     if etag is None and last_modified is None and checksum is None:
         return None
     return ResumeState(
-        url=partial.url, final_url=redact_url(stream.final_url), etag=etag,
-        last_modified=last_modified, total=total, checksum=checksum,
-    )  # fmt: skip
+        url=partial.url,
+        final_url=redact_url(stream.final_url),
+        etag=etag,
+        last_modified=last_modified,
+        total=total,
+        checksum=checksum,
+    )
 
 
 async def _pump(
@@ -342,8 +355,10 @@ def _check_length(partial: Partial, stream: Stream) -> None:
     if total is not None and partial.part.size != total:
         raise BodyTruncatedError(
             f"file holds {partial.part.size} bytes, {total - partial.part.size} more expected",
-            url=stream.url, received=partial.part.size, expected=total,
-        )  # fmt: skip
+            url=stream.url,
+            received=partial.part.size,
+            expected=total,
+        )
 
 
 def _report(progress: ProgressCallback | None, stream: Stream, phase: Phase, done: int) -> None:

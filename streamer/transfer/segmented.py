@@ -120,9 +120,10 @@ class _Segmented:
         if not self.segments[index].complete:
             raise BodyTruncatedError(
                 f"segment {index} ended at byte {self.segments[index].offset} of {seg.end}",
-                url=self.partial.url, received=self.segments[index].done,
+                url=self.partial.url,
+                received=self.segments[index].done,
                 expected=seg.end - seg.start,
-            )  # fmt: skip
+            )
 
     async def _write(self, index: int, stream: Stream) -> None:
         throttle = self.req.throttle
@@ -201,11 +202,14 @@ async def _probe(client: Opener, req: DownloadRequest, parts: int) -> ResumeStat
             return None
         segments = split(total, parts)
         return ResumeState(
-            url=redact_url(req.url), final_url=redact_url(st.final_url), etag=etag,
-            last_modified=last_modified, total=total,
+            url=redact_url(req.url),
+            final_url=redact_url(st.final_url),
+            etag=etag,
+            last_modified=last_modified,
+            total=total,
             checksum=str(req.checksum) if req.checksum else None,
             segments=tuple((s.start, s.end, 0) for s in segments),
-        )  # fmt: skip
+        )
 
 
 def _prepare_file(partial: Partial, total: int) -> None:

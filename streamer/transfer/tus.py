@@ -99,9 +99,15 @@ class _Answer:
 
     def error(self, url: str, what: str, note: str = "") -> HTTPStatusError:
         return status_error(
-            url, self.status, self.reason, self.headers, self.body, now=time.time(), doing=what,
+            url,
+            self.status,
+            self.reason,
+            self.headers,
+            self.body,
+            now=time.time(),
+            doing=what,
             note=note,
-        )  # fmt: skip
+        )
 
 
 async def _call(

@@ -99,9 +99,15 @@ async def _send(
     safe_url = redact_url(req.url)
     on_sent = _sent_reporter(safe_url, req.body.length, progress)
     async with client.send(
-        req.method, req.url, body=req.body, headers=req.headers, max_bytes=req.response_limit,
-        cross_origin=req.cross_origin, on_sent=on_sent, progress=progress,
-    ) as stream:  # fmt: skip
+        req.method,
+        req.url,
+        body=req.body,
+        headers=req.headers,
+        max_bytes=req.response_limit,
+        cross_origin=req.cross_origin,
+        on_sent=on_sent,
+        progress=progress,
+    ) as stream:
         if stream.status == 417 and any(k.lower() == "expect" for k in req.headers):
             raise _ExpectationFailed
         if stream.status >= 400:
@@ -113,11 +119,17 @@ async def _send(
     if progress is not None:
         progress(Progress(safe_url, Phase.DONE, req.body.length or 0, req.body.length))
     return UploadResult(
-        url=safe_url, final_url=redact_url(stream.final_url), status=stream.status,
-        reason=stream.reason, headers=dict(stream.headers), body=body,
-        sent=req.body.length or 0, elapsed=time.monotonic() - started, attempts=attempts,
+        url=safe_url,
+        final_url=redact_url(stream.final_url),
+        status=stream.status,
+        reason=stream.reason,
+        headers=dict(stream.headers),
+        body=body,
+        sent=req.body.length or 0,
+        elapsed=time.monotonic() - started,
+        attempts=attempts,
         redirects=stream.redirects,
-    )  # fmt: skip
+    )
 
 
 def _sent_reporter(url: str, total: int | None, progress: ProgressCallback | None) -> object:

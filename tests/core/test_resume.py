@@ -458,8 +458,11 @@ def test_total_from_response(status: int, headers: dict[str, str], total: int | 
 def test_load_reads_v2_fixture_with_segments() -> None:
     """A version 2 sidecar (fixtures/sidecars/v2.json) loads with its segment map."""
     state = load_state((FIXTURES / "v2.json").read_bytes())
-    assert state.segments == ((0, 2097152, 2097152), (2097152, 4194304, 1048576),
-                              (4194304, 6291456, 0))  # fmt: skip
+    assert state.segments == (
+        (0, 2097152, 2097152),
+        (2097152, 4194304, 1048576),
+        (4194304, 6291456, 0),
+    )
     assert state.total == 6291456
 
 
@@ -484,6 +487,7 @@ def test_load_refuses_segments_that_do_not_tile(segments: object) -> None:
 
 def test_segments_round_trip() -> None:
     """dump_state/load_state keep a segment map unchanged."""
-    state = ResumeState(url="u", final_url="u", etag='"e"', total=100,
-                        segments=((0, 40, 40), (40, 100, 7)))  # fmt: skip
+    state = ResumeState(
+        url="u", final_url="u", etag='"e"', total=100, segments=((0, 40, 40), (40, 100, 7))
+    )
     assert load_state(dump_state(state)) == state
