@@ -8,6 +8,7 @@ import sys
 
 from ..core.redact import redact_url
 from ..errors import FileError, Result
+from ..storage.atomic import write_all
 from ..transfer.sink import Sink
 
 
@@ -18,14 +19,9 @@ def stdout_sink(url: str) -> Sink:
     fd = sys.stdout.fileno()
     sys.stdout.flush()
 
-    def write_all(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-
     async def sink(chunk: bytes) -> None:
         try:
-            await asyncio.to_thread(write_all, chunk)
+            await asyncio.to_thread(write_all, fd, chunk)
         except BrokenPipeError:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, fd)

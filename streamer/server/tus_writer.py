@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from streamer.core.tus_server import TusRequestError
-from streamer.server.upload import in_thread
+from streamer.server.upload import BlockWriter, in_thread
 
 BLOCK = 1 << 20
 """Bytes gathered before one write to disk (memory per PATCH stays near this)."""
@@ -47,11 +47,12 @@ class DataWriter:
         self.start = offset
         self.count = 0
         self._room = length - offset
-        self._buffer = bytearray()
         self._expected = None if checksum is None else checksum[1]
         algorithm = "sha1" if checksum is None else checksum[0]
         # md5 and sha1 only detect corruption here (the checksum extension), not attacks.
         self._hasher = hashlib.new(algorithm, usedforsecurity=False)
+        hash_block = None if self._expected is None else self._hasher.update
+        self._blocks = BlockWriter(fd, BLOCK, hash_block)
 
     @classmethod
     def open(
@@ -64,25 +65,12 @@ class DataWriter:
     async def write(self, data: bytes) -> bool:
         """Take ``data``; False when it went past the upload's length (the rest was left)."""
         fits = min(len(data), self._room - self.count)
-        self._buffer += data[:fits] if fits < len(data) else data
         self.count += fits
-        if len(self._buffer) >= BLOCK:
-            await self.flush()
+        await self._blocks.write(data[:fits] if fits < len(data) else data)
         return fits == len(data)
 
     async def flush(self) -> None:
-        if self._buffer:
-            block = bytes(self._buffer)
-            self._buffer.clear()
-            await in_thread(self._write_block, block)
-
-    def _write_block(self, block: bytes) -> None:
-        assert self._fd is not None
-        view = memoryview(block)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        if self._expected is not None:
-            self._hasher.update(block)
+        await self._blocks.flush()
 
     async def verdict(self, outcome: str) -> TusRequestError | None:
         """None when the body arrived whole (and matches its Upload-Checksum), else why not."""
@@ -106,7 +94,7 @@ class DataWriter:
 
     async def discard(self) -> None:
         """Forget this body: the file is cut back to where it started."""
-        self._buffer.clear()
+        self._blocks.drop()
         self.count = 0
         assert self._fd is not None
         await in_thread(os.ftruncate, self._fd, self.start)

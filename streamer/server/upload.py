@@ -43,7 +43,7 @@ from streamer.server.files import (
     inside,
     resolve_request_path,
 )
-from streamer.storage.atomic import rename_into_place
+from streamer.storage.atomic import rename_into_place, write_all
 
 UPLOAD_CHUNK = 1 << 20
 """Bytes read from the request and written to disk per step (at most)."""
@@ -98,6 +98,37 @@ def _check_received(request: web.Request) -> None:
         raise _too_large(limit, None)
 
 
+class BlockWriter:
+    """Body bytes gathered into blocks of `size`, each written (and fed to `on_block`, e.g. a
+    hash) in a thread: the loop never waits on the disk, and an upload holds about one block."""
+
+    def __init__(self, fd: int, size: int, on_block: Callable[[bytes], object] | None) -> None:
+        self._fd = fd
+        self._size = size
+        self._on_block = on_block
+        self._buffer = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= self._size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._buffer:
+            block = bytes(self._buffer)
+            self._buffer.clear()
+            await in_thread(self._write_block, block)
+
+    def drop(self) -> None:
+        """Forget the bytes not written yet."""
+        self._buffer.clear()
+
+    def _write_block(self, block: bytes) -> None:
+        write_all(self._fd, block)
+        if self._on_block is not None:
+            self._on_block(block)
+
+
 class _TempFile:
     """A temporary file next to its target, hashed as written, renamed onto it when complete."""
 
@@ -107,7 +138,7 @@ class _TempFile:
         self.path = Path(path)
         self.size = 0
         self._hash = hashlib.sha256()
-        self._buffer = bytearray()
+        self._blocks = BlockWriter(fd, UPLOAD_CHUNK, self._hash.update)
         self._committed = False
         os.fchmod(fd, FILE_MODE)
 
@@ -116,27 +147,12 @@ class _TempFile:
         return self._hash.hexdigest()
 
     async def write(self, data: bytes) -> None:
-        self._buffer += data
         self.size += len(data)
-        if len(self._buffer) >= UPLOAD_CHUNK:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if self._buffer:
-            block = bytes(self._buffer)
-            self._buffer.clear()
-            await in_thread(self._write_block, block)
-
-    def _write_block(self, block: bytes) -> None:
-        assert self._fd is not None
-        view = memoryview(block)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        self._hash.update(block)
+        await self._blocks.write(data)
 
     async def finish(self) -> None:
         """Write what is buffered; the file is then ready for `commit`."""
-        await self._flush()
+        await self._blocks.flush()
 
     async def commit(self, target: Path) -> bool:
         """fsync, rename onto ``target``, fsync the directory (`rename_into_place`, in a

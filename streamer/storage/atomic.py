@@ -84,6 +84,14 @@ async def publish(
         rename_into_place(fd, tmp, target, no_clobber=no_clobber, durable=False)
 
 
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write all of `data` to `fd`: a short write (a signal, a pipe, a full buffer) is
+    continued, not lost. Blocking."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_atomic(
     path: Path, data: bytes, mode: int = 0o600, *, sync_name: bool = True, tmp: Path | None = None
 ) -> None:
@@ -96,9 +104,7 @@ def write_atomic(
     tmp = temp_path(path) if tmp is None else tmp
     fd = create_fresh(tmp, mode)
     try:
-        view = memoryview(data)
-        while view:  # a short write is continued, not lost
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fsync(fd)
         rename_into_place(None, tmp, path, durable=sync_name)
     except BaseException:
@@ -117,5 +123,6 @@ __all__ = [
     "rename_into_place",
     "sync_dir",
     "temp_path",
+    "write_all",
     "write_atomic",
 ]

@@ -24,7 +24,7 @@ from ..core.names import JOURNAL_NAME
 from ..core.redact import redact_url
 from ..core.targets import target_key
 from ..errors import FileError, Result
-from .atomic import NOFOLLOW
+from .atomic import NOFOLLOW, write_all
 
 # A batch is synced and journaled when it reaches this many files or this age.
 BATCH_FILES = 256
@@ -272,9 +272,7 @@ def _sync_and_append(fd: int, data_fd: int | None, data: bytes) -> None:
     if data_fd is not None:
         _syncfs(data_fd)
     _syncfs(fd)
-    view = memoryview(data)
-    while view:  # a short write would tear the last line
-        view = view[os.write(fd, view) :]
+    write_all(fd, data)  # a short write would tear the last line
     os.fsync(fd)
 
 

@@ -22,6 +22,7 @@ from ..core.events import ProgressCallback
 from ..core.redact import redact_url
 from ..errors import Result, UsageError
 from ..results import DownloadResult
+from ..storage.atomic import write_all
 from ..storage.files import file_error
 
 if TYPE_CHECKING:
@@ -38,12 +39,6 @@ def is_special(path: Path) -> bool:
     except OSError:
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _check_special(request: DownloadRequest, url: str) -> None:
@@ -97,7 +92,7 @@ async def run_into_special(
                 if verifier is not None:
                     verifier.update(chunk)
                 try:
-                    await asyncio.to_thread(_write_all, fd, chunk)
+                    await asyncio.to_thread(write_all, fd, chunk)
                 except OSError as exc:
                     raise file_error(exc, req.path, "write", _WRITE, url) from exc
                 size += len(chunk)
