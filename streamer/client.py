@@ -26,7 +26,6 @@ from .config import ClientConfig
 from .core.checksum import Checksum
 from .core.decode import ACCEPT_ENCODING
 from .core.events import ProgressCallback
-from .core.manifest import Job
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .environment import plain_environment
@@ -35,15 +34,16 @@ from .http.bodies import Body, FilePart, MultipartBody, Source, TextPart, make_b
 from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, TusResult, UploadResult
 from .s3client import S3Uploads
-from .transfer.bulk import BulkOptions
 from .transfer.download import DownloadRequest, run_download
-from .transfer.handover import BulkRun
 from .transfer.special import is_special, run_into_special
 from .transfer.upload import UploadRequest, expect_headers, run_upload
 
 if TYPE_CHECKING:
+    from .core.manifest import Job
     from .http.engine import Engine
     from .http.stream import Stream
+    from .transfer.bulk import BulkOptions
+    from .transfer.handover import BulkRun
 
 DEFAULT_FETCH_LIMIT = 64 << 20
 
@@ -299,8 +299,9 @@ class Client(S3Uploads):
 
         With ``journal`` (a path), completed files are recorded there and skipped next time.
         """
-        from .storage.journal import Journal
-        from .transfer.bulk import as_jobs, download_many
+        from .storage.journal import Journal  # bulk's parts load with the first bulk run
+        from .transfer.bulk import BulkOptions, as_jobs, download_many
+        from .transfer.handover import BulkRun
 
         log = None
         if journal is not None:

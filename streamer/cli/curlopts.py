@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 import argparse
-import email.utils
 import os
 import re
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from .output import say
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:
@@ -107,6 +108,8 @@ def time_cond_headers(text: str | None) -> dict[str, str]:
     If-Unmodified-Since (RFC 9110 13.1.3, 13.1.4). An existing file wins over a date."""
     if text is None:
         return {}
+    import email.utils  # -z only: email and datetime are start-up otherwise
+
     name = "If-Modified-Since"
     if text.startswith("-"):
         name, text = "If-Unmodified-Since", text[1:]
@@ -119,6 +122,8 @@ def time_cond_headers(text: str | None) -> dict[str, str]:
 
 
 def _file_time(text: str) -> datetime | None:
+    from datetime import UTC, datetime
+
     try:
         mtime = os.stat(text).st_mtime
     except (OSError, ValueError):
@@ -127,6 +132,9 @@ def _file_time(text: str) -> datetime | None:
 
 
 def _parse_date(text: str) -> datetime | None:
+    import email.utils
+    from datetime import UTC, datetime
+
     try:
         when = email.utils.parsedate_to_datetime(text)  # RFC 9110 5.6.7 HTTP-date
     except (TypeError, ValueError, IndexError):

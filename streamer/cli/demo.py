@@ -28,12 +28,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..core.sizes import format_size
 from ..core.tus_server import TUS_DIR
 from ..errors import UsageError
-from .options import size_arg
 
 BLOCK = 1 << 20
 
@@ -285,9 +283,3 @@ def _size(path: Path) -> int:
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def add_parser(sub: Any) -> None:
-    demo = sub.add_parser("demo", help="serve a generated file locally and download it")
-    demo.add_argument("--size", type=size_arg, default=1 << 30, metavar="SIZE")
-    demo.add_argument("--dir", metavar="DIR", help="work directory (default: a temporary one)")

@@ -6,17 +6,9 @@ import argparse
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..client import Client
-from ..core.checksum import Checksum
-from ..core.retry import RetryPolicy
-from ..core.s3 import is_s3_url
 from ..errors import Result, StreamerError, UsageError, exit_code
-from ..results import DownloadResult
-from ..sync import run
-from . import contract
-from .contract import Mode
 from .curlopts import (
     add_get_options,
     apply_silence,
@@ -35,8 +27,10 @@ from .options import (
     size_arg,
 )
 from .output import error_line, report_failure, report_success, wants_bar
-from .s3 import add_endpoint_options, presigned_get
-from .signals import stop_on_sigterm
+from .s3 import add_endpoint_options
+
+if TYPE_CHECKING:
+    from ..results import DownloadResult
 
 # The parser's defaults and each option's flag, for the contract check (see contract.py).
 GET_DEFAULTS: dict[str, Any] = {}
@@ -170,6 +164,8 @@ def add_parser(sub: Any) -> None:
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if (args.url is None) == (args.input_file is None):
         parser.error("give one URL, or -i MANIFEST")
+    from . import contract  # its table of dataclasses: after the parse (see main.py)
+
     apply_silence(args)
     try:
         mode = contract.check(args, GET_DEFAULTS, GET_NAMES)
@@ -180,7 +176,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     except OSError as exc:
         error_line(args, f"--create-dirs: {exc}")
         return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
-    if mode is Mode.MANY:
+    if mode is contract.Mode.MANY:
         if args.dask is not None:
             from .dask import run_dask
 
@@ -192,6 +188,9 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 
 
 def run_get(args: argparse.Namespace) -> int:
+    from ..core.s3 import is_s3_url
+    from ..sync import run  # the runner (asyncio, the client) loads after the parse
+
     url = args.url
     to_stdout = args.output == "-"
     path = Path("-") if to_stdout else default_output(url, args.output, args.output_dir)
@@ -204,6 +203,8 @@ def run_get(args: argparse.Namespace) -> int:
     fetch_url, resume_key = url, None
     try:
         if is_s3_url(url):  # a presigned GET: the whole download path, --split included
+            from .s3 import presigned_get
+
             fetch_url, resume_key = presigned_get(url, args.endpoint_url, args.region)
         result = run(_download(args, (fetch_url, resume_key), path, bar, to_stdout))
     except StreamerError as exc:
@@ -227,6 +228,11 @@ async def _download(
     to_stdout: bool,
 ) -> DownloadResult:
     """`target`: the URL to fetch, and what names its partial download across runs."""
+    from ..client import Client
+    from ..core.checksum import Checksum
+    from ..core.retry import RetryPolicy
+    from .signals import stop_on_sigterm
+
     stop_on_sigterm()
     url, resume_key = target
     config = replace(client_config(args, accept_gzip=args.compressed), limit_rate=args.limit_rate)

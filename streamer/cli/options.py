@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import ClientConfig
 from ..core.redact import redact_url
 from ..core.sizes import parse_size
 from ..errors import UsageError
 from .curlopts import add_output_options
+
+if TYPE_CHECKING:
+    from ..config import ClientConfig
 
 USAGE_EXIT = 2
 
@@ -145,6 +148,8 @@ def parse_headers(lines: list[str], url: str = "") -> dict[str, str]:
 
 def client_config(args: argparse.Namespace, *, accept_gzip: bool = False) -> ClientConfig:
     """The client options that the transfer flags describe."""
+    from ..config import ClientConfig  # its dataclasses load with the runner, not the parser
+
     return ClientConfig(
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,

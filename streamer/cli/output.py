@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.redact import redact_text, redact_url
 from ..core.sizes import format_size
 from ..core.text import printable
 from ..errors import StreamerError, evolve, exit_code
-from ..results import DownloadResult
+
+if TYPE_CHECKING:
+    from ..results import DownloadResult
 
 
 def say(line: str) -> None:

@@ -8,18 +8,15 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..client import Client
-from ..core.retry import RetryPolicy
-from ..core.s3 import DEFAULT_PART_SIZE, is_s3_url, parse_s3_url
 from ..core.sizes import format_size
 from ..errors import StreamerError, UsageError
-from ..results import S3UploadResult
-from ..sync import run
 from .options import USAGE_EXIT, client_config, count_arg, size_arg
 from .output import error_line, report_failure
-from .signals import stop_on_sigterm
+
+if TYPE_CHECKING:
+    from ..results import S3UploadResult
 
 # A presigned GET for `get s3://` lives this long: long enough for a slow large download
 # whose ranges (--split) and retries all reuse the same URL.
@@ -43,7 +40,7 @@ def add_put_options(put: argparse.ArgumentParser) -> None:
     s3.add_argument(
         "--part-size",
         type=size_arg,
-        default=DEFAULT_PART_SIZE,
+        # None: core.s3's DEFAULT_PART_SIZE, resolved when the upload runs (see main.py)
         metavar="SIZE",
         help="multipart part size (default 16M; grown to stay within 10,000 parts)",
     )
@@ -65,6 +62,8 @@ def add_put_options(put: argparse.ArgumentParser) -> None:
 def route_put(args: argparse.Namespace) -> int | None:
     """`put` to s3:// or with --s3-presigned: run it, and give its exit code; None for any
     other URL (the caller sends the file as usual)."""
+    from ..core.s3 import is_s3_url  # dataclasses, xml: after the parse (see main.py)
+
     presigned = args.s3_presigned
     if (args.url is None) == (presigned is None):
         raise UsageError("give FILE URL, or --s3-presigned PLAN.json FILE")
@@ -79,6 +78,12 @@ def route_put(args: argparse.Namespace) -> int | None:
 
 def run_s3_put(args: argparse.Namespace) -> int:
     """`put` to s3:// or through a presigned plan; one line (or JSON) on success."""
+    from ..client import Client  # the runner loads after the parse (see main.py)
+    from ..core.retry import RetryPolicy
+    from ..core.s3 import DEFAULT_PART_SIZE
+    from ..sync import run
+    from .signals import stop_on_sigterm
+
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     label = args.url or args.file
 
@@ -95,7 +100,7 @@ def run_s3_put(args: argparse.Namespace) -> int:
                 args.url,
                 endpoint_url=args.endpoint_url,
                 region=args.region,
-                part_size=args.part_size,
+                part_size=DEFAULT_PART_SIZE if args.part_size is None else args.part_size,
                 parallel=max(1, args.jobs),
                 retry=retry,
                 resume=not args.no_resume,
@@ -143,7 +148,7 @@ def _report(args: argparse.Namespace, result: S3UploadResult) -> None:
 def presigned_get(url: str, endpoint_url: str | None, region: str | None) -> tuple[str, str]:
     """The presigned http(s) URL that fetches ``s3://B/K`` (credentials from the environment),
     and the object's unsigned URL, which names the download across runs (for resuming)."""
-    from ..core.s3 import resolve_credentials, resolve_endpoint
+    from ..core.s3 import parse_s3_url, resolve_credentials, resolve_endpoint
     from ..http.s3sign import presign_url, require_signer
 
     location = parse_s3_url(url)

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Result, StreamerError, UsageError
-from ..sync import run
 from .options import count_arg, port_arg, seconds_arg, size_arg
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from ..server.app import serve  # aiohttp: loaded only by the commands using it
+    from ..sync import run
 
     root = Path(args.directory)
     if not root.is_dir():

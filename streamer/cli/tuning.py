@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import sys
 
 # mallopt parameters from glibc's <malloc.h>.
@@ -23,7 +22,9 @@ def tune_malloc(mmap_threshold: int = 32 << 20, trim_threshold: int = 128 << 20)
     if not sys.platform.startswith("linux"):
         return False
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # The running process's own symbols, libc's included: `ctypes.util.find_library`
+        # would import subprocess and run ldconfig (about 20 ms of start-up).
+        libc = ctypes.CDLL(None)
         ok = libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
         return bool(ok and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1)
     return False

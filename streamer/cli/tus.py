@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from ..client import Client
-from ..core.retry import RetryPolicy
 from ..core.sizes import format_size
 from ..core.tus import CHECKSUM_ALGORITHMS, parse_meta_arg
 from ..errors import StreamerError, UsageError
-from ..results import TusResult
-from ..sync import run
 from .options import client_config, parse_headers, size_arg
 from .output import report_failure, wants_bar
-from .signals import stop_on_sigterm
+
+if TYPE_CHECKING:
+    from ..results import TusResult
 
 
 def add_tus_options(put: argparse.ArgumentParser) -> None:
@@ -40,6 +38,13 @@ def add_tus_options(put: argparse.ArgumentParser) -> None:
 
 def run_tus_command(args: argparse.Namespace) -> int:
     """put --tus: exit 0 with the upload URL on stdout, or one line and the failure's code."""
+    import asyncio
+
+    from ..client import Client  # the runner loads after the parse (see main.py)
+    from ..core.retry import RetryPolicy
+    from ..sync import run
+    from .signals import stop_on_sigterm
+
     try:
         config = client_config(args)
         headers = parse_headers(args.header, args.url)

@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import stat
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..client import Client
-from ..core.formspec import curl_content_type, parse_form_arg
-from ..core.multipart import DEFAULT_FILE_TYPE
-from ..core.retry import RetryPolicy
 from ..core.sizes import format_size
 from ..core.wire import with_file_name
 from ..errors import StreamerError
-from ..http.bodies import FilePart, Source, TextPart
-from ..results import UploadResult
-from ..sync import run
 from . import s3
 from .curlopts import emit_write_out
 from .options import USAGE_EXIT, add_transfer_options, client_config, parse_headers
 from .output import error_line, report_failure, say, wants_bar
-from .signals import stop_on_sigterm
 from .tus import add_tus_options, run_tus_command
+
+if TYPE_CHECKING:
+    from ..http.bodies import FilePart, Source, TextPart
+    from ..results import UploadResult
 
 
 def add_upload_commands(sub: Any) -> None:
@@ -73,6 +68,11 @@ def run_upload_command(args: argparse.Namespace) -> int:
             error_line(args, f"{what} does not apply to --tus uploads")
             return USAGE_EXIT
         return run_tus_command(args)
+    from ..client import Client  # the runner loads after the parse (see main.py)
+    from ..core.retry import RetryPolicy
+    from ..sync import run
+    from .signals import stop_on_sigterm
+
     config = client_config(args)
     headers = parse_headers(args.header, args.url)
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
@@ -136,6 +136,8 @@ def put_source(url: str, file: str) -> tuple[str, Source]:
 
 async def _stdin_chunks() -> AsyncIterator[bytes]:
     """Standard input in reads of up to 1 MiB, off the event loop (a pipe may block)."""
+    import asyncio
+
     fd = sys.stdin.fileno()
     while chunk := await asyncio.to_thread(os.read, fd, 1 << 20):
         yield chunk
@@ -144,6 +146,10 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
 def form_parts(specs: list[str]) -> list[TextPart | FilePart]:
     """The -F list as curl builds it: parts in the order given, a part with a file name typed
     by its extension (curl's table) unless ``type=`` says otherwise."""
+    from ..core.formspec import curl_content_type, parse_form_arg
+    from ..core.multipart import DEFAULT_FILE_TYPE
+    from ..http.bodies import FilePart, TextPart
+
     parts: list[TextPart | FilePart] = []
     for spec in specs:
         arg = parse_form_arg(spec)

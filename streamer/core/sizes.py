@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
 
 from streamer.errors import UsageError
 
@@ -53,6 +52,8 @@ def parse_size(text: str) -> int:
             f"unknown size suffix {match['suffix']!r} in {text!r} "
             "(use K, M, G, T, KiB, MiB, GiB, TiB, kB, MB, GB, TB or B)"
         )
+    from fractions import Fraction  # decimal and numbers: only when a size has a fraction
+
     return math.floor(Fraction(match["num"]) * multiplier)
 
 

@@ -17,11 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
-
-import aiofiles
-import aiofiles.threadpool
-from aiofiles.threadpool.binary import AsyncBufferedReader
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from ..core.multipart import (
     PART_TAIL,
@@ -36,6 +32,9 @@ from ..core.multipart import (
     part_head,
 )
 from ..errors import FileError, Result, SourceChangedError, UsageError
+
+if TYPE_CHECKING:  # aiofiles loads with the first file body: a download never needs it
+    from aiofiles.threadpool.binary import AsyncBufferedReader
 
 READ_SIZE = 1 << 20
 
@@ -164,6 +163,8 @@ class FileBody:
         )
 
     async def open(self) -> AsyncIterator[bytes]:
+        import aiofiles.threadpool
+
         size = self._identity[0]
         end = self._start + (self.length or 0)
         try:
