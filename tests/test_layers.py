@@ -9,6 +9,7 @@ A new package or top-level module fails here until its layer is decided in ALLOW
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,84 @@ def test_no_module_is_over_the_size_limit() -> None:
     assert not over, over
 
 
+# What a command line may load (streamer/cli/main.py). Start-up is part of every small transfer:
+# the parse alone (--version, --help, a usage error) runs no event loop and no I/O library, and a
+# command loads only what it uses. A name covers its submodules.
+PARSE_ONLY_LOADS_NONE_OF = (
+    "asyncio",
+    "aiohttp",
+    "aiofiles",
+    "tqdm",
+    "ssl",
+    "ctypes",
+    "email.utils",
+    "fractions",
+    "xml",
+    "streamer.client",
+    "streamer.sync",
+    "streamer.config",
+    "streamer.http",
+    "streamer.lane",
+    "streamer.storage",
+    "streamer.transfer",
+    "streamer.server",
+    "streamer.core.s3",
+    "streamer.cli.contract",
+    "streamer.cli.demo",
+)
+# Whatever the command: never the S3 signer's library, Dask, or another command's machinery.
+NO_COMMAND_LOADS = ("botocore", "dask", "distributed", "streamer.distributed", "streamer.cli.demo")
+# A plain download with the bar off: no bar, no threaded file reads, no bulk run, no server.
+GET_LOADS_NONE_OF = (
+    *NO_COMMAND_LOADS,
+    "tqdm",
+    "aiofiles",
+    "streamer.server",
+    "streamer.transfer.bulk",
+    "streamer.storage.journal",
+    "streamer.core.manifest",
+    "streamer.cli.bulk",
+    "streamer.cli.shards",
+)
+# An upload (plain or tus) with the bar off: no bar, no bulk run, no server, no download's lane.
+PUT_LOADS_NONE_OF = (
+    *NO_COMMAND_LOADS,
+    "tqdm",
+    "streamer.server",
+    "streamer.transfer.bulk",
+    "streamer.core.manifest",
+    "streamer.cli.bulk",
+)
+# Runs the command line in a fresh interpreter, then writes the names of the loaded modules.
+_LOADED = (
+    "import json, sys\n"
+    "from streamer.cli.main import main\n"
+    "code = main(sys.argv[2:])\n"
+    "with open(sys.argv[1], 'w') as f:\n"
+    "    json.dump(sorted(sys.modules), f)\n"
+    "raise SystemExit(code)\n"
+)
+
+
+def _loaded_by(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules `streamer ARGV` has loaded when it returns (it must exit 0 or 2)."""
+    names = tmp_path / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED, str(names), *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode in (0, 2), done.stderr[-800:]
+    return set(json.loads(names.read_text()))
+
+
+def _among(loaded: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if any(m == n or m.startswith(f"{n}.") for m in loaded))
+
+
 def test_the_command_line_loads_no_io_library_before_a_command_needs_it() -> None:
     """Building the parser loads neither aiohttp nor tqdm: a bulk run whose files all take the
     lane, and `--help`, never pay for them (about 0.2 s of start-up)."""
@@ -166,3 +245,40 @@ def test_the_command_line_loads_no_io_library_before_a_command_needs_it() -> Non
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("--version",), ("--help",), ("get", "--help"), ("put", "--help"), ("get", "--bogus")],
+    ids=" ".join,
+)
+def test_parsing_alone_loads_no_event_loop_and_no_runner(tmp_path: Path, argv: list[str]) -> None:
+    """--version, --help and a usage error end in the parser: no asyncio, no I/O library, no
+    client, transport, storage or server module, no S3, date or fraction parsing."""
+    loaded = _loaded_by(tmp_path, *argv)
+    assert _among(loaded, PARSE_ONLY_LOADS_NONE_OF) == []
+    assert "streamer.cli.get" in loaded  # the check saw the real parser
+
+
+def test_a_download_and_an_upload_load_only_what_they_use(tmp_path: Path) -> None:
+    """A plain `get` (bar off) loads no tqdm, aiofiles, bulk run, journal, manifest reader,
+    server, S3 library or Dask; `put` and `put --tus` load no tqdm, bulk run, server or Dask."""
+    from tests.helpers import ENV, ThreadedServer
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "small.bin").write_bytes(b"x" * 4096)
+    env = {**ENV, "XDG_STATE_HOME": str(tmp_path / "state")}
+    with ThreadedServer(root) as served:
+        base = served.rstrip("/")
+        get = _loaded_by(tmp_path, "get", f"{base}/small.bin", "-o", str(tmp_path / "f"), "-q")
+        assert (tmp_path / "f").read_bytes() == b"x" * 4096
+        put = _loaded_by(tmp_path, "put", str(root / "small.bin"), f"{base}/up.bin", "-q")
+        tus = _loaded_by(
+            tmp_path, "put", "--tus", str(root / "small.bin"), f"{base}/files/", "-q", env=env
+        )
+    assert (root / "up.bin").read_bytes() == b"x" * 4096
+    assert "aiohttp" in get and "streamer.transfer.download" in get  # it did download
+    assert _among(get, GET_LOADS_NONE_OF) == []
+    assert _among(put, PUT_LOADS_NONE_OF) == []
+    assert _among(tus, PUT_LOADS_NONE_OF) == []
