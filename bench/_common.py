@@ -1,5 +1,6 @@
 """Pieces shared by the benchmark scripts: one timed run, the work directory, the summary table
-and the JSON report (its ``env`` block)."""
+and its header, ratios and spread, the JSON report (its ``env`` block), and the earlier streamer
+that --prev compares against in the same alternating run."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -54,6 +58,62 @@ def print_rows(
         print(f"{name:{width}}" + "".join(f" {c:>10}" for c in cells))
 
 
+def banner(what: str) -> str:
+    """The lines that open every summary: what was measured, the exact command line, the date
+    (UTC) and the load average, so that a figure quoted from it says how and when."""
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    return f"\n{what}\ncommand: {shlex.join(sys.orig_argv)}\ndate: {when}, load average {load}"
+
+
+def ratio_lines(
+    summary: Mapping[str, Mapping[str, float]], key: str, pairs: list[tuple[str, str]]
+) -> dict[str, float]:
+    """``"a / b": summary[a][key] / summary[b][key]`` for each pair where both rows have `key`
+    (medians: the tables beside them show each row's min-max spread)."""
+    out: dict[str, float] = {}
+    for a, b in pairs:
+        top, base = summary.get(a, {}), summary.get(b, {})
+        if key in top and key in base and base[key]:
+            out[f"{a} / {b}"] = top[key] / base[key]
+    return out
+
+
+def print_ratios(ratios: Mapping[str, float], what: str) -> None:
+    for name, value in ratios.items():
+        print(f"{what} {name}: {value:.2f}x")
+
+
+def add_prev_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prev",
+        metavar="DIR",
+        help="an earlier streamer (DIR/streamer, e.g. /tmp/streamer_before): its rows run in"
+        " the same alternating rounds; a compiled copy is made in the work directory",
+    )
+
+
+def prepare_prev(prev: str, python: str, work: Path) -> str:
+    """The PYTHONPATH that runs `prev`'s streamer: a copy of DIR/streamer in `work`, compiled
+    (where PYTHONDONTWRITEBYTECODE is set, an uncompiled tree recompiles at every start, which
+    would charge the earlier code ~50 ms per command), and checked to be what ``python -P -m
+    streamer`` then imports. Without that check a run from a checkout's root measured the
+    checkout twice: ``-m`` puts the cwd before PYTHONPATH."""
+    src = Path(prev).resolve() / "streamer"
+    if not (src / "__init__.py").is_file():
+        sys.exit(f"--prev {prev}: no streamer/ package there")
+    dest = work / "prev"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(src, dest / "streamer", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([python, "-m", "compileall", "-q", str(dest)], check=True, capture_output=True)
+    probe = [python, "-P", "-c", "import streamer; print(streamer.__file__)"]
+    env = {**os.environ, "PYTHONPATH": str(dest)}
+    found = subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout
+    if not Path(found.strip()).is_relative_to(dest):
+        sys.exit(f"--prev {prev}: PYTHONPATH={dest} still imports {found.strip()}")
+    return str(dest)
+
+
 @contextmanager
 def work_dir(keep: Path | None, prefix: str) -> Iterator[Path]:
     """`keep` (created, kept afterwards), else a temporary directory under $BENCH_TMP."""
@@ -68,6 +128,7 @@ def work_dir(keep: Path | None, prefix: str) -> Iterator[Path]:
 def write_report(path: Path, args: argparse.Namespace, sections: Mapping[str, Any]) -> None:
     """Write ``{"env": ..., **sections}`` as indented JSON to `path`."""
     env = {
+        "command": sys.orig_argv,
         "args": vars(args),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

@@ -28,20 +28,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import GNU_TIME, Run, print_rows, work_dir, write_report
+from _common import (
+    GNU_TIME,
+    Run,
+    add_prev_option,
+    banner,
+    prepare_prev,
+    print_ratios,
+    print_rows,
+    ratio_lines,
+    work_dir,
+    write_report,
+)
 
 MiB = 1 << 20
 GiB = 1 << 30
 PAYLOAD = "payload.bin"
 UNITS = {"": 1, "k": 1 << 10, "m": MiB, "g": GiB, "t": 1 << 40}
+# -P: `-m` would put the cwd first on sys.path, so that a run from a checkout's root measured
+# that checkout in every streamer row, whatever --python or PYTHONPATH said.
 TOOLS = {
-    "streamer": "{python} -m streamer get {url} -o {out} --no-progress -q",
+    "streamer": "{python} -P -m streamer get {url} -o {out} --no-progress -q",
     "curl": "curl -s -o {out} {url}",
     # Durable against durable: streamer fsyncs before its rename; curl does not sync at all.
     "curl+sync": 'sh -c \'curl -s -o "$0" "$1" && sync "$0"\' {out} {url}',
-    # The same streamer command on another checkout: PYTHONPATH from --prev.
+    # The same streamer command on the earlier code of --prev (a compiled copy, see _common).
     "streamer-prev": (
-        "env PYTHONPATH={prev} {python} -m streamer get {url} -o {out} --no-progress -q"
+        "env PYTHONPATH={prev} {python} -P -m streamer get {url} -o {out} --no-progress -q"
     ),
     "wget": "wget -q -O {out} {url}",
     "aria2c": "aria2c -q -x1 -s1 --file-allocation=none -d {dir} -o {name} {url}",
@@ -74,7 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-dir", type=Path, help="work in DIR and keep it (payload is reused)")
     p.add_argument("--json", type=Path, help="write all runs and the summary here")
     p.add_argument("--python", default=sys.executable, help="interpreter for streamer")
-    p.add_argument("--prev", help="PYTHONPATH of an earlier streamer, for the streamer-prev tool")
+    add_prev_option(p)  # adds the streamer-prev row
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per run (120)")
     p.add_argument("--settle", type=float, default=2.0, help="pause after each run's sync (2)")
     p.add_argument("--budget", type=float, default=1800.0, help="start no run after this (s)")
@@ -205,8 +218,10 @@ def available(name: str, python: str, prev: str | None = None) -> str:
 
 
 def select_tools(args: argparse.Namespace) -> list[str]:
-    chosen = []
-    for name in filter(None, (t.strip() for t in args.tools.split(","))):
+    chosen, names = [], [t.strip() for t in args.tools.split(",") if t.strip()]
+    if args.prev and "streamer-prev" not in names:
+        names.append("streamer-prev")
+    for name in names:
         if name not in TOOLS:
             sys.exit(f"unknown tool {name!r}; choose from {', '.join(TOOLS)}")
         why = available(name, args.python, args.prev)
@@ -278,7 +293,7 @@ def one_run(name: str, rnd: int, b: Bench) -> Run:
         out=out,
         dir=b.out_dir,
         name=out.name,
-        prev=b.args.prev,
+        prev=b.args.prev_path,
     )
     status, wall, cpu, rss = measure(cmd, b.args.timeout, b.out_dir.parent / "rss.txt")
     want = b.digest if rnd == 0 else None
@@ -337,6 +352,19 @@ def summarize(runs: list[Run], size: int) -> dict[str, dict[str, float]]:
     return summary
 
 
+def ratios(summary: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Each streamer row's wall against curl as it is, against `curl && sync FILE` (durable
+    against durable: streamer fsyncs before its rename) and against the earlier code; CPU
+    against curl's."""
+    rows = [n for n in summary if n.startswith("streamer")]
+    pairs = [(n, peer) for n in rows for peer in ("curl", "curl+sync", "wget", "aria2c")]
+    pairs.append(("streamer", "streamer-prev"))
+    return {
+        "wall": ratio_lines(summary, "wall_median_s", pairs),
+        "cpu": ratio_lines(summary, "cpu_median_s", pairs),
+    }
+
+
 # fmt: off
 COLUMNS = (  # summary key, column title, number format
     ("runs", "runs", ".0f"), ("failed", "fail", ".0f"), ("wall_median_s", "wall med s", ".2f"),
@@ -348,7 +376,7 @@ COLUMNS = (  # summary key, column title, number format
 
 
 def print_table(summary: dict[str, dict[str, float]]) -> None:
-    print_rows(summary, COLUMNS, width=9)
+    print_rows(summary, COLUMNS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,13 +388,20 @@ def main(argv: list[str] | None = None) -> int:
         out_dir.mkdir(exist_ok=True)
         clear(out_dir)
         digest = ensure_payload(www, args.size)
+        args.prev_path = prepare_prev(args.prev, args.python, work) if args.prev else None
         with running_server(args, work, www) as url:
             runs = run_all(tools, Bench(args, url, out_dir, digest))
     summary = summarize(runs, args.size)
-    print(f"\n{args.size / MiB:.0f} MiB from {args.server} on 127.0.0.1, {args.runs} runs/tool")
+    rel = ratios(summary)
+    print(
+        banner(f"{args.size / MiB:.0f} MiB from {args.server} on 127.0.0.1, {args.runs} runs/tool")
+    )
     print_table(summary)
+    print_ratios(rel["wall"], "wall (median)")
+    print_ratios(rel["cpu"], "cpu (median)")
     if args.json:
-        write_report(args.json, args, {"summary": summary, "runs": [asdict(r) for r in runs]})
+        runs_ = [asdict(r) for r in runs]
+        write_report(args.json, args, {"summary": summary, "ratios": rel, "runs": runs_})
     return 0 if all(r.ok for r in runs) else 1
 
 
