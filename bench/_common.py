@@ -80,8 +80,9 @@ def ratio_lines(
 
 
 def print_ratios(ratios: Mapping[str, float], what: str) -> None:
+    prefix = f"{what} " if what else ""
     for name, value in ratios.items():
-        print(f"{what} {name}: {value:.2f}x")
+        print(f"{prefix}{name}: {value:.2f}x")
 
 
 def add_prev_option(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Run, med, print_rows, write_report
+from _common import (
+    Run,
+    add_prev_option,
+    banner,
+    med,
+    prepare_prev,
+    print_ratios,
+    print_rows,
+    ratio_lines,
+    write_report,
+)
 from _loopback import running_nginx, wait_quiet
 from bench_download import (
     PAYLOAD,
@@ -32,9 +42,12 @@ from bench_download import (
     parse_size,
 )
 
+SPLIT = "{python} -P -m streamer get {url} -o {out} --split {n} --no-progress -q"
 TOOLS = {
-    "streamer-split": "{python} -m streamer get {url} -o {out} --split {n} --no-progress -q",
-    "streamer-1": "{python} -m streamer get {url} -o {out} --no-progress -q",
+    "streamer-split": SPLIT,
+    "streamer-1": "{python} -P -m streamer get {url} -o {out} --no-progress -q",
+    # --prev: the same --split on the earlier code (a compiled copy, see _common.prepare_prev).
+    "streamer-split-prev": "env PYTHONPATH={prev} " + SPLIT,
     "aria2c-split": (
         "aria2c -q -x{n} -s{n} -k1M --file-allocation=none --console-log-level=error"
         " --auto-file-renaming=false --allow-overwrite=true -d {dir} -o {name} {url}"
@@ -54,6 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per run (120)")
     p.add_argument("--settle", type=float, default=1.0, help="pause after each run's sync (1)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for other benchmarks")
+    add_prev_option(p)  # adds the streamer-split-prev row
     return p.parse_args(argv)
 
 
@@ -61,9 +75,8 @@ def one_run(name: str, rnd: int, args: argparse.Namespace, target: tuple[str, Pa
     """One timed download of `target` (url, output dir, sha256; checked in round 0)."""
     url, out_dir, digest = target
     out = out_dir / f"{name}.out"
-    cmd = fill(
-        TOOLS[name], python=args.python, url=url, out=out, dir=out_dir, name=out.name, n=args.split
-    )
+    values = dict(python=args.python, url=url, out=out, dir=out_dir, name=out.name)
+    cmd = fill(TOOLS[name], **values, n=args.split, prev=args.prev_path)
     if not args.no_wait:
         wait_quiet()
     status, wall, cpu, rss = measure(cmd, args.timeout, out_dir.parent / "rss.txt")
@@ -97,16 +110,14 @@ def summarize(runs: list[Run], args: argparse.Namespace) -> dict[str, dict[str, 
 
 
 def ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
-    def wall(name: str) -> float | None:
-        return summary.get(name, {}).get("wall_median_s")
-
-    out = {}
-    split, one, aria = wall("streamer-split"), wall("streamer-1"), wall("aria2c-split")
-    if split and one:
-        out["speed-up split/1 stream (streamer-1 wall / streamer-split wall)"] = one / split
-    if split and aria:
-        out["streamer-split wall / aria2c-split wall"] = split / aria
-    return out
+    """Median walls: the speed-up over one stream, and --split against aria2c and the earlier
+    code (below 1.00x: streamer is faster)."""
+    speed_up = "speed-up split/1 stream (streamer-1 wall / streamer-split wall)"
+    one = ratio_lines(summary, "wall_median_s", [("streamer-1", "streamer-split")])
+    out = {speed_up: one["streamer-1 / streamer-split"]} if one else {}
+    pairs = [("streamer-split", "aria2c-split"), ("streamer-split", "streamer-split-prev")]
+    pairs.append(("streamer-split-prev", "aria2c-split"))
+    return out | {f"wall {k}": v for k, v in ratio_lines(summary, "wall_median_s", pairs).items()}
 
 
 # fmt: off
@@ -121,6 +132,8 @@ COLUMNS = (
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if args.prev and "streamer-split-prev" not in tools:
+        tools.append("streamer-split-prev")
     if unknown := [t for t in tools if t not in TOOLS]:
         sys.exit(f"unknown tools {unknown}; choose from {', '.join(TOOLS)}")
     if args.json:
@@ -133,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         www.mkdir()
         out_dir.mkdir()
         digest = ensure_payload(www, args.size)
+        args.prev_path = prepare_prev(args.prev, args.python, work) if args.prev else None
         runs: list[Run] = []
         location = f"limit_rate {args.rate};"
         with running_nginx(work, www, f"/{PAYLOAD}", location_extra=location) as base:
@@ -150,13 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(home)
     summary = summarize(runs, args)
     rel = ratios(summary)
-    print(
-        f"\n{args.size / MiB:.0f} MiB from nginx (limit_rate {args.rate} per connection), "
+    what = (
+        f"{args.size / MiB:.0f} MiB from nginx (limit_rate {args.rate} per connection), "
         f"--split {args.split}, {args.runs} runs/tool"
     )
+    print(banner(what))
     print_rows(summary, COLUMNS)
-    for key, value in rel.items():
-        print(f"{key}: {value:.2f}x")
+    print_ratios(rel, "")
     if args.json:
         runs_ = [asdict(r) for r in runs]
         write_report(args.json, args, {"summary": summary, "ratios": rel, "runs": runs_})
