@@ -22,20 +22,37 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Run, med, print_rows, tree_memory, write_report
+from _common import (
+    Run,
+    add_prev_option,
+    banner,
+    med,
+    prepare_prev,
+    print_ratios,
+    print_rows,
+    ratio_lines,
+    tree_memory,
+    write_report,
+)
 from _loopback import running_nginx, wait_quiet
-from bench_download import MiB, measure, parse_size
+from bench_download import MiB, fill, measure, parse_size
 
 JOURNAL = ".streamer-journal.jsonl"  # streamer's default journal in -d DIR
 STREAMER = (
-    "{python} -m streamer get -i {list} -d {out} -j {jobs} --max-per-host {jobs} --no-progress -q"
+    "{python} -P -m streamer get -i {list} -d {out} -j {jobs} --max-per-host {jobs}"
+    " --no-progress -q"
 )
+CURL = "curl --parallel --parallel-max {jobs} --output-dir {out} --remote-name-all -K {config} -s"
 TOOLS = {  # name: (command template, extra environment)
     "streamer": (STREAMER, {}),
     "streamer+uvloop": (STREAMER, {"STREAMER_LOOP": "uvloop"}),
     "streamer-1proc": (STREAMER + " --processes 1", {}),
-    "curl": (
-        "curl --parallel --parallel-max {jobs} --output-dir {out} --remote-name-all -K {config} -s",
+    "curl": (CURL, {}),
+    # Durable against durable: curl, then the output's file system synced (syncfs, as
+    # streamer's journal does once per batch), timed together.
+    "curl+sync": (
+        'sh -c \'curl --parallel --parallel-max "$1" --output-dir "$0" --remote-name-all'
+        ' -K "$2" -s && sync -f "$0"\' {out} {jobs} {config}',
         {},
     ),
     "aria2c": (
@@ -45,7 +62,7 @@ TOOLS = {  # name: (command template, extra environment)
     ),
     "wget": ("wget -i {list} -P {out} -q", {}),
 }
-DEFAULT_TOOLS = "streamer,streamer+uvloop,curl,aria2c,wget"
+DEFAULT_TOOLS = "streamer,streamer+uvloop,curl,curl+sync,aria2c,wget"
 
 
 @dataclass
@@ -90,6 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="empty one output directory between runs instead of a fresh one per run"
         " (slows every tool's file creation on ext4; see README)",
     )
+    add_prev_option(p)  # adds the streamer-prev row
     return p.parse_args(argv)
 
 
@@ -111,7 +129,7 @@ def select_tools(text: str) -> list[str]:
     for name in filter(None, (t.strip() for t in text.split(","))):
         if name not in TOOLS:
             sys.exit(f"unknown tool {name!r}; choose from {', '.join(TOOLS)}")
-        program = "python" if name.startswith("streamer") else name
+        program = "python" if name.startswith("streamer") else name.split("+")[0]
         if program != "python" and not shutil.which(program):
             print(f"skipping {name}: not found on PATH", file=sys.stderr)
             continue
@@ -211,7 +229,7 @@ def one_run(name: str, rnd: int, b: Bench) -> Run:
         out=out,
         jobs=args.jobs,
     )
-    cmd = [word.format(**values) for word in template.split()]
+    cmd = fill(template, **values)
     if not args.no_wait:
         wait_quiet()
     with environment(env):
@@ -291,15 +309,11 @@ def summarize(runs: list[Run], files: int, size: int) -> dict[str, dict[str, flo
 
 
 def ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
-    """files/s of each streamer row over aria2c's and curl's."""
-    out = {}
-    for name, row in summary.items():
-        if not name.startswith("streamer") or "files_per_s" not in row:
-            continue
-        for other in ("aria2c", "curl", "wget"):
-            if "files_per_s" in summary.get(other, {}):
-                out[f"{name} / {other}"] = row["files_per_s"] / summary[other]["files_per_s"]
-    return out
+    """files/s (median wall) of each streamer row over each peer's and the earlier code's."""
+    rows = [n for n in summary if n.startswith("streamer")]
+    peers = ("aria2c", "curl", "curl+sync", "wget", "streamer-prev")
+    pairs = [(n, peer) for n in rows for peer in peers if n != peer]
+    return ratio_lines(summary, "files_per_s", pairs)
 
 
 # fmt: off
@@ -335,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         names = sorted(digests)
+        if args.prev:  # the earlier code in the same rounds (a compiled copy, see _common)
+            TOOLS["streamer-prev"] = (
+                STREAMER,
+                {"PYTHONPATH": prepare_prev(args.prev, args.python, work)},
+            )
+            tools.append("streamer-prev")
         with running_nginx(work, www, f"/{names[0]}") as base:
             write_lists(work, base, names)
             bench = Bench(args, work, out, digests, set())
@@ -346,13 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, peak in peaks.items():
         summary[name] |= peak
     rel = ratios(summary)
-    print(
-        f"\n{args.files} files x {args.size} B from nginx on 127.0.0.1, -j {args.jobs}, "
+    what = (
+        f"{args.files} files x {args.size} B from nginx on 127.0.0.1, -j {args.jobs}, "
         f"{args.runs} runs/tool"
     )
+    print(banner(what))
     print_rows(summary, COLUMNS)
-    for key, value in rel.items():
-        print(f"files/s {key}: {value:.2f}x")
+    print_ratios(rel, "files/s")
     if args.json:
         runs_ = [asdict(r) for r in runs]
         write_report(args.json, args, {"summary": summary, "ratios": rel, "runs": runs_})
