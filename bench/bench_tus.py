@@ -29,7 +29,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Run, med, print_rows, work_dir, write_report
+from _common import (
+    Run,
+    add_prev_option,
+    banner,
+    med,
+    prepare_prev,
+    print_ratios,
+    print_rows,
+    ratio_lines,
+    work_dir,
+    write_report,
+)
 from bench_download import MiB, make_payload, measure, parse_size
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-dir", type=Path)
     p.add_argument("--json", type=Path)
     p.add_argument("--timeout", type=float, default=300.0)
+    add_prev_option(p)  # adds the streamer-prev row
     return p.parse_args(argv)
 
 
@@ -147,8 +159,10 @@ def curl_create(endpoint: str, size: int) -> str:
 def one_run(tool: str, args: argparse.Namespace, src: Path, endpoint: str, work: Path) -> Run:
     store = work / "store"
     before = set(store.iterdir())
-    if tool == "streamer":
-        cmd = [args.python, "-m", "streamer", "put", "--tus", str(src), endpoint, "-q"]
+    if tool.startswith("streamer"):  # -P: the cwd never shadows the streamer measured
+        cmd = [args.python, "-P", "-m", "streamer", "put", "--tus", str(src), endpoint, "-q"]
+        if tool == "streamer-prev":
+            cmd = ["env", f"PYTHONPATH={args.prev_path}", *cmd]
     elif tool == "curl":
         url = curl_create(endpoint, src.stat().st_size)
         cmd = [
@@ -188,7 +202,7 @@ def killed_and_rerun(
     via = f"http://127.0.0.1:{relay.endpoint_port}/files"
     size = src.stat().st_size
     env = {**os.environ, "XDG_STATE_HOME": str(work / "state-kill")}
-    cmd = [args.python, "-m", "streamer", "put", "--tus", str(src), via, "-q"]
+    cmd = [args.python, "-P", "-m", "streamer", "put", "--tus", str(src), via, "-q"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     while relay.count < args.kill_at * size and proc.poll() is None:
         time.sleep(0.005)
@@ -210,49 +224,81 @@ def killed_and_rerun(
     }
 
 
+def run_rounds(
+    tools: list[str], args: argparse.Namespace, src: Path, endpoint: str, work: Path
+) -> list[Run]:
+    """`runs` rounds against one server; odd rounds in reverse order (no tool always first)."""
+    runs: list[Run] = []
+    for rnd in range(args.runs):
+        for tool in tools if rnd % 2 == 0 else reversed(tools):
+            args.round = rnd
+            run = one_run(tool, args, src, endpoint, work)
+            print(
+                f"round {rnd + 1} {tool:14} {run.wall_s:6.2f} s  cpu {run.cpu_s:5.2f} s"
+                f"  rss {run.rss_mib:6.1f} MiB {run.error}",
+                file=sys.stderr,
+            )
+            runs.append(run)
+    return runs
+
+
+def summarize(runs: list[Run], tools: list[str]) -> dict[str, dict[str, float]]:
+    rows: dict[str, dict[str, float]] = {}
+    for tool in tools:
+        good = [r for r in runs if r.tool == tool and r.ok]
+        rows[tool] = {"runs": len(good), "failed": sum(r.tool == tool for r in runs) - len(good)}
+        if good:
+            walls = [r.wall_s for r in good]
+            rows[tool] |= {
+                "wall": med(walls),
+                "wall_min": min(walls),
+                "wall_max": max(walls),
+                "cpu": med([r.cpu_s for r in good]),
+                "rss": max(r.rss_mib for r in good),
+            }
+    return rows
+
+
+# fmt: off
+COLUMNS = (
+    ("runs", "runs", ".0f"), ("failed", "fail", ".0f"), ("wall", "wall med s", ".2f"),
+    ("wall_min", "min", ".2f"), ("wall_max", "max", ".2f"), ("cpu", "cpu med s", ".2f"),
+    ("rss", "RSS MiB", ".1f"),
+)
+# fmt: on
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tools = [t for t in args.tools.split(",") if t]
     if "curl" in tools and shutil.which("curl") is None:
         tools.remove("curl")
+    if args.prev and "streamer-prev" not in tools:
+        tools.append("streamer-prev")
     with work_dir(args.keep_dir, "bench-tus-") as work:
         os.environ["XDG_STATE_HOME"] = str(work / "state")  # streamer's remembered uploads
         src = work / "payload.bin"
         args.digest = make_payload(src, args.size)
-        runs: list[Run] = []
+        args.prev_path = prepare_prev(args.prev, args.python, work) if args.prev else None
         with tus_server(work / "store") as endpoint:
-            for rnd in range(args.runs):
-                for tool in tools:
-                    args.round = rnd
-                    run = one_run(tool, args, src, endpoint, work)
-                    print(
-                        f"round {rnd} {tool}: {run.wall_s:.2f} s, {run.rss_mib:.1f} MiB "
-                        f"{run.error}",
-                        file=sys.stderr,
-                    )
-                    runs.append(run)
+            runs = run_rounds(tools, args, src, endpoint, work)
             kill = killed_and_rerun(args, src, endpoint, work)
-        rows = {}
-        for tool in tools:
-            good = [r for r in runs if r.tool == tool and r.ok]
-            if good:
-                rows[tool] = {
-                    "wall": med([r.wall_s for r in good]),
-                    "cpu": med([r.cpu_s for r in good]),
-                    "rss": max(r.rss_mib for r in good),
-                }
-        print_rows(
-            rows, (("wall", "wall s", ".2f"), ("cpu", "cpu s", ".2f"), ("rss", "RSS MiB", ".1f"))
-        )
-        print(
-            f"killed at {kill['at_kill'] / MiB:.0f} MiB and rerun: server received "
-            f"{kill['ratio']:.3f}x the file (rerun rc {kill['rc']}: {kill['rerun']})"
-        )
-        if args.json is not None:
-            write_report(
-                args.json, args, {"runs": [asdict(r) for r in runs], "summary": rows, "kill": kill}
-            )
-    return 0
+    rows = summarize(runs, tools)
+    mine = [t for t in tools if t.startswith("streamer")]
+    pairs = [(s, p) for s in mine for p in tools if p not in mine] + [("streamer", "streamer-prev")]
+    rel = {k: ratio_lines(rows, k, pairs) for k in ("wall", "cpu")}
+    print(banner(f"{args.size / MiB:.0f} MiB to @tus/server on 127.0.0.1, {args.runs} runs/tool"))
+    print_rows(rows, COLUMNS)
+    print_ratios(rel["wall"], "wall (median)")
+    print_ratios(rel["cpu"], "cpu (median)")
+    print(
+        f"killed at {kill['at_kill'] / MiB:.0f} MiB and rerun: server received "
+        f"{kill['ratio']:.3f}x the file (rerun rc {kill['rc']}: {kill['rerun']})"
+    )
+    if args.json is not None:
+        sections = {"runs": [asdict(r) for r in runs], "summary": rows, "ratios": rel}
+        write_report(args.json, args, sections | {"kill": kill})
+    return 0 if runs and all(r.ok for r in runs) else 1
 
 
 if __name__ == "__main__":
