@@ -194,6 +194,7 @@ GET_LOADS_NONE_OF = (
     "streamer.core.manifest",
     "streamer.cli.bulk",
     "streamer.cli.shards",
+    "xml",
 )
 # An upload (plain or tus) with the bar off: no bar, no bulk run, no server, no download's lane.
 PUT_LOADS_NONE_OF = (

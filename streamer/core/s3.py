@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ..errors import ProtocolError, UsageError
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_PART_SIZE = 16 << 20
@@ -231,6 +233,8 @@ def parse_xml(body: bytes) -> ET.Element:
     """The root element of an S3 answer; a DTD, entity or unparsable body is a ProtocolError."""
     if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
         raise ProtocolError("refusing an S3 answer with a document type declaration")
+    import xml.etree.ElementTree as ET  # only S3 answers need it: not `get`'s start-up
+
     try:
         return ET.fromstring(body)
     except ET.ParseError as exc:
