@@ -84,7 +84,7 @@ class Client(S3Uploads):
         if self._engine_ is None:
             from .http.engine import Engine
 
-            self._engine_ = Engine(self.config, self.tls_context())
+            self._engine_ = Engine(self.config, self.tls_context)
         return self._engine_
 
     def plain_route(self, url: str) -> bool:

@@ -176,6 +176,20 @@ async def test_plain_http_server_is_tls_handshake_error(cafile: str, tmp_path: P
     assert info.value.exit_code == 35
 
 
+async def test_plain_http_never_loads_the_ca_store(tmp_path: Path) -> None:
+    """A client that only speaks plain http builds no TLS context (loading the system's CAs is
+    ~15 ms of every small command); its first https request builds it, and keeps it."""
+    (tmp_path / "f.bin").write_bytes(DATA)
+    async with running_server(tmp_path) as base, Client(**NO_ENV) as client:
+        await client.download(base + "f.bin", tmp_path / "got.bin")
+        assert (await client.fetch(base + "f.bin")).body == DATA
+        assert client._context is None
+        with pytest.raises(TLSError):
+            await client.fetch(base.replace("http://", "https://", 1) + "f.bin")
+        made = client._context
+        assert made is not None and client.tls_context() is made
+
+
 async def test_unreadable_cafile_is_usage_error(tmp_path: Path) -> None:
     """A cafile that does not exist is a UsageError naming it, raised when the client opens."""
     missing = str(tmp_path / "no-such-ca.pem")

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -41,8 +41,11 @@ from .stream import Stream, StreamOptions
 class Engine:
     """One aiohttp session and the environment's routes, for the life of one `Client`."""
 
-    def __init__(self, config: ClientConfig, context: ssl.SSLContext) -> None:
+    def __init__(self, config: ClientConfig, tls: Callable[[], ssl.SSLContext]) -> None:
+        """`tls` gives the client's one TLS context, made on the first request that needs it:
+        loading the system's CAs costs ~15 ms, which a plain http:// command never pays."""
         self.config = cfg = config
+        self._tls = tls
         self._session: aiohttp.ClientSession | None = make_session(
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
@@ -53,7 +56,6 @@ class Engine:
             limit_per_host=cfg.max_per_host,
             expect_timeout=cfg.expect_timeout,
             phases=cfg.report_phases,
-            ssl_context=context,
         )
         self.timeouts = Timeouts(cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout)
         # Proxy and ~/.netrc from the environment, looked up once per origin (see EnvRoutes).
@@ -175,6 +177,9 @@ class Engine:
             ctx.sending.append(data)
         with mapped_errors(url, timeouts=self.timeouts):
             proxy, proxy_headers, headers = self._route(url, headers)
+            # Every request that may do TLS (https, or any hop through a proxy) names the
+            # context itself: the connector's default (aiohttp's own) is never used.
+            tls = self._tls() if proxy is not None or url[:6].lower() == "https:" else True
             request = self._session.request(
                 method,
                 # The path and query byte for byte (core.wire): yarl would re-encode them.
@@ -184,6 +189,7 @@ class Engine:
                 allow_redirects=False,
                 proxy=proxy,
                 proxy_headers=proxy_headers,
+                ssl=tls,
                 trace_request_ctx=ctx,
                 timeout=timeout,
             )

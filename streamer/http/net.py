@@ -98,14 +98,14 @@ def make_session(
     limit_per_host: int = 0,
     expect_timeout: float = 1.0,
     phases: bool = True,
-    ssl_context: ssl.SSLContext,
 ) -> aiohttp.ClientSession:
     """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off.
 
     Keep ``trust_env`` False and pass what `EnvRoutes` finds with each request instead (aiohttp
-    would look the environment up again, in a thread, for every request).
+    would look the environment up again, in a thread, for every request). The TLS context
+    comes with each request that needs one (`Engine._request`), not with the connector.
     """
-    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=limit, limit_per_host=limit_per_host)
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host)
     # The connector's protocol factory is private; ours reads an early answer (lastwords.py).
     factory: Any = functools.partial(AnswerKeepingHandler, loop=asyncio.get_running_loop())
     connector._factory = factory
