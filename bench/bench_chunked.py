@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from streamer import Client
 from streamer.core.http1 import Dechunker, simple_request
@@ -82,7 +83,10 @@ def main() -> None:
     try:
         assert server.stdout is not None
         url = f"http://127.0.0.1:{server.stdout.readline().strip()}/x"
-        print(f"{size} bytes of one-byte chunks (client CPU seconds)")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _common import banner
+
+        print(banner(f"{size} bytes of one-byte chunks (client CPU seconds, one run each)"))
         print(f"  Dechunker alone: {dechunk_only(size):.2f}")
         print(f"  lane:            {asyncio.run(lane(url, size)):.2f}")
         print(f"  full engine:     {asyncio.run(engine(url, size)):.2f}")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import banner
 from _loopback import _free_port, _wait_ready, nginx_conf
 from bench_download import NGINX, fill, stop
 
@@ -193,7 +194,9 @@ def run(args: argparse.Namespace, work: Path, address: str, digests: dict[str, s
     check(dask_out, digests)
     per_shard = shard_overhead(address, work / "empty", args.rounds) if args.rounds else 0.0
     mib = args.files * args.size / (1 << 20)
-    print(f"{args.files} x {args.size // 1024} KiB ({mib:.0f} MiB), -j {args.jobs}:")
+    print(
+        banner(f"{args.files} x {args.size // 1024} KiB ({mib:.0f} MiB), -j {args.jobs}, one run:")
+    )
     print(f"  plain get -i          {plain:7.2f} s  {args.files / plain:7.0f} files/s")
     print(
         f"  --dask, 2 workers     {on_dask:7.2f} s  {args.files / on_dask:7.0f} files/s"

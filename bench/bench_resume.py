@@ -24,6 +24,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import banner
+
 PIECE = 1 << 20
 
 
@@ -147,6 +151,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-resume-") as tmp:
         report = asyncio.run(run(parse_size(args.size), args.cuts, Path(tmp)))
+    print(banner(f"{args.size} cut {args.cuts} times, one run"), file=sys.stderr)
     print(json.dumps(report, indent=1))
     ok = (
         report["exit"] == 0 and report["checksum_ok"] and float(str(report["sent_over_size"])) < 1.1
