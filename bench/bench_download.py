@@ -83,7 +83,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=parse_size, default=2 * GiB, help="payload size (2GiB)")
     p.add_argument("--runs", type=int, default=5, help="runs per tool (5)")
     p.add_argument("--server", choices=["nginx", "builtin"], default="nginx")
-    p.add_argument("--tools", default="streamer,curl,wget", help="comma list; also aria2c")
+    p.add_argument(
+        "--tools",
+        default="streamer,curl,curl+sync,wget",
+        help="comma list; also aria2c, streamer-prev (added by --prev)",
+    )
     p.add_argument("--keep-dir", type=Path, help="work in DIR and keep it (payload is reused)")
     p.add_argument("--json", type=Path, help="write all runs and the summary here")
     p.add_argument("--python", default=sys.executable, help="interpreter for streamer")
