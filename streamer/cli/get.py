@@ -27,7 +27,7 @@ from .options import (
     size_arg,
 )
 from .output import error_line, report_failure, report_success, wants_bar
-from .s3 import add_endpoint_options
+from .s3 import add_endpoint_options, presigned_get
 
 if TYPE_CHECKING:
     from ..results import DownloadResult
@@ -203,8 +203,6 @@ def run_get(args: argparse.Namespace) -> int:
     fetch_url, resume_key = url, None
     try:
         if is_s3_url(url):  # a presigned GET: the whole download path, --split included
-            from .s3 import presigned_get
-
             fetch_url, resume_key = presigned_get(url, args.endpoint_url, args.region)
         result = run(_download(args, (fetch_url, resume_key), path, bar, to_stdout))
     except StreamerError as exc:
