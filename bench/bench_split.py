@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if args.prev and "streamer-split-prev" not in tools:
         tools.append("streamer-split-prev")
+    if "streamer-split-prev" in tools and not args.prev:
+        sys.exit("streamer-split-prev needs --prev DIR (the earlier code to compare)")
     if unknown := [t for t in tools if t not in TOOLS]:
         sys.exit(f"unknown tools {unknown}; choose from {', '.join(TOOLS)}")
     if args.json:

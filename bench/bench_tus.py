@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         tools.remove("curl")
     if args.prev and "streamer-prev" not in tools:
         tools.append("streamer-prev")
+    if "streamer-prev" in tools and not args.prev:
+        sys.exit("streamer-prev needs --prev DIR (the earlier code to compare)")
     with work_dir(args.keep_dir, "bench-tus-") as work:
         os.environ["XDG_STATE_HOME"] = str(work / "state")  # streamer's remembered uploads
         src = work / "payload.bin"
