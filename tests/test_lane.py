@@ -776,6 +776,26 @@ async def test_leftover_part_without_sidecar_goes_to_the_full_engine(
     assert left_in(out) == {"p.bin"}
 
 
+async def test_target_that_is_a_directory_fails_23_and_is_left_alone(
+    client: Client, serve_lane: ServerFactory, tmp_path: Path
+) -> None:
+    """The lane does not stat a target first: a directory there is found by the rename
+    (EISDIR), the lane's `.part` goes, and the full engine fails the job (23, naming the
+    directory) with the directory and its contents untouched; the run's other job succeeds."""
+    srv = await serve_lane(files)
+    out = tmp_path / "out"
+    (out / "d.bin").mkdir(parents=True)
+    (out / "d.bin" / "keep").write_text("keep")
+    results = await run(client, [job(srv, "d.bin", 500), job(srv, "ok.bin", 500)], out)
+    by_name = {r.path.name: r for r in results}
+    bad = by_name["d.bin"]
+    assert bad.result is Result.DOWNLOAD_FILE_CANT_OPEN, bad
+    assert bad.error is not None and "directory" in str(bad.error)
+    assert by_name["ok.bin"].ok
+    assert left_in(out) == {"d.bin/keep", "ok.bin"}
+    assert (out / "d.bin" / "keep").read_text() == "keep"
+
+
 @pytest.mark.parametrize("how", ["cut", "checksum"])
 async def test_existing_target_replaced_only_by_a_complete_body(
     client: Client, serve_lane: ServerFactory, tmp_path: Path, how: str

@@ -745,7 +745,7 @@ def test_lane_part_lock_is_the_full_engines_lock() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         target = Path(d) / "t"
-        fd = _create_part(f"{target}.part", target)
+        fd = _create_part(f"{target}.part")
         assert fd is not None
         try:
             other = os.open(f"{target}.part", os.O_RDWR)
@@ -754,6 +754,6 @@ def test_lane_part_lock_is_the_full_engines_lock() -> None:
                     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
             finally:
                 os.close(other)
-            assert _create_part(f"{target}.part", target) is None  # O_EXCL: it exists
+            assert _create_part(f"{target}.part") is None  # O_EXCL: it exists
         finally:
             os.close(fd)

@@ -171,6 +171,20 @@ class Head:
             fields[name] = f"{fields[name]}, {value}" if name in fields else value
         return fields
 
+    def value(self, name: str) -> str | None:
+        """``fields.get(name)`` for a lower-case `name`, without building `fields`: the lane
+        asks each answer for its validator only, and the dict cost more than the whole parse."""
+        key = b"\r\n" + name.encode("ascii") + b":"
+        lowered = b"\r\n" + self.block.lower()  # offsets: lowered[i + 2] is block[i]
+        at = lowered.find(key)
+        if at < 0:
+            return None
+        if lowered.find(key, at + len(key)) >= 0:
+            return self.fields[name]  # repeated: joined as `fields` joins them
+        start = at + len(key) - 2
+        end = self.block.find(b"\r\n", start)
+        return self.block[start:end].strip(b" \t").decode("latin-1")
+
 
 def head_end(buf: bytes | bytearray) -> int:
     """The size of the head at the start of `buf` (through CRLF CRLF), or -1 if incomplete."""

@@ -20,6 +20,7 @@ import ssl
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from ..core.http1 import (
     MAX_HEAD,
@@ -95,8 +96,8 @@ class _Conn(asyncio.Protocol):
         self._url = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport has Transport's methods without being its subclass.
+        self.transport = cast(asyncio.Transport, transport)
 
     def exchange(
         self, request: bytes, sink: Sink, max_body: int, timeouts: Timeouts, url: str

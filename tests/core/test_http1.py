@@ -701,6 +701,20 @@ def test_head_round_trip(
     assert reusable(parsed, 0)
 
 
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.sampled_from(["ETag", "etag", "X-A", "x-a", "Vary"]), _values)),
+    st.sampled_from(["etag", "x-a", "vary", "last-modified"]),
+)
+def test_head_value_is_fields_get(fields: list[tuple[str, str]], name: str) -> None:
+    """`Head.value(name)` is `fields.get(name)` whatever the case of the names, repeated
+    fields (joined with ", ", RFC 9110 5.3) and white space around the values."""
+    request = request_head("/", "h", fields)
+    parsed = _parse(b"HTTP/1.1 200 OK\r\n" + request.split(b"\r\n", 1)[1])
+    assert parsed is not None
+    assert parsed.value(name) == parsed.fields.get(name)
+
+
 _SEGMENT_CHARS = "abcXYZ019-._~!$&'()*+,;=:@"
 _segments = st.text(alphabet=_SEGMENT_CHARS, max_size=8).filter(lambda s: s not in (".", ".."))
 
