@@ -590,7 +590,7 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
     """``/chunked/NAME``, ``/bigchunked/NAME`` (QUICK_MAX + 1 bytes), ``/gzipchunked/NAME``
     (another coding before chunked), ``/close/NAME``, ``/redirect/NAME`` (302 to /f/NAME),
     ``/big/NAME`` (QUICK_MAX + 1 bytes with Content-Length), ``/continue/NAME`` (100 then 200),
-    ``/f/NAME``."""
+    ``/continue1/NAME`` (both in one write), ``/split/NAME`` (the head in pieces), ``/f/NAME``."""
     kind, name = req.path.split("/")[1:3]
     if kind == "redirect":
         await conn.send(head("HTTP/1.1 302 Found", Location=f"/f/{name}", Content_Length=0))
@@ -608,6 +608,14 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
     if kind == "continue":
         await conn.send(b"HTTP/1.1 100 Continue\r\n\r\n", response(body), pause=0.02)
         return True
+    if kind == "continue1":  # the interim answer, the head and the body in one write
+        await conn.send(b"HTTP/1.1 100 Continue\r\n\r\n" + response(body))
+        return True
+    if kind == "split":  # the head cut inside a line, then inside its CRLF CRLF
+        whole = response(body)
+        end = whole.index(b"\r\n\r\n")
+        await conn.send(whole[:20], whole[20 : end + 3], whole[end + 3 :], pause=0.02)
+        return True
     await conn.send(response(body))
     return True
 
@@ -621,6 +629,8 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
         ("redirect", [("/redirect/x.bin", True), ("/redirect/x.bin", False), ("/f/x.bin", False)]),
         ("big", [("/big/x.bin", True), ("/big/x.bin", False)]),
         ("continue", [("/continue/x.bin", True)]),
+        ("continue1", [("/continue1/x.bin", True)]),
+        ("split", [("/split/x.bin", True)]),
     ],
     ids=[
         "coding-then-chunked",
@@ -629,6 +639,8 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
         "302",
         "over-quick-max",
         "100-continue",
+        "100-continue-same-read",
+        "head-in-three-reads",
     ],
 )
 async def test_answers_not_for_the_lane_are_handed_to_the_full_engine(
@@ -640,7 +652,8 @@ async def test_answers_not_for_the_lane_are_handed_to_the_full_engine(
 ) -> None:
     """Close-delimited, redirected and larger-than-QUICK_MAX answers (chunked or not), and a
     coding other than chunked, are asked again by the full engine (one extra request), and the
-    file is exact; a 100 Continue before the 200 is read past by the lane itself."""
+    file is exact; a 100 Continue before the 200 (in its own read or in the same one) is read
+    past by the lane itself, as is a head that arrives in pieces."""
     srv = await serve_lane(handoff_handler)
     r = only(await run(client, [Job(srv.url(f"/{kind}/x.bin"), path="x.bin")], tmp_path / "out"))
     assert r.ok and r.attempts == 1 and r.status == 200, r

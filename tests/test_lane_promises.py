@@ -477,6 +477,41 @@ async def test_timer_of_a_finished_exchange_never_touches_the_pooled_connection(
     assert [(r.conn, r.index) for r in srv.requests] == [(1, 1), (1, 2)]
 
 
+@pytest.mark.parametrize("timeouts", [(0.3, None), (None, 0.4), (5.0, 0.4)], ids=str)
+async def test_a_stall_on_a_reused_connection_is_timed_by_the_connections_timer(
+    lane_server: LaneFactory, timeouts: tuple[float | None, float | None]
+) -> None:
+    """One timer per connection, kept across exchanges: after a quick first exchange, a second
+    GET on the same connection that stalls mid-body still ends with TransferTimeout (read or
+    total timeout, whichever is set and comes first), and the connection is not reused."""
+
+    async def handler(req: Req, conn: Conn) -> bool:
+        if req.path.startswith("/stall"):
+            await conn.send(head(Content_Length=100) + b"x")
+            await conn.stall()
+            return False
+        await conn.send(response(req.file()[1]))
+        return True
+
+    srv = await lane_server(handler)
+    idle, total = timeouts
+    lane = Lane(Timeouts(5.0, idle, total), ssl.create_default_context)
+    try:
+        got = bytearray()
+        assert (await lane_get(lane, srv.url("/f/a.bin?size=50"), got.extend)).read
+        with pytest.raises(TransferTimeout, match="read timeout" if total is None else "total"):
+            await lane_get(lane, srv.url("/stall/x"), lambda _: None)
+        assert (await lane_get(lane, srv.url("/f/b.bin?size=50"), got.extend)).read
+    finally:
+        lane.close()
+    assert bytes(got) == body_for("a.bin", 50) + body_for("b.bin", 50)
+    assert [(r.path, r.conn, r.index) for r in srv.requests] == [
+        ("/f/a.bin", 1, 1),
+        ("/stall/x", 1, 2),
+        ("/f/b.bin", 2, 1),
+    ]
+
+
 async def test_connection_is_not_reused_after_a_timeout_or_a_sink_failure(
     lane_server: LaneFactory,
 ) -> None:

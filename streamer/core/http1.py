@@ -186,20 +186,20 @@ class Head:
         return self.block[start:end].strip(b" \t").decode("latin-1")
 
 
-def head_end(buf: bytes | bytearray) -> int:
-    """The size of the head at the start of `buf` (through CRLF CRLF), or -1 if incomplete."""
-    end = buf.find(b"\r\n\r\n")
-    return -1 if end < 0 else end + 4
+def head_end(buf: bytes | bytearray, start: int = 0) -> int:
+    """The size of the head at `start` in `buf` (through CRLF CRLF), or -1 if incomplete."""
+    end = buf.find(b"\r\n\r\n", start)
+    return -1 if end < 0 else end + 4 - start
 
 
-def parse_head(buf: bytes | bytearray, size: int) -> Head | None:
-    """Parse the first `size` bytes of `buf` as a response head; None if it is malformed.
+def parse_head(buf: bytes | bytearray, size: int, start: int = 0) -> Head | None:
+    """Parse the `size` bytes at `start` in `buf` as a response head; None if malformed.
 
     RFC 9112 2.2: lines end in CRLF, and obsolete line folding (a line starting with white
     space) is not accepted here. A malformed head is not judged here: the full engine asks
     again and reports it in its own words.
     """
-    data = bytes(buf[: size - 2])  # every line with its CRLF
+    data = bytes(buf[start : start + size - 2])  # every line with its CRLF
     first = data.find(b"\r\n")
     status_line = _STATUS_LINE.fullmatch(data, 0, first)
     if status_line is None or not _FIELD_LINES.fullmatch(data, first + 2):

@@ -701,6 +701,22 @@ def test_head_round_trip(
     assert reusable(parsed, 0)
 
 
+@settings(max_examples=200)
+@given(st.binary(max_size=40), st.binary(max_size=40), st.lists(st.tuples(_names, _values)))
+def test_head_at_an_offset_parses_as_alone(
+    before: bytes, after: bytes, fields: list[tuple[str, str]]
+) -> None:
+    """`head_end`/`parse_head` at `start` see exactly the head there: bytes before it (an
+    interim answer already read) and after it (the body in the same read) change nothing."""
+    request = request_head("/", "h", fields)
+    head = b"HTTP/1.1 200 OK\r\n" + request.split(b"\r\n", 1)[1]
+    before = before.replace(b"\r\n\r\n", b"")
+    buf = before + head + after
+    size = head_end(buf, len(before))
+    assert size == len(head) == head_end(head)
+    assert parse_head(buf, size, len(before)) == parse_head(head, size)
+
+
 @settings(max_examples=300)
 @given(
     st.lists(st.tuples(st.sampled_from(["ETag", "etag", "X-A", "x-a", "Vary"]), _values)),
