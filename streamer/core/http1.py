@@ -40,6 +40,8 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([\t -~\x80-\xff]
 # every field line of a head at once (a match per line cost most of the parse).
 _FIELD_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00\r\n]*\r\n)*")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
+# A framing field's line in the lower-cased field block preceded by CRLF: (name, raw value).
+_FRAMING_FIELD = re.compile(rb"\r\n(content-length|transfer-encoding|connection):([^\r]*)")
 _NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2 token
 _VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Request fields the lane writes itself or that change the meaning of the answer.
@@ -162,7 +164,7 @@ class Head:
     @cached_property
     def fields(self) -> dict[str, str]:
         """Lower-case names; repeated fields joined with ", " (RFC 9110 5.3). Built on first
-        use: a successful small download never needs more than `_framing` found."""
+        use: a successful small download never needs more than the parse found."""
         fields: dict[str, str] = {}
         for line in self.block.split(b"\r\n")[:-1]:
             raw_name, _, raw_value = line.partition(b":")
@@ -205,46 +207,35 @@ def parse_head(buf: bytes | bytearray, size: int, start: int = 0) -> Head | None
     if status_line is None or not _FIELD_LINES.fullmatch(data, first + 2):
         return None
     block = data[first + 2 :]
-    lowered = b"\r\n" + block.lower()  # names are case-insensitive (RFC 9110 5.1)
-    length, simple = _framing(lowered)
-    connection = _values(lowered, b"connection")
-    tokens = {t.strip(b" \t") for t in connection.split(b",")}
+    # Names are case-insensitive (RFC 9110 5.1); one scan finds the three framing fields.
+    found: dict[bytes, list[bytes]] = {b"content-length": [], b"transfer-encoding": []}
+    found[b"connection"] = []
+    for name, value in _FRAMING_FIELD.findall(b"\r\n" + block.lower()):
+        found[name].append(value.strip(b" \t"))
+    lengths, codings = found[b"content-length"], found[b"transfer-encoding"]
+    length = None if codings else _length(lengths)
+    tokens = {t.strip(b" \t") for t in b",".join(found[b"connection"]).split(b",")}
     keep_alive = b"close" not in tokens and (
         status_line.group(1) == b"1" or b"keep-alive" in tokens
     )
     reason = (status_line.group(3) or b"").decode("latin-1")
     status = int(status_line.group(2))
-    chunked = _values(lowered, b"transfer-encoding") == b"chunked" and length is None
-    chunked = chunked and b"\r\ncontent-length:" not in lowered
-    return Head(status, reason, block, length, keep_alive, simple, size, chunked)
+    # RFC 9112 6.3: chunked alone frames the body; with Content-Length too it is not simple.
+    chunked = b",".join(codings) == b"chunked" and not lengths
+    return Head(status, reason, block, length, keep_alive, length is not None, size, chunked)
 
 
-def _values(lowered: bytes, name: bytes) -> bytes:
-    """Every value of field `name` in the lower-cased lines (each preceded by CRLF), joined
-    with "," as a list (RFC 9110 5.3); b"" when absent. Lines were checked: no stray CR/LF."""
-    key = b"\r\n" + name + b":"
-    values = []
-    at = lowered.find(key)
-    while at >= 0:
-        start = at + len(key)
-        end = lowered.find(b"\r\n", start)
-        values.append(lowered[start:end].strip(b" \t"))
-        at = lowered.find(key, end)
-    return b",".join(values)
-
-
-def _framing(lowered: bytes) -> tuple[int | None, bool]:
-    """(Content-Length, simple). RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and
-    a list of differing lengths is an error; both, like a missing length, are not simple."""
-    if b"\r\ntransfer-encoding:" in lowered or b"\r\ncontent-length:" not in lowered:
-        return None, False
-    values = {v.strip(b" \t") for v in _values(lowered, b"content-length").split(b",")}
-    if len(values) != 1:
-        return None, False
-    value = values.pop()
-    if not _DIGITS.fullmatch(value):
-        return None, False
-    return int(value), True
+def _length(values: list[bytes]) -> int | None:
+    """The Content-Length of the field values `values` (each stripped), None when absent or
+    not simple. RFC 9112 6.3: a list of differing lengths is an error; a list of one repeated
+    length is that length. (Transfer-Encoding, which overrides it, is the caller's check.)"""
+    if not values:
+        return None
+    distinct = {v.strip(b" \t") for v in b",".join(values).split(b",")}
+    if len(distinct) != 1:
+        return None
+    value = distinct.pop()
+    return int(value) if _DIGITS.fullmatch(value) else None
 
 
 def reusable(head: Head, extra: int) -> bool:
