@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import urlsplit
 
@@ -71,6 +71,19 @@ class Origin:
     host: str  # for connect(): no brackets around an IPv6 literal
     port: int
     authority: str  # the Host field: host[:port], port only when not the default
+    # The lane looks an origin up several times per file (idle pool, hand-offs): its hash is
+    # made once, not from the four fields at every lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.scheme, self.host, self.port, self.authority)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Origin], tuple[str, str, int, str]]:
+        # Rebuilt, not restored: str hashes differ between processes (PYTHONHASHSEED).
+        return Origin, (self.scheme, self.host, self.port, self.authority)
 
 
 def simple_request(url: str) -> tuple[Origin, str] | None:

@@ -6,6 +6,8 @@ The lane accepts a narrow subset of HTTP/1.1 (RFC 9112) and says "not simple" (N
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -729,6 +731,21 @@ def test_head_value_is_fields_get(fields: list[tuple[str, str]], name: str) -> N
     parsed = _parse(b"HTTP/1.1 200 OK\r\n" + request.split(b"\r\n", 1)[1])
     assert parsed is not None
     assert parsed.value(name) == parsed.fields.get(name)
+
+
+@given(
+    st.tuples(st.sampled_from(["http", "https"]), _names, st.integers(1, 65535), _names),
+    st.tuples(st.sampled_from(["http", "https"]), _names, st.integers(1, 65535), _names),
+)
+def test_origin_is_a_value(a: tuple[str, str, int, str], b: tuple[str, str, int, str]) -> None:
+    """Origins are equal, and hash equal, exactly when their four fields are (the hash made
+    once must not make two equal origins two dict keys); pickling rebuilds one."""
+    one, two = Origin(*a), Origin(*b)
+    assert (one == two) == (a == b)
+    if a == b:
+        assert hash(one) == hash(two) and {one: 1}[two] == 1
+    assert pickle.loads(pickle.dumps(one)).__dict__ == one.__dict__
+    assert repr(one) == (f"Origin(scheme={a[0]!r}, host={a[1]!r}, port={a[2]}, authority={a[3]!r})")
 
 
 _SEGMENT_CHARS = "abcXYZ019-._~!$&'()*+,;=:@"
