@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import socket
@@ -792,3 +793,25 @@ def test_lane_part_lock_is_the_full_engines_lock() -> None:
             assert _create_part(f"{target}.part") is None  # O_EXCL: it exists
         finally:
             os.close(fd)
+
+
+async def test_lane_runs_under_uvloop(lane_server: LaneFactory, tmp_path: Path) -> None:
+    """STREAMER_LOOP=uvloop (the `fast` extra): the lane's protocol takes uvloop's transport
+    (no asyncio.Transport subclass) and a bulk run fetches every file on the lane, exact."""
+    if importlib.util.find_spec("uvloop") is None:
+        if os.environ.get("CI"):
+            pytest.fail("uvloop (streamer[fast], installed by .ci/setup) is missing")
+        pytest.skip("uvloop is not installed: pip install 'streamer[fast]'")
+    srv = await lane_server(files)
+    names = [f"u{i}.bin" for i in range(20)]
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("".join(f"{srv.url(f'/f/{n}?size=700')}\n" for n in names))
+    out = tmp_path / "out"
+    out.mkdir()
+    run = await streamer(
+        "get", "-i", str(manifest), "-d", str(out), "-q", env={"STREAMER_LOOP": "uvloop"}
+    )
+    assert run.rc == 0, run.err
+    assert run.err == ""
+    assert all((out / n).read_bytes() == body_for(n, 700) for n in names)
+    assert len(srv.requests) == len(names) and all(r.by_lane for r in srv.requests)
