@@ -590,7 +590,7 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
     """``/chunked/NAME``, ``/bigchunked/NAME`` (QUICK_MAX + 1 bytes), ``/gzipchunked/NAME``
     (another coding before chunked), ``/close/NAME``, ``/redirect/NAME`` (302 to /f/NAME),
     ``/big/NAME`` (QUICK_MAX + 1 bytes with Content-Length), ``/continue/NAME`` (100 then 200),
-    ``/f/NAME``."""
+    ``/continue1/NAME`` (both in one write), ``/split/NAME`` (the head in pieces), ``/f/NAME``."""
     kind, name = req.path.split("/")[1:3]
     if kind == "redirect":
         await conn.send(head("HTTP/1.1 302 Found", Location=f"/f/{name}", Content_Length=0))
@@ -608,6 +608,14 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
     if kind == "continue":
         await conn.send(b"HTTP/1.1 100 Continue\r\n\r\n", response(body), pause=0.02)
         return True
+    if kind == "continue1":  # the interim answer, the head and the body in one write
+        await conn.send(b"HTTP/1.1 100 Continue\r\n\r\n" + response(body))
+        return True
+    if kind == "split":  # the head cut inside a line, then inside its CRLF CRLF
+        whole = response(body)
+        end = whole.index(b"\r\n\r\n")
+        await conn.send(whole[:20], whole[20 : end + 3], whole[end + 3 :], pause=0.02)
+        return True
     await conn.send(response(body))
     return True
 
@@ -621,6 +629,8 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
         ("redirect", [("/redirect/x.bin", True), ("/redirect/x.bin", False), ("/f/x.bin", False)]),
         ("big", [("/big/x.bin", True), ("/big/x.bin", False)]),
         ("continue", [("/continue/x.bin", True)]),
+        ("continue1", [("/continue1/x.bin", True)]),
+        ("split", [("/split/x.bin", True)]),
     ],
     ids=[
         "coding-then-chunked",
@@ -629,6 +639,8 @@ async def handoff_handler(req: Req, conn: Conn) -> bool:
         "302",
         "over-quick-max",
         "100-continue",
+        "100-continue-same-read",
+        "head-in-three-reads",
     ],
 )
 async def test_answers_not_for_the_lane_are_handed_to_the_full_engine(
@@ -640,7 +652,8 @@ async def test_answers_not_for_the_lane_are_handed_to_the_full_engine(
 ) -> None:
     """Close-delimited, redirected and larger-than-QUICK_MAX answers (chunked or not), and a
     coding other than chunked, are asked again by the full engine (one extra request), and the
-    file is exact; a 100 Continue before the 200 is read past by the lane itself."""
+    file is exact; a 100 Continue before the 200 (in its own read or in the same one) is read
+    past by the lane itself, as is a head that arrives in pieces."""
     srv = await serve_lane(handoff_handler)
     r = only(await run(client, [Job(srv.url(f"/{kind}/x.bin"), path="x.bin")], tmp_path / "out"))
     assert r.ok and r.attempts == 1 and r.status == 200, r
@@ -774,6 +787,26 @@ async def test_leftover_part_without_sidecar_goes_to_the_full_engine(
     assert len(srv.requests) == 1 and not srv.requests[0].by_lane
     assert (out / "p.bin").read_bytes() == body_for("p.bin", 500)
     assert left_in(out) == {"p.bin"}
+
+
+async def test_target_that_is_a_directory_fails_23_and_is_left_alone(
+    client: Client, serve_lane: ServerFactory, tmp_path: Path
+) -> None:
+    """The lane does not stat a target first: a directory there is found by the rename
+    (EISDIR), the lane's `.part` goes, and the full engine fails the job (23, naming the
+    directory) with the directory and its contents untouched; the run's other job succeeds."""
+    srv = await serve_lane(files)
+    out = tmp_path / "out"
+    (out / "d.bin").mkdir(parents=True)
+    (out / "d.bin" / "keep").write_text("keep")
+    results = await run(client, [job(srv, "d.bin", 500), job(srv, "ok.bin", 500)], out)
+    by_name = {r.path.name: r for r in results}
+    bad = by_name["d.bin"]
+    assert bad.result is Result.DOWNLOAD_FILE_CANT_OPEN, bad
+    assert bad.error is not None and "directory" in str(bad.error)
+    assert by_name["ok.bin"].ok
+    assert left_in(out) == {"d.bin/keep", "ok.bin"}
+    assert (out / "d.bin" / "keep").read_text() == "keep"
 
 
 @pytest.mark.parametrize("how", ["cut", "checksum"])

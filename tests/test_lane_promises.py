@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import socket
@@ -477,6 +478,41 @@ async def test_timer_of_a_finished_exchange_never_touches_the_pooled_connection(
     assert [(r.conn, r.index) for r in srv.requests] == [(1, 1), (1, 2)]
 
 
+@pytest.mark.parametrize("timeouts", [(0.3, None), (None, 0.4), (5.0, 0.4)], ids=str)
+async def test_a_stall_on_a_reused_connection_is_timed_by_the_connections_timer(
+    lane_server: LaneFactory, timeouts: tuple[float | None, float | None]
+) -> None:
+    """One timer per connection, kept across exchanges: after a quick first exchange, a second
+    GET on the same connection that stalls mid-body still ends with TransferTimeout (read or
+    total timeout, whichever is set and comes first), and the connection is not reused."""
+
+    async def handler(req: Req, conn: Conn) -> bool:
+        if req.path.startswith("/stall"):
+            await conn.send(head(Content_Length=100) + b"x")
+            await conn.stall()
+            return False
+        await conn.send(response(req.file()[1]))
+        return True
+
+    srv = await lane_server(handler)
+    idle, total = timeouts
+    lane = Lane(Timeouts(5.0, idle, total), ssl.create_default_context)
+    try:
+        got = bytearray()
+        assert (await lane_get(lane, srv.url("/f/a.bin?size=50"), got.extend)).read
+        with pytest.raises(TransferTimeout, match="read timeout" if total is None else "total"):
+            await lane_get(lane, srv.url("/stall/x"), lambda _: None)
+        assert (await lane_get(lane, srv.url("/f/b.bin?size=50"), got.extend)).read
+    finally:
+        lane.close()
+    assert bytes(got) == body_for("a.bin", 50) + body_for("b.bin", 50)
+    assert [(r.path, r.conn, r.index) for r in srv.requests] == [
+        ("/f/a.bin", 1, 1),
+        ("/stall/x", 1, 2),
+        ("/f/b.bin", 2, 1),
+    ]
+
+
 async def test_connection_is_not_reused_after_a_timeout_or_a_sink_failure(
     lane_server: LaneFactory,
 ) -> None:
@@ -745,7 +781,7 @@ def test_lane_part_lock_is_the_full_engines_lock() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         target = Path(d) / "t"
-        fd = _create_part(f"{target}.part", target)
+        fd = _create_part(f"{target}.part")
         assert fd is not None
         try:
             other = os.open(f"{target}.part", os.O_RDWR)
@@ -754,6 +790,28 @@ def test_lane_part_lock_is_the_full_engines_lock() -> None:
                     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
             finally:
                 os.close(other)
-            assert _create_part(f"{target}.part", target) is None  # O_EXCL: it exists
+            assert _create_part(f"{target}.part") is None  # O_EXCL: it exists
         finally:
             os.close(fd)
+
+
+async def test_lane_runs_under_uvloop(lane_server: LaneFactory, tmp_path: Path) -> None:
+    """STREAMER_LOOP=uvloop (the `fast` extra): the lane's protocol takes uvloop's transport
+    (no asyncio.Transport subclass) and a bulk run fetches every file on the lane, exact."""
+    if importlib.util.find_spec("uvloop") is None:
+        if os.environ.get("CI"):
+            pytest.fail("uvloop (streamer[fast], installed by .ci/setup) is missing")
+        pytest.skip("uvloop is not installed: pip install 'streamer[fast]'")
+    srv = await lane_server(files)
+    names = [f"u{i}.bin" for i in range(20)]
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("".join(f"{srv.url(f'/f/{n}?size=700')}\n" for n in names))
+    out = tmp_path / "out"
+    out.mkdir()
+    run = await streamer(
+        "get", "-i", str(manifest), "-d", str(out), "-q", env={"STREAMER_LOOP": "uvloop"}
+    )
+    assert run.rc == 0, run.err
+    assert run.err == ""
+    assert all((out / n).read_bytes() == body_for(n, 700) for n in names)
+    assert len(srv.requests) == len(names) and all(r.by_lane for r in srv.requests)

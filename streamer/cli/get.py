@@ -73,8 +73,9 @@ def add_parser(sub: Any) -> None:
         "--processes",
         type=count_arg,
         metavar="N",
-        help="worker processes sharing the jobs (default: 2 when 2 CPUs are usable, for manifest"
-        " files of 1000 jobs or more; else 1)",
+        help="worker processes sharing the jobs (default for manifest files of 1000 jobs or"
+        " more: one per usable CPU while the summed RSS stays under 100 MiB and half of the"
+        " available memory; else 1)",
     )
     bulk.add_argument(
         "--dry-run",

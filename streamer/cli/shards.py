@@ -31,15 +31,12 @@ from typing import Any, TextIO
 
 from ..core.redact import redact_text
 from ..core.text import printable
+from ..core.workers import worker_count
 from ..errors import Result, StreamerError, exit_code
 from ..transfer.bulk import BulkOptions
 
 # Below this many jobs one process is enough (a worker costs a fork and a few ms).
 AUTO_MIN_JOBS = 1000
-# Each worker is a whole interpreter (RSS ~37 MiB at its peak, part of it shared with the
-# parent's 27): the parent and 2 workers peak at ~69 MiB summed RSS, 3 workers at ~138 MiB,
-# over the 100 MiB a bulk run promises (bench/README.md). --processes asks for more.
-AUTO_MAX_PROCESSES = 2
 PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages (only with a bar)
 _PR_SET_PDEATHSIG = 1
 
@@ -54,9 +51,38 @@ def shard_count(args: argparse.Namespace, total: int | None) -> int:
     wanted: int | None = args.processes
     if wanted is None:
         enough = total is not None and total >= AUTO_MIN_JOBS
-        wanted = min(_usable_cpus(), AUTO_MAX_PROCESSES) if enough else 1
+        wanted = auto_processes() if enough else 1
     caps: list[int] = [wanted, args.jobs, args.max_per_host, total or 1]
     return max(1, min(caps))
+
+
+def auto_processes() -> int:
+    """The automatic worker count for a large manifest: `core.workers.worker_count` of the
+    usable CPUs, this process's RSS now (after the manifest scan) and MemAvailable.
+    --processes N chooses instead."""
+    return worker_count(_usable_cpus(), _self_rss(), _mem_available())
+
+
+def _self_rss() -> int | None:
+    """This process's resident set size in bytes (VmRSS), None where /proc cannot tell."""
+    return _kib_field("/proc/self/status", "VmRSS:")
+
+
+def _mem_available() -> int | None:
+    """The memory the kernel estimates available without swapping (MemAvailable), in bytes."""
+    return _kib_field("/proc/meminfo", "MemAvailable:")
+
+
+def _kib_field(path: str, name: str) -> int | None:
+    """The "NAME: N kB" line of a /proc file, in bytes."""
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                if line.startswith(name):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _usable_cpus() -> int:
@@ -250,4 +276,13 @@ class Throttled:
             self.files = self.bytes = self.failed = 0
 
 
-__all__ = ["AUTO_MIN_JOBS", "Throttled", "emit", "run_sharded", "send", "shard_count", "share"]
+__all__ = [
+    "AUTO_MIN_JOBS",
+    "Throttled",
+    "auto_processes",
+    "emit",
+    "run_sharded",
+    "send",
+    "shard_count",
+    "share",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import urlsplit
 
@@ -40,6 +40,8 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([\t -~\x80-\xff]
 # every field line of a head at once (a match per line cost most of the parse).
 _FIELD_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00\r\n]*\r\n)*")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
+# A framing field's line in the lower-cased field block preceded by CRLF: (name, raw value).
+_FRAMING_FIELD = re.compile(rb"\r\n(content-length|transfer-encoding|connection):([^\r]*)")
 _NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2 token
 _VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Request fields the lane writes itself or that change the meaning of the answer.
@@ -69,6 +71,19 @@ class Origin:
     host: str  # for connect(): no brackets around an IPv6 literal
     port: int
     authority: str  # the Host field: host[:port], port only when not the default
+    # The lane looks an origin up several times per file (idle pool, hand-offs): its hash is
+    # made once, not from the four fields at every lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.scheme, self.host, self.port, self.authority)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Origin], tuple[str, str, int, str]]:
+        # Rebuilt, not restored: str hashes differ between processes (PYTHONHASHSEED).
+        return Origin, (self.scheme, self.host, self.port, self.authority)
 
 
 def simple_request(url: str) -> tuple[Origin, str] | None:
@@ -162,7 +177,7 @@ class Head:
     @cached_property
     def fields(self) -> dict[str, str]:
         """Lower-case names; repeated fields joined with ", " (RFC 9110 5.3). Built on first
-        use: a successful small download never needs more than `_framing` found."""
+        use: a successful small download never needs more than the parse found."""
         fields: dict[str, str] = {}
         for line in self.block.split(b"\r\n")[:-1]:
             raw_name, _, raw_value = line.partition(b":")
@@ -171,66 +186,69 @@ class Head:
             fields[name] = f"{fields[name]}, {value}" if name in fields else value
         return fields
 
+    def value(self, name: str) -> str | None:
+        """``fields.get(name)`` for a lower-case `name`, without building `fields`: the lane
+        asks each answer for its validator only, and the dict cost more than the whole parse."""
+        key = b"\r\n" + name.encode("ascii") + b":"
+        lowered = b"\r\n" + self.block.lower()  # offsets: lowered[i + 2] is block[i]
+        at = lowered.find(key)
+        if at < 0:
+            return None
+        if lowered.find(key, at + len(key)) >= 0:
+            return self.fields[name]  # repeated: joined as `fields` joins them
+        start = at + len(key) - 2
+        end = self.block.find(b"\r\n", start)
+        return self.block[start:end].strip(b" \t").decode("latin-1")
 
-def head_end(buf: bytes | bytearray) -> int:
-    """The size of the head at the start of `buf` (through CRLF CRLF), or -1 if incomplete."""
-    end = buf.find(b"\r\n\r\n")
-    return -1 if end < 0 else end + 4
+
+def head_end(buf: bytes | bytearray, start: int = 0) -> int:
+    """The size of the head at `start` in `buf` (through CRLF CRLF), or -1 if incomplete."""
+    end = buf.find(b"\r\n\r\n", start)
+    return -1 if end < 0 else end + 4 - start
 
 
-def parse_head(buf: bytes | bytearray, size: int) -> Head | None:
-    """Parse the first `size` bytes of `buf` as a response head; None if it is malformed.
+def parse_head(buf: bytes | bytearray, size: int, start: int = 0) -> Head | None:
+    """Parse the `size` bytes at `start` in `buf` as a response head; None if malformed.
 
     RFC 9112 2.2: lines end in CRLF, and obsolete line folding (a line starting with white
     space) is not accepted here. A malformed head is not judged here: the full engine asks
     again and reports it in its own words.
     """
-    data = bytes(buf[: size - 2])  # every line with its CRLF
+    data = bytes(buf[start : start + size - 2])  # every line with its CRLF
     first = data.find(b"\r\n")
     status_line = _STATUS_LINE.fullmatch(data, 0, first)
     if status_line is None or not _FIELD_LINES.fullmatch(data, first + 2):
         return None
     block = data[first + 2 :]
-    lowered = b"\r\n" + block.lower()  # names are case-insensitive (RFC 9110 5.1)
-    length, simple = _framing(lowered)
-    connection = _values(lowered, b"connection")
-    tokens = {t.strip(b" \t") for t in connection.split(b",")}
+    # Names are case-insensitive (RFC 9110 5.1); one scan finds the three framing fields.
+    found: dict[bytes, list[bytes]] = {b"content-length": [], b"transfer-encoding": []}
+    found[b"connection"] = []
+    for name, value in _FRAMING_FIELD.findall(b"\r\n" + block.lower()):
+        found[name].append(value.strip(b" \t"))
+    lengths, codings = found[b"content-length"], found[b"transfer-encoding"]
+    length = None if codings else _length(lengths)
+    tokens = {t.strip(b" \t") for t in b",".join(found[b"connection"]).split(b",")}
     keep_alive = b"close" not in tokens and (
         status_line.group(1) == b"1" or b"keep-alive" in tokens
     )
     reason = (status_line.group(3) or b"").decode("latin-1")
     status = int(status_line.group(2))
-    chunked = _values(lowered, b"transfer-encoding") == b"chunked" and length is None
-    chunked = chunked and b"\r\ncontent-length:" not in lowered
-    return Head(status, reason, block, length, keep_alive, simple, size, chunked)
+    # RFC 9112 6.3: chunked alone frames the body; with Content-Length too it is not simple.
+    chunked = b",".join(codings) == b"chunked" and not lengths
+    return Head(status, reason, block, length, keep_alive, length is not None, size, chunked)
 
 
-def _values(lowered: bytes, name: bytes) -> bytes:
-    """Every value of field `name` in the lower-cased lines (each preceded by CRLF), joined
-    with "," as a list (RFC 9110 5.3); b"" when absent. Lines were checked: no stray CR/LF."""
-    key = b"\r\n" + name + b":"
-    values = []
-    at = lowered.find(key)
-    while at >= 0:
-        start = at + len(key)
-        end = lowered.find(b"\r\n", start)
-        values.append(lowered[start:end].strip(b" \t"))
-        at = lowered.find(key, end)
-    return b",".join(values)
-
-
-def _framing(lowered: bytes) -> tuple[int | None, bool]:
-    """(Content-Length, simple). RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and
-    a list of differing lengths is an error; both, like a missing length, are not simple."""
-    if b"\r\ntransfer-encoding:" in lowered or b"\r\ncontent-length:" not in lowered:
-        return None, False
-    values = {v.strip(b" \t") for v in _values(lowered, b"content-length").split(b",")}
-    if len(values) != 1:
-        return None, False
-    value = values.pop()
-    if not _DIGITS.fullmatch(value):
-        return None, False
-    return int(value), True
+def _length(values: list[bytes]) -> int | None:
+    """The Content-Length of the field values `values` (each stripped), None when absent or
+    not simple. RFC 9112 6.3: a list of differing lengths is an error; a list of one repeated
+    length is that length. (Transfer-Encoding, which overrides it, is the caller's check.)"""
+    if not values:
+        return None
+    distinct = {v.strip(b" \t") for v in b",".join(values).split(b",")}
+    if len(distinct) != 1:
+        return None
+    value = distinct.pop()
+    return int(value) if _DIGITS.fullmatch(value) else None
 
 
 def reusable(head: Head, extra: int) -> bool:

@@ -23,7 +23,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from streamer.core.checksum import Checksum
@@ -167,12 +167,17 @@ class Job:
     headers: tuple[tuple[str, str], ...] = ()
     max_bytes: int | None = None
     line: int = 0  # 1-based line number in the manifest
+    # The name derived from the URL (when path is None), made once: `target_for` asks per job.
+    _url_name: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_url(self.url)
         if self.path is not None:
             object.__setattr__(self, "path", safe_relpath(self.path))
-        name = name_from_url(self.url) if self.path is None else self.path.rpartition("/")[2]
+            name = self.path.rpartition("/")[2]
+        else:
+            name = name_from_url(self.url)
+            object.__setattr__(self, "_url_name", name)
         why = reserved_reason(name)
         if why is not None:
             raise UsageError(why)
@@ -403,7 +408,7 @@ def parse_manifest(
 
 def target_for(job: Job) -> str:
     """The relative path `job` writes: its own path, else the name its URL suggests."""
-    return job.path if job.path is not None else name_from_url(job.url)
+    return job.path if job.path is not None else job._url_name
 
 
 def duplicates_of(lines: Iterable[str]) -> set[int]:

@@ -34,6 +34,7 @@ JOURNAL_NAME = ".streamer-journal.jsonl"
 _DASK_FILES = re.compile(
     r"\.streamer-(?:journal\.shard-[0-9]+\.jsonl|dask\.lock|dask-plan\.json(?:\.tmp)?)"
 )
+_LONGEST_SUFFIX_FIRST = sorted(HELPER_SUFFIXES, key=len, reverse=True)
 # A chosen name is cut to this, so that every helper name beside it fits NAME_MAX too.
 MAX_CHOSEN_BYTES = NAME_MAX - max(len(s) for s in HELPER_SUFFIXES)
 _MAX_BYTES = MAX_CHOSEN_BYTES
@@ -79,7 +80,9 @@ def reserved_reason(name: str) -> str | None:
     file: ``a.part`` is where ``a`` is written), or None when it may."""
     if name == JOURNAL_NAME or _DASK_FILES.fullmatch(name):
         return f"{name!r} is reserved for the run's journal"
-    for suffix in sorted(HELPER_SUFFIXES, key=len, reverse=True):
+    if not name.endswith(HELPER_SUFFIXES):
+        return None  # the common case, one call per job of a big manifest: no loop
+    for suffix in _LONGEST_SUFFIX_FIRST:
         if name.endswith(suffix) and len(name) > len(suffix):
             return f"{name!r} is reserved: streamer writes {suffix!r} files beside its targets"
     return None

@@ -4,9 +4,8 @@ aiohttp's request path costs about a third of a millisecond of Python per reques
 a 16 KiB transfer itself. For the common bulk case (a GET answered 200 with a small body
 framed by Content-Length or by chunks, or with an error status) this lane does the exchange
 with one protocol object per connection and hands each body piece straight to a sink (the
-partial file). It
-reads a body only when the caller's size cap allows it; for any other answer it stops and says
-so (`Reply.read` False, or `Handoff`), and the full engine asks again.
+partial file). It reads a body only when the caller's size cap allows it; for any other
+answer it stops and says so (`Reply.read` False, or `Handoff`), and the full engine asks again.
 
 This module is the error boundary for its own sockets: connection-level failures of an
 exchange become `StreamerError`s here; failures to connect at all become `Handoff`, so that
@@ -20,6 +19,7 @@ import ssl
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from ..core.http1 import (
     MAX_HEAD,
@@ -95,8 +95,8 @@ class _Conn(asyncio.Protocol):
         self._url = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport has Transport's methods without being its subclass.
+        self.transport = cast(asyncio.Transport, transport)
 
     def exchange(
         self, request: bytes, sink: Sink, max_body: int, timeouts: Timeouts, url: str
@@ -125,24 +125,34 @@ class _Conn(asyncio.Protocol):
         if self._head is not None:
             self._body(memoryview(data))
             return
-        self._buf += data
-        self._read_head()
-
-    def _read_head(self) -> None:
-        while True:
-            size = head_end(self._buf)
-            if size < 0:
+        if self._buf:  # a head begun in an earlier read
+            self._buf += data
+            if head_end(self._buf) < 0:
                 if len(self._buf) > MAX_HEAD:
                     self._fail(Handoff("response head too large"))
                 return
-            head = parse_head(self._buf, size)
+            data, self._buf = bytes(self._buf), bytearray()
+        self._read_head(data)
+
+    def _read_head(self, data: bytes) -> None:
+        """The answer's head from `data` (what came so far), the body bytes after it to the
+        sink. The common answer's head and body arrive in one read: nothing is copied."""
+        start = 0
+        while True:
+            size = head_end(data, start)
+            if size < 0:
+                self._buf += data[start:]  # the head so far, until more arrives
+                if len(self._buf) > MAX_HEAD:
+                    self._fail(Handoff("response head too large"))
+                return
+            head = parse_head(data, size, start)
             if head is None or head.status == 101:
                 self._fail(Handoff("response head not simple"))
                 return
+            start += size
             if head.status >= 200:
-                break
-            del self._buf[:size]  # RFC 9110 15.2: interim 1xx answers precede the final one
-        rest, self._buf = bytes(self._buf[size:]), bytearray()
+                break  # RFC 9110 15.2: interim 1xx answers precede the final one
+        rest = memoryview(data)[start:]
         self._head = head
         if head.status == 200 and head.simple and head.length is not None:
             if head.length > self._max_body:
@@ -151,7 +161,7 @@ class _Conn(asyncio.Protocol):
             self._left = head.length
         elif head.status == 200 and head.chunked:
             self._dechunk = Dechunker()
-            self._chunks(rest)
+            self._chunks(data[start:])
             return
         elif head.status >= 400 and head.simple and head.length is not None:
             if head.length > DRAIN_MAX:
@@ -161,7 +171,7 @@ class _Conn(asyncio.Protocol):
         else:
             self._finish(read=False)
             return
-        self._body(memoryview(rest))
+        self._body(rest)
 
     def _body(self, data: memoryview) -> None:
         if len(data) > self._left:
@@ -212,7 +222,8 @@ class _Conn(asyncio.Protocol):
             self._finish(read=True)
 
     def _finish(self, *, read: bool) -> None:
-        self._stop_timer()
+        # The timer stays: it finds no exchange when it fires (or re-arms for the next one),
+        # which costs less than a timer made and cancelled per exchange.
         if not self.reusable:
             self.close()
         waiter, head = self._waiter, self._head
@@ -220,7 +231,6 @@ class _Conn(asyncio.Protocol):
             waiter.set_result(Reply(head, read, self._received, self._over))
 
     def _fail(self, exc: BaseException) -> None:
-        self._stop_timer()
         self.close()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(exc)
@@ -254,16 +264,25 @@ class _Conn(asyncio.Protocol):
         return ConnectionLostError("server closed the connection", url=self._url, result=result)
 
     def _arm(self) -> None:
+        """Make sure a timer fires by the exchange's first idle or total limit: one armed
+        earlier (for an earlier exchange) is kept, as it re-arms from the last read."""
         idle, deadline = self._timeouts.idle, self._deadline
         when = None if idle is None else self._last + idle
         if deadline is not None:
             when = deadline if when is None else min(when, deadline)
-        if when is not None:
-            self._timer = self.loop.call_at(when, self._on_timer)
+        if when is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
-        # Re-armed from the last read rather than on every read: one timer per exchange.
+        # Re-armed from the last read rather than on every read: one timer per connection.
         self._timer = None
+        if self._waiter is None or self._waiter.done() or self.closed:
+            return  # between exchanges: nothing to time
         now, idle = self.loop.time(), self._timeouts.idle
         expired = self._deadline is not None and now >= self._deadline
         if self._draining and (expired or (idle is not None and now - self._last >= idle)):
@@ -290,6 +309,7 @@ class _Conn(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
+        self._stop_timer()
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()

@@ -10,6 +10,9 @@ story is the same, in the same order:
 3. only a complete body is renamed to ``T`` (fsynced first when the run is not journaled);
 4. on any failure the `.part` this call created is removed; ``T`` is never touched.
 
+Per file that is open, flock, write, rename and close: no stat. A target that is a directory
+is found by the rename itself (EISDIR), and the job goes to the full engine, which says so.
+
 `QuickPath.fetch` returns None whenever the full engine should do the job instead: the URL
 or headers are not simple, a partial from an earlier run exists (it is resumed there), the
 body is large or framed by neither Content-Length nor chunks, the answer is a redirect, or a
@@ -117,7 +120,7 @@ class QuickPath:
                 return None
             fields = [*merged, _IDENTITY]
         part = f"{path}.part"
-        fd = _create_part(part, path)
+        fd = _create_part(part)
         if fd is None:
             return None
         url = redact_url(job.url)
@@ -127,8 +130,8 @@ class QuickPath:
                 fd, job, _Ask(simple[0], simple[1], fields, url, part), throttle
             )
             if done is not None:
-                await self._publish(fd, part, path, url)
-                published = True
+                published = await self._publish(fd, part, path, url)
+                done = done if published else None
         finally:
             os.close(fd)  # the lock goes with it, after the rename
             if not published:
@@ -170,8 +173,8 @@ class QuickPath:
             verifier.check()
         if throttle is not None:
             await throttle(reply.size)
-        fields = reply.head.fields
-        validator = fields.get("etag") or fields.get("last-modified")
+        head = reply.head
+        validator = head.value("etag") or head.value("last-modified")
         return QuickDone(reply.size, job.checksum, validator)
 
     def _not_read(self, reply: Reply, job: Job, origin: Origin, url: str) -> None:
@@ -186,11 +189,14 @@ class QuickPath:
             BodyLimit(job.max_bytes, url).feed(job.max_bytes + 1)  # a chunked body too long
         self._handoffs[origin] = self._handoffs.get(origin, 0) + 1
 
-    async def _publish(self, fd: int, part: str, path: Path, url: str) -> None:
+    async def _publish(self, fd: int, part: str, path: Path, url: str) -> bool:
         """Rename the complete `.part` to the target while still holding its lock; with
-        no_clobber, link it instead, which fails rather than replace a file that appeared."""
+        no_clobber, link it instead, which fails rather than replace a file that appeared.
+        False when the target is a directory: the full engine reports that."""
         try:
-            await publish(fd, Path(part), path, no_clobber=self.no_clobber, durable=self.durable)
+            await publish(fd, part, path, no_clobber=self.no_clobber, durable=self.durable)
+        except IsADirectoryError:
+            return False
         except FileExistsError as exc:
             raise FileExistsError_(
                 f"{path} exists and --no-clobber was given; the download was discarded",
@@ -199,6 +205,7 @@ class QuickPath:
             ) from exc
         except OSError as exc:
             raise file_error(exc, path, "rename into", _WRITE, url) from exc
+        return True
 
     def close(self) -> None:
         self.lane.close()
@@ -210,12 +217,10 @@ def _base_fields(config: ClientConfig) -> list[tuple[str, str]] | None:
     return merge_fields([("User-Agent", config.user_agent)], config.headers.items())
 
 
-def _create_part(part: str, path: Path) -> int | None:
+def _create_part(part: str) -> int | None:
     """A new, locked `.part`; None when one exists (a partial to resume, or another writer),
-    when the target is a directory, or when it cannot be created (the full engine reports)."""
+    or when it cannot be created (the full engine reports)."""
     try:
-        if os.path.isdir(path):
-            return None
         fd = os.open(part, _EXCL, 0o644)
     except OSError:
         return None

@@ -55,13 +55,19 @@ def sync_dir(directory: Path) -> None:
 
 
 def rename_into_place(
-    fd: int | None, tmp: Path, target: Path, *, no_clobber: bool = False, durable: bool = True
+    fd: int | None,
+    tmp: str | Path,
+    target: str | Path,
+    *,
+    no_clobber: bool = False,
+    durable: bool = True,
 ) -> None:
     """fsync `fd` (the open file named `tmp`), rename `tmp` onto `target`, fsync the directory.
 
     With `no_clobber` the name is taken by link(2), which fails with FileExistsError when
     `target` exists, where rename(2) would replace it. With ``durable=False`` (bulk runs sync
     the file system in batches) both fsyncs are the caller's. Raises OSError; blocking.
+    Paths may be text: the small-file lane publishes thousands a second and skips `Path`.
     """
     if durable and fd is not None:
         os.fsync(fd)
@@ -71,11 +77,16 @@ def rename_into_place(
     else:
         os.replace(tmp, target)
     if durable:
-        sync_dir(target.parent)
+        sync_dir(Path(target).parent)
 
 
 async def publish(
-    fd: int | None, tmp: Path, target: Path, *, no_clobber: bool = False, durable: bool = True
+    fd: int | None,
+    tmp: str | Path,
+    target: str | Path,
+    *,
+    no_clobber: bool = False,
+    durable: bool = True,
 ) -> None:
     """`rename_into_place` in a worker thread when it fsyncs (that can take seconds)."""
     if durable:

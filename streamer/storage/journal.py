@@ -1,14 +1,16 @@
 """The run journal of a bulk download: which targets are complete, so a re-run skips them.
 
 An append-only JSON Lines file. A "done" record is written only after the file system was
-synced (`os.sync` in a thread, once per batch), so after a crash every journaled file is durable;
-files finished but not yet journaled are simply fetched again. Only the 64-bit key and size of
-each done target are kept in memory (a million jobs cost tens of MiB, not the paths).
+synced (syncfs in a thread, once per batch, while the downloads go on), so after a crash every
+journaled file is durable; files finished but not yet journaled are simply fetched again.
+Only the 64-bit key and size of each done target are kept in memory (a million jobs cost tens
+of MiB, not the paths).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -29,6 +31,9 @@ from .atomic import NOFOLLOW, write_all
 # A batch is synced and journaled when it reaches this many files or this age.
 BATCH_FILES = 256
 BATCH_SECONDS = 1.0
+# Batches are flushed in the background while the downloads go on; a run whose file system
+# syncs slower than it downloads waits once this many records are pending.
+MAX_PENDING = 16 * BATCH_FILES
 
 _MAX_KEY = 2**64 - 1
 _MAX_SIZE = 2**63 - 1
@@ -138,6 +143,8 @@ class Journal:
         self._data_dir = data_dir
         self._data_fd: int | None = None
         self._lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self._failed: FileError | None = None  # a background flush's error, raised next
 
     def load(self) -> int:
         """Read the done records of earlier runs (corrupt lines are skipped); return the count."""
@@ -216,15 +223,39 @@ class Journal:
                 self._data_fd = None  # then _syncfs falls back on syncing everything
 
     async def record(self, done: Done) -> None:
-        """Queue a done record; flush the batch when it is big or old enough."""
+        """Queue a done record; a batch big or old enough is flushed in the background (the
+        file system sync takes a disk's time, which the downloads need not wait for).
+
+        Raises the FileError of an earlier background flush; waits for the flush when
+        MAX_PENDING records are pending (the disk syncs slower than files arrive)."""
+        if self._failed is not None:
+            raise self._failed
         if not self._pending:
             self._oldest = time.monotonic()
         self._pending.append(done)
-        if len(self._pending) >= BATCH_FILES or time.monotonic() - self._oldest >= BATCH_SECONDS:
+        if len(self._pending) >= MAX_PENDING:
             await self.flush()
+        elif self._due() and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush_behind())
+
+    def _due(self) -> bool:
+        """A batch is pending that is big or old enough to be synced and journaled."""
+        pending = self._pending
+        return len(pending) >= BATCH_FILES or (
+            bool(pending) and time.monotonic() - self._oldest >= BATCH_SECONDS
+        )
+
+    async def _flush_behind(self) -> None:
+        """Flush while a batch is due (more arrive during a sync); an error is kept for the
+        next `record` or `close`."""
+        with contextlib.suppress(FileError):  # kept in _failed by flush
+            while self._due() and self._failed is None:
+                await self.flush()
 
     async def flush(self) -> None:
         """Sync the file system (the batch's files become durable), then journal them."""
+        if self._failed is not None:
+            raise self._failed
         async with self._lock:
             batch, self._pending = self._pending, []
             if not batch or self._fd is None:
@@ -251,15 +282,25 @@ class Journal:
             except OSError as exc:
                 self._fd = None  # nothing more is journaled; the files stay where they are
                 os.close(fd)
-                raise FileError(
+                self._failed = FileError(
                     f"cannot write journal {self.path}: {exc.strerror}; the files of this run"
                     " are complete but a re-run will fetch them again",
                     path=str(self.path),
                     result=Result.DOWNLOAD_FILE_WRITE_ERROR,
-                ) from exc
+                )
+                raise self._failed from exc
 
     async def close(self) -> None:
-        await self.flush()
+        """Wait for a background flush, flush the rest, close the files; raises a flush's
+        FileError (the files are complete, but a re-run fetches them again)."""
+        try:
+            if self._flusher is not None:
+                await asyncio.shield(self._flusher)  # a cancelled run still journals its batch
+            await self.flush()
+        finally:
+            self._close_files()
+
+    def _close_files(self) -> None:
         for name in ("_fd", "_data_fd"):
             fd = getattr(self, name)
             if fd is not None:

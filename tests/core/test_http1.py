@@ -6,6 +6,8 @@ The lane accepts a narrow subset of HTTP/1.1 (RFC 9112) and says "not simple" (N
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -699,6 +701,51 @@ def test_head_round_trip(
     expected = {name.lower(): value.strip(" \t") for name, value in fields}
     assert parsed.fields == {"host": "h", **expected}
     assert reusable(parsed, 0)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=40), st.binary(max_size=40), st.lists(st.tuples(_names, _values)))
+def test_head_at_an_offset_parses_as_alone(
+    before: bytes, after: bytes, fields: list[tuple[str, str]]
+) -> None:
+    """`head_end`/`parse_head` at `start` see exactly the head there: bytes before it (an
+    interim answer already read) and after it (the body in the same read) change nothing."""
+    request = request_head("/", "h", fields)
+    head = b"HTTP/1.1 200 OK\r\n" + request.split(b"\r\n", 1)[1]
+    before = before.replace(b"\r\n\r\n", b"")
+    buf = before + head + after
+    size = head_end(buf, len(before))
+    assert size == len(head) == head_end(head)
+    assert parse_head(buf, size, len(before)) == parse_head(head, size)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.sampled_from(["ETag", "etag", "X-A", "x-a", "Vary"]), _values)),
+    st.sampled_from(["etag", "x-a", "vary", "last-modified"]),
+)
+def test_head_value_is_fields_get(fields: list[tuple[str, str]], name: str) -> None:
+    """`Head.value(name)` is `fields.get(name)` whatever the case of the names, repeated
+    fields (joined with ", ", RFC 9110 5.3) and white space around the values."""
+    request = request_head("/", "h", fields)
+    parsed = _parse(b"HTTP/1.1 200 OK\r\n" + request.split(b"\r\n", 1)[1])
+    assert parsed is not None
+    assert parsed.value(name) == parsed.fields.get(name)
+
+
+@given(
+    st.tuples(st.sampled_from(["http", "https"]), _names, st.integers(1, 65535), _names),
+    st.tuples(st.sampled_from(["http", "https"]), _names, st.integers(1, 65535), _names),
+)
+def test_origin_is_a_value(a: tuple[str, str, int, str], b: tuple[str, str, int, str]) -> None:
+    """Origins are equal, and hash equal, exactly when their four fields are (the hash made
+    once must not make two equal origins two dict keys); pickling rebuilds one."""
+    one, two = Origin(*a), Origin(*b)
+    assert (one == two) == (a == b)
+    if a == b:
+        assert hash(one) == hash(two) and {one: 1}[two] == 1
+    assert pickle.loads(pickle.dumps(one)).__dict__ == one.__dict__
+    assert repr(one) == (f"Origin(scheme={a[0]!r}, host={a[1]!r}, port={a[2]}, authority={a[3]!r})")
 
 
 _SEGMENT_CHARS = "abcXYZ019-._~!$&'()*+,;=:@"
