@@ -89,6 +89,8 @@ class Client(S3Uploads):
 
     def plain_route(self, url: str) -> bool:
         """Whether requests to `url`'s origin go direct and without netrc credentials."""
+        if not self._open:
+            raise UsageError("the client is not open: use `async with Client() as client`")
         if self.config.proxy is not None:
             return False
         if not self.config.trust_env:

@@ -1,0 +1,397 @@
+"""Large bodies below aiohttp: one GET on a raw socket, its body read into one reused buffer.
+
+aiohttp's StreamReader makes a new `bytes` object for every piece of body; for a body of a
+gigabyte that is most of the CPU a download costs. Here the event loop's `recv_into` fills
+one preallocated buffer (`asyncio.BufferedProtocol`), and the caller's sink gets a view of
+it to hash and write (``os.write`` from the view: no copy in Python). The buffer is handed
+on when it is nearly full (or the body ends), so the sink sees pieces of about the buffer's
+size whatever the network's read sizes.
+
+What the full engine promises on its reads holds here too, worded the same way: the read
+(idle) timeout, the total deadline and the stall window (curl's --speed-limit, RFC-free),
+framing checks (a body shorter than its Content-Length, a chunked body without its last
+chunk, RFC 9112 6.3 and 7.1), and bytes after the end of a body are an error. This module is
+the error boundary of its socket: failures become `StreamerError`s; failing to connect at all
+becomes `Handoff`, so that the full engine reports it with its usual precision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.http1 import MAX_HEAD, ChunkError, Dechunker, Head, head_end, parse_head
+from ..core.stall import StallMonitor
+from ..errors import (
+    BodyTruncatedError,
+    ConnectionLostError,
+    ProtocolError,
+    Result,
+    StreamerError,
+    TransferTimeout,
+)
+from .connection import Handoff
+
+Sink = Callable[[memoryview], None]
+# Body bytes wait at most this long in the buffer for more to fill it (a slow or stalled
+# server's bytes reach the file, and the progress report, as they would on the engine).
+LINGER = 0.02
+MAX_LINE = 8190  # the longest head line aiohttp accepts
+_AFTER_BODY = "malformed HTTP response: bytes after the end of the body"
+
+
+class Framing(enum.Enum):
+    """How the end of the body is known (RFC 9112 6.3)."""
+
+    LENGTH = "length"
+    CHUNKED = "chunked"
+    CLOSE = "close"  # no length: the server's close ends it (cannot be told from a cut)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """The timers of one exchange, in seconds (None: none); `deadline` is a loop.time()."""
+
+    connect: float | None = None
+    idle: float | None = None
+    total: float | None = None
+    deadline: float | None = None
+    speed_limit: float | None = None
+    speed_time: float = 30.0
+
+
+class BodyConnection(asyncio.BufferedProtocol):
+    """One connection, one exchange: `answer` reads the head, `pump` the body into a sink."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, url: str, watch: Watch, size: int):
+        self.loop, self.url, self.watch = loop, url, watch
+        self.transport: asyncio.Transport | None = None
+        self._view = memoryview(bytearray(size))
+        self._flush_at = size - size // 4  # hand the buffer on with less room than this
+        self._fill = 0  # bytes in the buffer not yet handed on (or, before the head, parsed)
+        self.head: Head | None = None
+        self._waiter: asyncio.Future[Any] | None = None
+        self._sink: Sink | None = None
+        self._framing = Framing.LENGTH
+        self._left = 0  # body bytes still to come (LENGTH)
+        self._dechunk: Dechunker | None = None
+        self.received = 0  # body bytes read (de-chunked)
+        self._any = False  # a byte of the answer has arrived
+        self._last = 0.0
+        self._stall: StallMonitor | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None  # writes what a slow read left
+        self._gone: tuple[Exception | None] | None = None  # lost before the body was asked for
+        self.closed = False
+
+    # --- the exchange, as the caller sees it ----------------------------------------------------
+
+    async def answer(self, request: bytes) -> Head:
+        """Send `request` and read up to the final response head (1xx interim ones skipped)."""
+        assert self.transport is not None
+        self._waiter = self.loop.create_future()
+        self._watch_reads()
+        self.transport.write(request)
+        head: Head = await self._waiter
+        return head
+
+    async def pump(self, sink: Sink, framing: Framing, length: int | None) -> None:
+        """Read the body into `sink`, in pieces of about the buffer's size; raises on a cut."""
+        self._sink, self._framing = sink, framing
+        waiter = self._waiter = self.loop.create_future()
+        if framing is Framing.CHUNKED:
+            self._dechunk = Dechunker()
+        self._left = length or 0
+        self._watch_reads()
+        rest, self._fill = self._fill, 0
+        if rest or length == 0:
+            self._on_body(rest)
+        if self._gone is not None and not waiter.done():
+            self._ended(self._gone[0])  # the server left while we were not reading
+        elif self.transport is not None and not waiter.done():
+            self.transport.resume_reading()
+        await waiter
+
+    def close(self) -> None:
+        """Stop the exchange (an abandoned wait is cancelled, not failed) and the connection.
+        Body bytes already read are written first: a resume then continues after them."""
+        if self._waiter is not None and not self._waiter.done():
+            sink, n = self._sink, self._fill
+            self._sink, self._fill = None, 0
+            if sink is not None and n:
+                with contextlib.suppress(Exception):  # the cancellation is the outcome
+                    sink(self._view[:n])
+            self._waiter.cancel()
+        self._shut()
+
+    def _shut(self) -> None:
+        self._stop_timer()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    # --- asyncio's side ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view[self._fill :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._last = self.loop.time()
+        self._any = True
+        if self.head is None:
+            self._fill += nbytes
+            self._read_head()
+        elif self._sink is not None:
+            self._on_body(nbytes)
+
+    def eof_received(self) -> bool | None:
+        self._ended(None)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._ended(exc)
+
+    # --- the head ---------------------------------------------------------------------------------
+
+    def _read_head(self) -> None:
+        while True:
+            data = self._view[: self._fill].tobytes()
+            size = head_end(data)
+            if size < 0:
+                if self._fill > MAX_HEAD or self._fill == len(self._view):
+                    self._fail(
+                        ProtocolError("malformed HTTP response: head too large", url=self.url)
+                    )
+                return
+            head = parse_head(data, size) if _bounded(data, size) else None
+            if head is None:
+                self._fail(ProtocolError("malformed HTTP response head", url=self.url))
+                return
+            self._view[: self._fill - size] = self._view[size : self._fill]
+            self._fill -= size
+            if head.status == 101:
+                self._fail(Handoff("101 Switching Protocols"))
+                return
+            if head.status >= 200:
+                break  # RFC 9110 15.2: interim 1xx answers precede the final one
+        self.head = head
+        assert self.transport is not None
+        self.transport.pause_reading()  # until the caller wants the body (or closes)
+        self._resolve(head)
+
+    # --- the body ---------------------------------------------------------------------------------
+
+    def _on_body(self, nbytes: int) -> None:
+        if self._stall is not None and not self._stall_fed(nbytes):
+            return
+        if self._framing is Framing.CHUNKED:
+            self._chunks(nbytes)
+            return
+        self._fill += nbytes
+        if self._framing is Framing.LENGTH:
+            if self._fill > self._left:
+                self._fail(ProtocolError(_AFTER_BODY, url=self.url))
+                return
+            if self._fill == self._left:
+                self._hand_on()
+                self._resolve(None)
+                return
+        if self._fill >= self._flush_at:
+            self._hand_on()
+        elif self._fill and self._linger is None:
+            self._linger = self.loop.call_later(LINGER, self._hand_on)
+
+    def _hand_on(self) -> None:
+        """Give the buffered body bytes to the sink (one write), then reuse the buffer."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        n, self._fill = self._fill, 0
+        self.received += n
+        if self._framing is Framing.LENGTH:
+            self._left -= n
+        if n and self._sink is not None and not self._done:
+            try:
+                self._sink(self._view[:n])
+            except Exception as exc:  # a write or a limit: the sink's error is the outcome
+                self._fail(exc)
+
+    def _chunks(self, nbytes: int) -> None:
+        """De-chunk what came (RFC 9112 7.1), gathering the data at the buffer's start."""
+        assert self._dechunk is not None
+        data = self._view[self._fill : self._fill + nbytes].tobytes()
+        try:
+            pieces = self._dechunk.feed(data)
+        except ChunkError as exc:
+            self._fail(ProtocolError(f"malformed chunked body: {exc}", url=self.url))
+            return
+        for piece in pieces:  # never more bytes than came, so they fit where the read was
+            start = self._fill
+            self._fill += len(piece)
+            self._view[start : self._fill] = piece
+            if self._fill >= self._flush_at:
+                self._hand_on()
+        if self._fill and self._linger is None:
+            self._linger = self.loop.call_later(LINGER, self._hand_on)
+        if self._dechunk.done:
+            self._hand_on()
+            if self._dechunk.extra:
+                self._fail(ProtocolError(_AFTER_BODY, url=self.url))
+            self._resolve(None)
+
+    def _ended(self, exc: Exception | None) -> None:
+        """The server closed (or reset) the connection: the end of a close-delimited body,
+        otherwise a cut, reported with the numbers (as `net.translate` words it)."""
+        if self._done:
+            if self._sink is None and self.head is not None:
+                self._gone = (exc,)  # between the head and the body: told when it is asked
+            return
+        if self.head is None:
+            self._fail(self._lost_before_head(exc))
+            return
+        self._hand_on()  # what came is written: a resume continues after it
+        if self._framing is Framing.CLOSE and exc is None:
+            self._resolve(None)
+        else:
+            self._fail(self._cut())
+
+    @property
+    def _done(self) -> bool:
+        return self._waiter is None or self._waiter.done()
+
+    def _lost_before_head(self, exc: Exception | None) -> StreamerError:
+        if exc is not None:
+            return ConnectionLostError(f"connection error: {exc}", url=self.url)
+        result = Result.CONNECTION_ERROR if self._any else Result.NO_RESPONSE
+        return ConnectionLostError("server closed the connection", url=self.url, result=result)
+
+    def _cut(self) -> BodyTruncatedError:
+        received = self.received
+        if self._framing is Framing.CHUNKED:
+            return BodyTruncatedError(
+                f"chunked body cut short after {received} bytes (no last chunk)",
+                url=self.url,
+                received=received,
+                expected=None,
+                result=Result.CHUNKED_BODY_SIZE_MISMATCH,
+            )
+        expected = received + self._left
+        return BodyTruncatedError(
+            f"body cut short: {received} of {expected} bytes",
+            url=self.url,
+            received=received,
+            expected=expected,
+        )
+
+    # --- outcome ----------------------------------------------------------------------------------
+
+    def _resolve(self, value: Head | None) -> None:
+        self._stop_timer()
+        if not self._done:
+            assert self._waiter is not None
+            self._waiter.set_result(value)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self._done:
+            assert self._waiter is not None
+            self._waiter.set_exception(exc)
+        self._shut()
+
+    # --- timers: idle, total deadline, stall window -------------------------------------------
+
+    def _watch_reads(self) -> None:
+        """Start the read timers for the next wait (the head, or the body: as the engine, a
+        stall window of its own for each)."""
+        w = self.watch
+        self._last = now = self.loop.time()
+        if w.speed_limit is not None:
+            self._stall = StallMonitor(w.speed_limit, w.speed_time, now, url=self.url)
+        self._stop_timer()
+        self._arm(now)
+
+    def _stall_fed(self, nbytes: int) -> bool:
+        assert self._stall is not None
+        try:
+            self._stall.feed(nbytes, self._last)
+        except StreamerError as exc:
+            self._fail(exc)
+            return False
+        return True
+
+    def _arm(self, now: float) -> None:
+        # One timer at a time, re-armed when it fires (not on every read).
+        w, when = self.watch, math.inf
+        if w.idle is not None:
+            when = self._last + w.idle
+        if w.deadline is not None:
+            when = min(when, w.deadline)
+        if self._stall is not None:
+            when = min(when, now + self._stall.deadline(now))
+        if when != math.inf:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now, w = self.loop.time(), self.watch
+        after = f" after {self.received} bytes" if self.received else ""
+        if w.deadline is not None and now >= w.deadline:
+            total = "" if w.total is None else f" ({w.total:g} s)"
+            message = f"timed out: total timeout{total} for the transfer{after}"
+            self._fail(TransferTimeout(message, url=self.url))
+        elif w.idle is not None and now - self._last >= w.idle:
+            message = f"timed out: read timeout ({w.idle:g} s), no data from the server{after}"
+            self._fail(TransferTimeout(message, url=self.url))
+        else:
+            try:
+                if self._stall is not None:
+                    self._stall.check(now)
+            except StreamerError as exc:
+                self._fail(exc)
+                return
+            self._arm(now)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _bounded(data: bytes, size: int) -> bool:
+    """A head within the sizes the engine accepts (aiohttp: 8190 bytes a line)."""
+    return size <= MAX_HEAD and max(map(len, data[:size].split(b"\r\n"))) <= MAX_LINE
+
+
+async def connect(host: str, port: int, url: str, watch: Watch, size: int) -> BodyConnection:
+    """A connection to host:port; `Handoff` when none can be made (the engine says why)."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(watch.connect):
+            _, conn = await loop.create_connection(
+                lambda: BodyConnection(loop, url, watch, size), host, port
+            )
+    except TimeoutError:
+        if watch.connect is None:  # the system's own connect timeout (ETIMEDOUT)
+            raise Handoff("cannot connect: TimeoutError") from None
+        # Not handed off: the full engine would wait out the same timeout again.
+        raise TransferTimeout(
+            f"timed out: connect timeout ({watch.connect:g} s)", url=url
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise Handoff(f"cannot connect: {type(exc).__name__}") from None
+    return conn
+
+
+__all__ = ["BodyConnection", "Framing", "Sink", "Watch", "connect"]
