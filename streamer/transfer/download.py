@@ -35,7 +35,8 @@ from ..errors import (
 from ..results import DownloadResult
 from ..storage.files import check_free_space, preflight
 from ..storage.partial import Partial
-from .fastpath import FastStream, open_answer, usable
+from .fastopen import open_answer, usable
+from .fastpath import FastStream
 from .retrying import with_retries
 from .throttle import rate_throttle
 
