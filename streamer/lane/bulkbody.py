@@ -1,18 +1,14 @@
 """Large bodies below aiohttp: one GET on a raw socket, its body read into one reused buffer.
 
-aiohttp's StreamReader makes a new `bytes` object for every piece of body; for a body of a
-gigabyte that is most of the CPU a download costs. Here the event loop's `recv_into` fills
-one preallocated buffer (`asyncio.BufferedProtocol`), and the caller's sink gets a view of
-it to hash and write (``os.write`` from the view: no copy in Python). The buffer is handed
-on when it is nearly full (or the body ends), so the sink sees pieces of about the buffer's
-size whatever the network's read sizes.
+aiohttp's StreamReader makes a new `bytes` per piece of body, most of a big download's CPU.
+Here `recv_into` fills one preallocated buffer (`asyncio.BufferedProtocol`) and the sink gets
+views of it (``os.write`` from a view: no copy in Python), each about the buffer's size (or
+what came within `LINGER`), whatever the network's read sizes.
 
-What the full engine promises on its reads holds here too, worded the same way: the read
-(idle) timeout, the total deadline and the stall window (curl's --speed-limit, RFC-free),
-framing checks (a body shorter than its Content-Length, a chunked body without its last
-chunk, RFC 9112 6.3 and 7.1), and bytes after the end of a body are an error. This module is
-the error boundary of its socket: failures become `StreamerError`s; failing to connect at all
-becomes `Handoff`, so that the full engine reports it with its usual precision.
+The engine's promises on reads hold, worded the same way: read (idle) timeout, total
+deadline, stall window; framing checks (RFC 9112 6.3, 7.1: a short body, a chunked body
+without its last chunk, bytes past the end are errors). Failures become `StreamerError`s
+here; failing to connect becomes `Handoff`, for the engine to report precisely.
 """
 
 from __future__ import annotations
@@ -374,21 +370,28 @@ def _bounded(data: bytes, size: int) -> bool:
     return size <= MAX_HEAD and max(map(len, data[:size].split(b"\r\n"))) <= MAX_LINE
 
 
+def _after(loop: asyncio.AbstractEventLoop, seconds: float | None) -> float | None:
+    return None if seconds is None else loop.time() + seconds
+
+
 async def connect(host: str, port: int, url: str, watch: Watch, size: int) -> BodyConnection:
     """A connection to host:port; `Handoff` when none can be made (the engine says why)."""
     loop = asyncio.get_running_loop()
+    ends = [t for t in (watch.deadline, _after(loop, watch.connect)) if t is not None]
     try:
-        async with asyncio.timeout(watch.connect):
+        async with asyncio.timeout_at(min(ends) if ends else None):
             _, conn = await loop.create_connection(
                 lambda: BodyConnection(loop, url, watch, size), host, port
             )
     except TimeoutError:
-        if watch.connect is None:  # the system's own connect timeout (ETIMEDOUT)
+        if not ends:  # the system's own connect timeout (ETIMEDOUT): the engine words it
             raise Handoff("cannot connect: TimeoutError") from None
         # Not handed off: the full engine would wait out the same timeout again.
-        raise TransferTimeout(
-            f"timed out: connect timeout ({watch.connect:g} s)", url=url
-        ) from None
+        if watch.deadline is not None and loop.time() >= watch.deadline:
+            message = f"timed out: total timeout ({watch.total:g} s) for the transfer"
+        else:
+            message = f"timed out: connect timeout ({watch.connect:g} s)"
+        raise TransferTimeout(message, url=url) from None
     except (OSError, ValueError) as exc:
         raise Handoff(f"cannot connect: {type(exc).__name__}") from None
     return conn

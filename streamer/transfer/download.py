@@ -192,7 +192,7 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
             offset = plan.offset
         else:
             stream.progress_base = offset
-            await _pump(stream, partial, verifier, req.throttle)
+            await _pump(stream, partial, verifier, req)
         _check_length(partial, stream)
         if verifier is not None:
             verifier.check()
@@ -318,12 +318,13 @@ def _new_state(
 
 
 async def _pump(
-    stream: Answer, partial: Partial, verifier: Verifier | None, throttle: Throttle | None
+    stream: Answer, partial: Partial, verifier: Verifier | None, req: DownloadRequest
 ) -> None:
     """Response chunks into the file (and the hash): the hot loop, kept free of extra work."""
     if isinstance(stream, FastStream):
-        await stream.pump(partial, verifier)  # no throttle on that path (fastpath.usable)
+        await stream.pump(partial, verifier, durable=req.durable)  # never throttled (fastopen)
         return
+    throttle = req.throttle
     write = partial.part.write
     checkpoint = partial.maybe_checkpoint
     update = verifier.update if verifier is not None else None

@@ -92,13 +92,14 @@ class FastStream:
             return None
         return self.progress_base + self.content_length
 
-    async def pump(self, partial: Partial, verifier: Verifier | None) -> None:
+    async def pump(self, partial: Partial, verifier: Verifier | None, *, durable: bool) -> None:
         """The body into `partial` (and the hash), refusing a declared length over the limit
-        before a byte is read; waits for the background syncs before returning."""
+        before a byte is read; waits for the background syncs before returning. Not
+        `durable` (bulk runs sync the file system in batches): no background syncs."""
         assert self.framing is not None, "a body is read only from a 200 or a 206"
         self.limit.check_declared(self.content_length)
         self._report()
-        writeback = _WriteBack(partial)
+        writeback = _WriteBack(partial if durable else None)
         try:
             sink = self._sink(partial, verifier, writeback)
             await self._conn.pump(sink, self.framing, self.content_length)
@@ -139,8 +140,8 @@ class _WriteBack:
     that the page cache never holds much unwritten body when the final fsync comes. Its
     failures are left to that fsync, which reports them (it sees the same error state)."""
 
-    def __init__(self, partial: Partial) -> None:
-        self._fd = partial.part.fileno()
+    def __init__(self, partial: Partial | None) -> None:
+        self._fd = None if partial is None else partial.part.fileno()
         self._since = 0
         self._pending: asyncio.Future[None] | None = None
 
