@@ -217,6 +217,20 @@ async def test_silent_server_hits_the_read_timeout(
     assert "read timeout (0.5 s)" in str(info.value) and "3000 bytes" in str(info.value)
 
 
+async def test_total_deadline_holds_on_the_raw_path(
+    raw_server: RawFactory, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """A body still coming when total_timeout (curl's --max-time) runs out is TIMEOUT, even
+    while bytes keep arriving (a drip that the read timeout never catches)."""
+    drip = [head(Content_Length=1000), *(b"x" for _ in range(200))]
+    srv = await raw_server(drip, delay=0.05)
+    client = await make_client(total_timeout=1.0, read_timeout=30.0)
+    with pytest.raises(streamer.TransferTimeout) as info:
+        await client.download(srv.url + "f", tmp_path / "f")
+    check_error(info.value, Result.TIMEOUT)
+    assert "total timeout (1 s)" in str(info.value)
+
+
 # --- chunked bodies ------------------------------------------------------------------------------
 
 

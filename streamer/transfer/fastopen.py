@@ -6,7 +6,7 @@ the lane can write, no decoding asked and no rate limit. The head is read on a r
 connection; when it is one this path takes (200/206 framed by Content-Length, chunks or the
 close; 304; 416; any error status, whose body is never read) the download goes on with it.
 Redirects are followed here under the engine's rules (`core.redirects`), one request per
-hop. Anything else (a hop to https, a coding besides chunked, a failure to connect) is
+hop. Anything else (a hop to https, a 1xx other than interim, a failure to connect) is
 handed to the engine, which asks again; no byte has been written by then.
 """
 

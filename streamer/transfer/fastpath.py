@@ -182,9 +182,10 @@ class Ask:
         self.phase, self.size = phase, size
 
 
-def framing_of(head: Head, url: str) -> Framing | None:
-    """How the body of a 200/206 ends (RFC 9112 6.3); None for a transfer coding besides
-    chunked (the engine's); ProtocolError for framing no client may guess at."""
+def framing_of(head: Head, url: str) -> Framing:
+    """How the body of a 200/206 ends (RFC 9112 6.3); ProtocolError for framing no client
+    may guess at. Another transfer coding is kept as sent, as the engine does: chunked as
+    the final coding is undone, and without it the body ends when the server closes."""
     if head.chunked:
         return Framing.CHUNKED
     if head.simple:
@@ -196,7 +197,8 @@ def framing_of(head: Head, url: str) -> Framing | None:
             "malformed HTTP response: both Transfer-Encoding and Content-Length", url=url
         )
     if coding is not None:
-        return None
+        final = coding.rsplit(",", 1)[-1].strip(" \t").lower()
+        return Framing.CHUNKED if final == "chunked" else Framing.CLOSE
     if length is not None:
         raise ProtocolError(f"malformed HTTP response: Content-Length {length[:40]!r}", url=url)
     return Framing.CLOSE
