@@ -72,6 +72,18 @@ async def test_fast_body_off_and_decoding_keep_the_engine(
         assert (tmp_path / "f").read_bytes() == BODY
 
 
+async def test_a_head_larger_than_the_chunk_size_is_read(
+    raw_server: RawFactory, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """A 20 KiB head with a 4 KiB chunk_size is read whole (the buffer makes room for any
+    head the engine takes), and the body follows."""
+    big = head(Content_Length=5, X_Pad="p" * 8000, X_Pad2="q" * 8000, X_Pad3="r" * 4000)
+    srv = await raw_server([big + b"hello"])
+    client = await make_client(chunk_size=4096)
+    result = await client.download(srv.url + "f", tmp_path / "f")
+    assert (result.body_path, (tmp_path / "f").read_bytes()) == ("raw", b"hello")
+
+
 async def test_redirect_followed_on_the_raw_path(
     fault_server: TestServer, client: Client, tmp_path: Path
 ) -> None:

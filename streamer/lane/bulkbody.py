@@ -67,8 +67,10 @@ class BodyConnection(asyncio.BufferedProtocol):
     def __init__(self, loop: asyncio.AbstractEventLoop, url: str, watch: Watch, size: int):
         self.loop, self.url, self.watch = loop, url, watch
         self.transport: asyncio.Transport | None = None
-        self._view = memoryview(bytearray(size))
-        self._flush_at = size - size // 4  # hand the buffer on with less room than this
+        # Room for the largest head whatever `size` (a small chunk size must not refuse a
+        # head the engine takes); the body goes on in pieces of about `size`.
+        self._view = memoryview(bytearray(max(size, MAX_HEAD + 1)))
+        self._flush_at = max(1, size - size // 4)
         self._fill = 0  # bytes in the buffer not yet handed on (or, before the head, parsed)
         self.head: Head | None = None
         self._waiter: asyncio.Future[Any] | None = None
@@ -167,7 +169,7 @@ class BodyConnection(asyncio.BufferedProtocol):
             data = self._view[: self._fill].tobytes()
             size = head_end(data)
             if size < 0:
-                if self._fill > MAX_HEAD or self._fill == len(self._view):
+                if self._fill > MAX_HEAD:
                     self._fail(
                         ProtocolError("malformed HTTP response: head too large", url=self.url)
                     )
