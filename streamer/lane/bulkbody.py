@@ -16,13 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..core.http1 import MAX_HEAD, ChunkError, Dechunker, Head, head_end, parse_head
-from ..core.stall import StallMonitor
 from ..errors import (
     BodyTruncatedError,
     ConnectionLostError,
@@ -32,6 +29,7 @@ from ..errors import (
     TransferTimeout,
 )
 from .connection import Handoff
+from .readtimers import ReadTimers, Watch
 
 Sink = Callable[[memoryview], None]
 # Body bytes wait at most this long in the buffer for more to fill it (a slow or stalled
@@ -47,18 +45,6 @@ class Framing(enum.Enum):
     LENGTH = "length"
     CHUNKED = "chunked"
     CLOSE = "close"  # no length: the server's close ends it (cannot be told from a cut)
-
-
-@dataclass(frozen=True)
-class Watch:
-    """The timers of one exchange, in seconds (None: none); `deadline` is a loop.time()."""
-
-    connect: float | None = None
-    idle: float | None = None
-    total: float | None = None
-    deadline: float | None = None
-    speed_limit: float | None = None
-    speed_time: float = 30.0
 
 
 class BodyConnection(asyncio.BufferedProtocol):
@@ -80,9 +66,7 @@ class BodyConnection(asyncio.BufferedProtocol):
         self._dechunk: Dechunker | None = None
         self.received = 0  # body bytes read (de-chunked)
         self._any = False  # a byte of the answer has arrived
-        self._last = 0.0
-        self._stall: StallMonitor | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timers = ReadTimers(loop, url, watch, fail=self._fail, received=self._count)
         self._linger: asyncio.TimerHandle | None = None  # writes what a slow read left
         self._gone: tuple[Exception | None] | None = None  # lost before the body was asked for
         self.closed = False
@@ -93,7 +77,7 @@ class BodyConnection(asyncio.BufferedProtocol):
         """Send `request` and read up to the final response head (1xx interim ones skipped)."""
         assert self.transport is not None
         self._waiter = self.loop.create_future()
-        self._watch_reads()
+        self._timers.start()
         self.transport.write(request)
         head: Head = await self._waiter
         return head
@@ -105,7 +89,7 @@ class BodyConnection(asyncio.BufferedProtocol):
         if framing is Framing.CHUNKED:
             self._dechunk = Dechunker()
         self._left = length or 0
-        self._watch_reads()
+        self._timers.start()
         rest, self._fill = self._fill, 0
         if rest or length == 0:
             self._on_body(rest)
@@ -113,22 +97,30 @@ class BodyConnection(asyncio.BufferedProtocol):
             self._ended(self._gone[0])  # the server left while we were not reading
         elif self.transport is not None and not waiter.done():
             self.transport.resume_reading()
-        await waiter
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            self._write_what_came()
+            raise
 
     def close(self) -> None:
-        """Stop the exchange (an abandoned wait is cancelled, not failed) and the connection.
-        Body bytes already read are written first: a resume then continues after them."""
+        """Stop the exchange (an abandoned wait is cancelled, not failed) and the connection."""
         if self._waiter is not None and not self._waiter.done():
-            sink, n = self._sink, self._fill
-            self._sink, self._fill = None, 0
-            if sink is not None and n:
-                with contextlib.suppress(Exception):  # the cancellation is the outcome
-                    sink(self._view[:n])
+            self._write_what_came()
             self._waiter.cancel()
         self._shut()
 
+    def _write_what_came(self) -> None:
+        """On a cancellation (Ctrl-C): the body bytes already read go to the sink, so that a
+        resume continues after them; the cancellation stays the outcome."""
+        sink, n = self._sink, self._fill
+        self._sink, self._fill = None, 0
+        if sink is not None and n:
+            with contextlib.suppress(Exception):
+                sink(self._view[:n])
+
     def _shut(self) -> None:
-        self._stop_timer()
+        self._timers.stop()
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
@@ -146,7 +138,7 @@ class BodyConnection(asyncio.BufferedProtocol):
         return self._view[self._fill :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._last = self.loop.time()
+        self._timers.last = self.loop.time()
         self._any = True
         if self.head is None:
             self._fill += nbytes
@@ -193,7 +185,7 @@ class BodyConnection(asyncio.BufferedProtocol):
     # --- the body ---------------------------------------------------------------------------------
 
     def _on_body(self, nbytes: int) -> None:
-        if self._stall is not None and not self._stall_fed(nbytes):
+        if self._timers.stall is not None and not self._timers.fed(nbytes):
             return
         if self._framing is Framing.CHUNKED:
             self._chunks(nbytes)
@@ -296,8 +288,11 @@ class BodyConnection(asyncio.BufferedProtocol):
 
     # --- outcome ----------------------------------------------------------------------------------
 
+    def _count(self) -> int:
+        return self.received
+
     def _resolve(self, value: Head | None) -> None:
-        self._stop_timer()
+        self._timers.stop()
         if not self._done:
             assert self._waiter is not None
             self._waiter.set_result(value)
@@ -307,64 +302,6 @@ class BodyConnection(asyncio.BufferedProtocol):
             assert self._waiter is not None
             self._waiter.set_exception(exc)
         self._shut()
-
-    # --- timers: idle, total deadline, stall window -------------------------------------------
-
-    def _watch_reads(self) -> None:
-        """Start the read timers for the next wait (the head, or the body: as the engine, a
-        stall window of its own for each)."""
-        w = self.watch
-        self._last = now = self.loop.time()
-        if w.speed_limit is not None:
-            self._stall = StallMonitor(w.speed_limit, w.speed_time, now, url=self.url)
-        self._stop_timer()
-        self._arm(now)
-
-    def _stall_fed(self, nbytes: int) -> bool:
-        assert self._stall is not None
-        try:
-            self._stall.feed(nbytes, self._last)
-        except StreamerError as exc:
-            self._fail(exc)
-            return False
-        return True
-
-    def _arm(self, now: float) -> None:
-        # One timer at a time, re-armed when it fires (not on every read).
-        w, when = self.watch, math.inf
-        if w.idle is not None:
-            when = self._last + w.idle
-        if w.deadline is not None:
-            when = min(when, w.deadline)
-        if self._stall is not None:
-            when = min(when, now + self._stall.deadline(now))
-        if when != math.inf:
-            self._timer = self.loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        now, w = self.loop.time(), self.watch
-        after = f" after {self.received} bytes" if self.received else ""
-        if w.deadline is not None and now >= w.deadline:
-            total = "" if w.total is None else f" ({w.total:g} s)"
-            message = f"timed out: total timeout{total} for the transfer{after}"
-            self._fail(TransferTimeout(message, url=self.url))
-        elif w.idle is not None and now - self._last >= w.idle:
-            message = f"timed out: read timeout ({w.idle:g} s), no data from the server{after}"
-            self._fail(TransferTimeout(message, url=self.url))
-        else:
-            try:
-                if self._stall is not None:
-                    self._stall.check(now)
-            except StreamerError as exc:
-                self._fail(exc)
-                return
-            self._arm(now)
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 def _bounded(data: bytes, size: int) -> bool:
