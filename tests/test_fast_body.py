@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trustme
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
@@ -24,9 +25,12 @@ from streamer import Client, Result
 from streamer.core.retry import RetryPolicy
 from streamer.storage.files import part_path, sidecar_path
 from streamer.transfer.fastopen import ENV_SWITCH
+from tests.conftest import CLIENT_DEFAULTS
 from tests.faults import SEEN, ClientFactory, End, RawFactory, check_error, data, head
 from tests.helpers import ThreadedServer, assert_nothing_left, peak_rss, url_of
 from tests.resource_server import Act, Resource, make_resource_app
+from tests.test_tls import DATA as TLS_DATA
+from tests.test_tls import server_context, tls_site
 
 SIZE = 300 * 1024
 BODY = data(SIZE)
@@ -95,6 +99,22 @@ async def test_redirect_followed_on_the_raw_path(
     assert (tmp_path / "r").read_bytes() == data(5000)
     seen = [s.path for s in fault_server.app[SEEN]]
     assert seen == ["/to", "/bytes/5000"]
+
+
+async def test_https_is_read_on_the_raw_path_and_verified(tmp_path: Path) -> None:
+    """An https download is decrypted into the raw path's buffer (asyncio's TLS layer), with
+    the client's CA; a certificate from an unknown CA is still refused, as CertificateError."""
+    ca = trustme.CA()
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    async with tls_site(server_context(ca)) as base:
+        async with Client(cafile=str(cafile), **CLIENT_DEFAULTS) as client:
+            result = await client.download(base + "data.bin", tmp_path / "ok")
+        async with Client(**CLIENT_DEFAULTS) as untrusting:
+            with pytest.raises(streamer.CertificateError):
+                await untrusting.download(base + "data.bin", tmp_path / "refused")
+    assert (result.body_path, (tmp_path / "ok").read_bytes()) == ("raw", TLS_DATA)
+    assert_nothing_left(tmp_path / "refused")
 
 
 # --- resume and retries -------------------------------------------------------------------------

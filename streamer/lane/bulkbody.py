@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -313,14 +314,22 @@ def _after(loop: asyncio.AbstractEventLoop, seconds: float | None) -> float | No
     return None if seconds is None else loop.time() + seconds
 
 
-async def connect(host: str, port: int, url: str, watch: Watch, size: int) -> BodyConnection:
-    """A connection to host:port; `Handoff` when none can be made (the engine says why)."""
+async def connect(
+    host: str, port: int, url: str, watch: Watch, size: int, *, tls: ssl.SSLContext | None = None
+) -> BodyConnection:
+    """A connection to host:port (TLS with `tls`: asyncio's SSL layer then decrypts into our
+    buffer); `Handoff` when none can be made, a certificate refused included (the engine
+    says why, in its words)."""
     loop = asyncio.get_running_loop()
     ends = [t for t in (watch.deadline, _after(loop, watch.connect)) if t is not None]
     try:
         async with asyncio.timeout_at(min(ends) if ends else None):
             _, conn = await loop.create_connection(
-                lambda: BodyConnection(loop, url, watch, size), host, port
+                lambda: BodyConnection(loop, url, watch, size),
+                host,
+                port,
+                ssl=tls,
+                server_hostname=host if tls is not None else None,
             )
     except TimeoutError:
         if not ends:  # the system's own connect timeout (ETIMEDOUT): the engine words it

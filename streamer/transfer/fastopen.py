@@ -1,13 +1,14 @@
 """How a download gets a raw-path answer (`fastpath.FastStream`), or the engine's.
 
 `open_answer` tries the raw path first for what it can do exactly as the engine would: an
-``http://`` URL sent as written, reached directly (no proxy, no netrc), with request fields
-the lane can write, no decoding asked and no rate limit. The head is read on a raw
-connection; when it is one this path takes (200/206 framed by Content-Length, chunks or the
-close; 304; 416; any error status, whose body is never read) the download goes on with it.
-Redirects are followed here under the engine's rules (`core.redirects`), one request per
-hop. Anything else (a hop to https, a 1xx other than interim, a failure to connect) is
-handed to the engine, which asks again; no byte has been written by then.
+``http://`` or ``https://`` URL sent as written, reached directly (no proxy, no netrc),
+with request fields the lane can write, no decoding asked and no rate limit. The head is
+read on a raw connection (TLS with the client's one context); when it is one this path
+takes (200/206 framed by Content-Length, chunks or the close; 304; 416; any error status,
+whose body is never read) the download goes on with it. Redirects are followed here under
+the engine's rules (`core.redirects`), one request per hop. Anything else (a 101, a failure
+to connect or a refused certificate) is handed to the engine, which asks again; no byte has
+been written by then.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def usable(client: Opener, url: str, *, decode: bool, throttled: bool) -> bool:
         return False
     if os.environ.get(ENV_SWITCH) == "0":
         return False
-    return url[:7].lower() == "http://" and client.plain_route(url)
+    scheme = url[:8].lower()
+    return scheme.startswith(("http://", "https://")) and client.plain_route(url)
 
 
 def request_fields(
@@ -82,7 +84,7 @@ async def open_fast(
         return None
     config, safe_url = client.config, redact_url(url)
     phase = _phases(client, safe_url, progress)
-    ask = Ask(max_bytes, progress, _watch(client), phase, config.chunk_size)
+    ask = Ask(max_bytes, progress, _watch(client), phase, config.chunk_size, tls=client.tls_context)
     policy = RedirectPolicy(config.max_redirects, config.allow_downgrade)
     hop_url, hops = url, 0
     while True:
@@ -126,7 +128,9 @@ async def _exchange(
     ask.phase(Phase.RESOLVING if not _is_ip(origin) else None)
     ask.phase(Phase.CONNECTING)
     try:
-        conn = await connect(origin.host, origin.port, safe_url, ask.watch, ask.size)
+        conn = await connect(
+            origin.host, origin.port, safe_url, ask.watch, ask.size, tls=ask.tls(origin)
+        )
     except Handoff:
         return None
     try:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from ..core.checksum import Verifier
 from ..core.events import Phase, Progress, ProgressCallback
-from ..core.http1 import Head
+from ..core.http1 import Head, Origin
 from ..core.limits import BodyLimit
 from ..errors import ProtocolError
 from ..lane.bulkbody import BodyConnection, Framing, Sink, Watch
@@ -177,9 +178,15 @@ class Ask:
         watch: Watch,
         phase: Callable[[Phase | None], None],
         size: int,
+        *,
+        tls: Callable[[], ssl.SSLContext],
     ) -> None:
         self.max_bytes, self.progress, self.watch = max_bytes, progress, watch
-        self.phase, self.size = phase, size
+        self.phase, self.size, self._tls = phase, size, tls
+
+    def tls(self, origin: Origin) -> ssl.SSLContext | None:
+        """The client's one TLS context for an https origin (RFC 9110 4.2.2), else None."""
+        return self._tls() if origin.scheme == "https" else None
 
 
 def framing_of(head: Head, url: str) -> Framing:
