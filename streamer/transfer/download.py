@@ -200,6 +200,11 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         no_clobber = req.no_clobber or (target != req.path and not req.clobber)
         await partial.publish(no_clobber=no_clobber, target=target, durable=req.durable)
     _report(progress, stream, Phase.DONE, partial.part.size)
+    return _result(job, stream, target, offset if plan.action is Action.RESUME else 0)
+
+
+def _result(job: _Job, stream: Answer, target: Path, resumed_from: int) -> DownloadResult:
+    partial = job.partial
     return DownloadResult(
         url=partial.url,
         final_url=redact_url(stream.final_url),
@@ -209,9 +214,9 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         elapsed=time.monotonic() - job.started,
         length_verified=stream.length_verified or partial.state is not None,
         content_type=stream.headers.get("Content-Type"),
-        checksum=str(req.checksum) if req.checksum else None,
+        checksum=str(job.req.checksum) if job.req.checksum else None,
         redirects=stream.redirects,
-        resumed_from=offset if plan.action is Action.RESUME else 0,
+        resumed_from=resumed_from,
         attempts=job.attempts,
         notes=tuple(partial.notes),
         validator=_validator(stream),

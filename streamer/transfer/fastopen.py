@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from ..core.events import Phase, Progress, ProgressCallback
 from ..core.http1 import Origin, merge_fields, request_head, simple_request
 from ..core.redact import redact_url
-from ..core.redirects import RedirectPolicy, follows, plan_redirect
+from ..core.redirects import Hop, RedirectPolicy, follows, plan_redirect
 from ..errors import StreamerError, evolve
 from ..lane.bulkbody import Watch, connect
 from ..lane.connection import Handoff
@@ -93,18 +93,7 @@ async def open_fast(
         if stream is None or not follows(stream.status, location):
             break
         stream.close()
-        try:
-            hop = plan_redirect(
-                url=hop_url,
-                status=stream.status,
-                location=location,
-                method="GET",
-                headers=dict(fields),
-                hops=hops,
-                policy=policy,
-            )
-        except StreamerError as exc:
-            raise evolve(exc, url=safe_url) from exc.__cause__  # name the URL asked for
+        hop = _plan_hop(stream, hop_url, fields, hops=hops, policy=policy, safe_url=safe_url)
         ask.phase(Phase.REDIRECTING)
         fields = request_fields(client, hop.headers, first=False)
         if fields is None or not usable(client, hop.url, decode=False, throttled=False):
@@ -115,6 +104,30 @@ async def open_fast(
     if stream is not None:
         stream.close()
     return None
+
+
+def _plan_hop(
+    stream: FastStream,
+    url: str,
+    fields: list[tuple[str, str]],
+    *,
+    hops: int,
+    policy: RedirectPolicy,
+    safe_url: str,
+) -> Hop:
+    """The next hop after `stream`'s redirect, as the engine plans it (`core.redirects`)."""
+    try:
+        return plan_redirect(
+            url=url,
+            status=stream.status,
+            location=stream.headers.get("Location"),
+            method="GET",
+            headers=dict(fields),
+            hops=hops,
+            policy=policy,
+        )
+    except StreamerError as exc:
+        raise evolve(exc, url=safe_url) from exc.__cause__  # name the URL asked for
 
 
 async def _exchange(
