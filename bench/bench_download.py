@@ -238,8 +238,14 @@ def select_tools(args: argparse.Namespace) -> list[str]:
     return chosen
 
 
-def measure(cmd: list[str], timeout: float, rss_file: Path) -> tuple[int, float, float, float]:
-    """Run cmd; return (status, wall s, user+sys s, peak RSS MiB) of that child alone.
+def measure(
+    cmd: list[str], timeout: float, rss_file: Path, cwd: Path | None = None
+) -> tuple[int, float, float, float]:
+    """Run cmd (in `cwd`); return (status, wall s, user+sys s, peak RSS MiB) of that child alone.
+
+    Run from the output directory, not the checkout: ``python -m streamer`` puts the working
+    directory first on sys.path, so from the repository's root streamer-prev would run the
+    checkout's streamer instead of --prev's.
 
     ru_maxrss from wait4 is no good for RSS: Linux carries the peak RSS of the forking
     process (this Python) across exec, so curl would never show less than this script.
@@ -249,7 +255,7 @@ def measure(cmd: list[str], timeout: float, rss_file: Path) -> tuple[int, float,
         cmd = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *cmd]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True, cwd=cwd
     )
     timer = threading.Timer(timeout, kill_group, (proc.pid,))
     timer.start()
@@ -299,7 +305,7 @@ def one_run(name: str, rnd: int, b: Bench) -> Run:
         name=out.name,
         prev=b.args.prev_path,
     )
-    status, wall, cpu, rss = measure(cmd, b.args.timeout, b.out_dir.parent / "rss.txt")
+    status, wall, cpu, rss = measure(cmd, b.args.timeout, b.out_dir.parent / "rss.txt", b.out_dir)
     want = b.digest if rnd == 0 else None
     if status:
         error = "timed out" if wall >= b.args.timeout else f"exit status {status}"

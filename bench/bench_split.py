@@ -79,7 +79,7 @@ def one_run(name: str, rnd: int, args: argparse.Namespace, target: tuple[str, Pa
     cmd = fill(TOOLS[name], **values, n=args.split, prev=args.prev_path)
     if not args.no_wait:
         wait_quiet()
-    status, wall, cpu, rss = measure(cmd, args.timeout, out_dir.parent / "rss.txt")
+    status, wall, cpu, rss = measure(cmd, args.timeout, out_dir.parent / "rss.txt", out_dir)
     if status:
         error = "timed out" if wall >= args.timeout else f"exit status {status}"
     else:

@@ -89,10 +89,10 @@ class Client(S3Uploads):
 
     def plain_route(self, url: str) -> bool:
         """Whether requests to `url`'s origin go direct and without netrc credentials."""
-        if self.config.proxy is not None:
-            return False
-        if not self.config.trust_env:
-            return True
+        if not self._open:
+            raise UsageError("the client is not open: use `async with Client() as client`")
+        if self.config.proxy is not None or not self.config.trust_env:
+            return self.config.proxy is None
         if self._plain_env is None:
             self._plain_env = plain_environment()
         return self._plain_env or self._engine().plain_route(url)

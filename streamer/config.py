@@ -74,6 +74,9 @@ class ClientConfig:
     # Report resolving/connecting/requesting phases to progress callbacks. aiohttp's tracing
     # costs every request some awaits, so bulk runs (no per-file progress) turn it off.
     report_phases: bool = True
+    # Read plain http:// download bodies on a raw socket into a reused buffer rather than
+    # through aiohttp (transfer/fastpath.py); False keeps every body on aiohttp.
+    fast_body: bool = True
 
     def __post_init__(self) -> None:
         _positive("chunk_size", self.chunk_size)

@@ -36,6 +36,9 @@ class DownloadResult:
     notes: tuple[str, ...] = ()
     result: Result = Result.SUCCESS
     validator: str | None = None  # the strong ETag or Last-Modified of what was saved
+    # How the body was read: "raw" (a socket into a reused buffer, transfer/fastpath.py) or
+    # "engine" (aiohttp).
+    body_path: str = "engine"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class DownloadResult:
             "attempts": self.attempts,
             "notes": list(self.notes),
             "result": self.result.value,
+            "body_path": self.body_path,
         }
 
 

@@ -25,6 +25,7 @@ from streamer.cli.contract import CONTRACT, MODE_OPTIONS, Mode
 from streamer.cli.main import build_parser
 from streamer.storage.files import part_path
 from streamer.storage.journal import JOURNAL_NAME
+from streamer.transfer.fastopen import ENV_SWITCH
 from tests.faults import data
 from tests.helpers import Run, streamer
 
@@ -181,14 +182,20 @@ async def test_each_refused_option_exits_2_naming_option_and_mode(
 
 # --- options honoured on every path -----------------------------------------------------------
 
-PATHS = ["one", "split", "lane", "engine", "processes"]
+# "one" reads its body on the raw path (transfer/fastpath.py); "one-engine" is the same
+# download kept on aiohttp by the diagnostic switch.
+PATHS = ["one", "one-engine", "split", "lane", "engine", "processes"]
+
+
+def _env(path: str) -> dict[str, str]:
+    return {ENV_SWITCH: "0"} if path == "one-engine" else {}
 
 
 def _run_args(path: str, origin: Origin, tmp_path: Path) -> tuple[list[str], list[Path]]:
     """The command for `path` and the files it should write."""
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    if path in ("one", "split"):
+    if path in ("one", "one-engine", "split"):
         target = out / "big.bin"
         args = ["get", origin.url + "big.bin", "-o", str(target)]
         return ([*args, "--split", "4"] if path == "split" else args), [target]
@@ -209,7 +216,7 @@ def _body(target: Path) -> bytes:
 async def test_max_filesize_holds_on_every_path(origin: Origin, tmp_path: Path, path: str) -> None:
     """--max-filesize below the body: exit 63, no target and no partial, on every path."""
     args, targets = _run_args(path, origin, tmp_path)
-    run = await streamer(*args, "--max-filesize", "8K")
+    run = await streamer(*args, "--max-filesize", "8K", env=_env(path))
     assert run.rc == 63, run.err
     for target in targets:
         assert not target.exists() and not part_path(target).exists()
@@ -223,7 +230,7 @@ async def test_no_clobber_keeps_an_existing_file_on_every_path(
     args, targets = _run_args(path, origin, tmp_path)
     for target in targets:
         target.write_bytes(b"mine")
-    run = await streamer(*args, "--no-clobber")
+    run = await streamer(*args, "--no-clobber", env=_env(path))
     assert run.rc == 73, run.err
     assert all(t.read_bytes() == b"mine" for t in targets)
 
@@ -234,7 +241,7 @@ async def test_headers_reach_the_server_on_every_path(
 ) -> None:
     """-H goes out with every request of every path (probe, segments, lane, engine, workers)."""
     args, targets = _run_args(path, origin, tmp_path)
-    run = await streamer(*args, "-H", "X-Probe: yes", "-q")
+    run = await streamer(*args, "-H", "X-Probe: yes", "-q", env=_env(path))
     assert run.rc == 0, run.err
     assert all(t.read_bytes() == _body(t) for t in targets)
     assert origin.seen and all(r.headers.get("X-Probe") == "yes" for r in origin.seen)
@@ -246,22 +253,24 @@ async def test_json_reports_each_file_on_every_path(
 ) -> None:
     """--json prints one object per file with its path and size, whatever the path."""
     args, targets = _run_args(path, origin, tmp_path)
-    run = await streamer(*args, "--json")
+    run = await streamer(*args, "--json", env=_env(path))
     assert run.rc == 0, run.err
     objects = [json.loads(line) for line in run.out.splitlines() if line.strip()]
+    if path.startswith("one"):  # the path a single download took is the one asked for
+        assert [o["body_path"] for o in objects] == ["raw" if path == "one" else "engine"]
     assert sorted(Path(o["path"]).name for o in objects) == sorted(t.name for t in targets)
     assert all(o["size"] == len(_body(Path(o["path"]))) for o in objects)
 
 
-@pytest.mark.parametrize("path", ["one", "split"])
+@pytest.mark.parametrize("path", ["one", "one-engine", "split"])
 async def test_checksum_holds_for_one_file(origin: Origin, tmp_path: Path, path: str) -> None:
     """--checksum: a wrong one fails with exit 80 and leaves nothing; the right one saves."""
     args, (target,) = _run_args(path, origin, tmp_path)
-    wrong = await streamer(*args, "--checksum", "sha256:" + "0" * 64)
+    wrong = await streamer(*args, "--checksum", "sha256:" + "0" * 64, env=_env(path))
     assert wrong.rc == 80, wrong.err
     assert not target.exists() and not part_path(target).exists()
     right = "sha256:" + hashlib.sha256(BIG).hexdigest()
-    run = await streamer(*args, "--checksum", right)
+    run = await streamer(*args, "--checksum", right, env=_env(path))
     assert run.rc == 0, run.err
     assert target.read_bytes() == BIG
 

@@ -35,6 +35,8 @@ from ..errors import (
 from ..results import DownloadResult
 from ..storage.files import check_free_space, preflight
 from ..storage.partial import Partial
+from .fastopen import open_answer, usable
+from .fastpath import FastStream
 from .retrying import with_retries
 from .throttle import rate_throttle
 
@@ -43,6 +45,8 @@ Throttle = Callable[[int], Awaitable[None]]
 if TYPE_CHECKING:
     from ..http.stream import Stream
     from .opener import Opener
+
+    Answer = Stream | FastStream  # the engine's answer, or the raw path's (fastpath.py)
 
 
 @dataclass(frozen=True)
@@ -164,11 +168,14 @@ async def _attempt(job: _Job) -> DownloadResult:
 async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
     req, partial, progress = job.req, job.partial, job.progress
     headers = {**req.headers, **plan.headers}
-    async with job.client.stream(
+    decode = job.client.config.accept_gzip if req.accept_gzip is None else req.accept_gzip
+    async with open_answer(
+        job.client,
         req.url,
-        headers=headers,
+        headers,
         max_bytes=req.max_bytes,
         accept_gzip=req.accept_gzip,
+        fast=usable(job.client, req.url, decode=decode, throttled=req.throttle is not None),
         progress=progress,
     ) as stream:
         offset = _judge(partial, plan, stream)
@@ -185,7 +192,7 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
             offset = plan.offset
         else:
             stream.progress_base = offset
-            await _pump(stream, partial, verifier, req.throttle)
+            await _pump(stream, partial, verifier, req)
         _check_length(partial, stream)
         if verifier is not None:
             verifier.check()
@@ -193,6 +200,11 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         no_clobber = req.no_clobber or (target != req.path and not req.clobber)
         await partial.publish(no_clobber=no_clobber, target=target, durable=req.durable)
     _report(progress, stream, Phase.DONE, partial.part.size)
+    return _result(job, stream, target, offset if plan.action is Action.RESUME else 0)
+
+
+def _result(job: _Job, stream: Answer, target: Path, resumed_from: int) -> DownloadResult:
+    partial = job.partial
     return DownloadResult(
         url=partial.url,
         final_url=redact_url(stream.final_url),
@@ -202,22 +214,23 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         elapsed=time.monotonic() - job.started,
         length_verified=stream.length_verified or partial.state is not None,
         content_type=stream.headers.get("Content-Type"),
-        checksum=str(req.checksum) if req.checksum else None,
+        checksum=str(job.req.checksum) if job.req.checksum else None,
         redirects=stream.redirects,
-        resumed_from=offset if plan.action is Action.RESUME else 0,
+        resumed_from=resumed_from,
         attempts=job.attempts,
         notes=tuple(partial.notes),
         validator=_validator(stream),
+        body_path="raw" if isinstance(stream, FastStream) else "engine",
     )
 
 
-def _validator(stream: Stream) -> str | None:
+def _validator(stream: Answer) -> str | None:
     """The strong validator of the saved body (RFC 9110 8.8.1), for the bulk journal."""
     etag, last_modified = strong_validators(stream.headers)
     return etag or last_modified
 
 
-async def _not_modified(job: _Job, stream: Stream, *, keep_partial: bool) -> DownloadResult:
+async def _not_modified(job: _Job, stream: Answer, *, keep_partial: bool) -> DownloadResult:
     """304 to a conditional request (the caller's If-None-Match or If-Modified-Since, -z): the
     file we have is current (RFC 9110 15.4.5), so it is kept as it is, not emptied; without a
     file nothing is created (as curl), and a partial being resumed stays for the next run."""
@@ -245,7 +258,7 @@ async def _not_modified(job: _Job, stream: Stream, *, keep_partial: bool) -> Dow
     )
 
 
-def _judge(partial: Partial, plan: Plan, stream: Stream) -> int | None:
+def _judge(partial: Partial, plan: Plan, stream: Answer) -> int | None:
     """Where to write the body: an offset, or None when a 416 says we are already complete."""
     resuming = plan.action is Action.RESUME
     if stream.status >= 400 and not (resuming and stream.status == 416):
@@ -269,7 +282,7 @@ def _judge(partial: Partial, plan: Plan, stream: Stream) -> int | None:
 
 
 async def _prepare(
-    req: DownloadRequest, partial: Partial, stream: Stream, offset: int | None
+    req: DownloadRequest, partial: Partial, stream: Answer, offset: int | None
 ) -> Verifier | None:
     """Set the partial file and resume state for writing at `offset`; hash what we keep."""
     total = resource_total(stream.status, stream.headers) if stream.status != 416 else None
@@ -290,7 +303,7 @@ async def _prepare(
 
 
 def _new_state(
-    req: DownloadRequest, partial: Partial, stream: Stream, total: int | None
+    req: DownloadRequest, partial: Partial, stream: Answer, total: int | None
 ) -> ResumeState | None:
     """The resume state for this body, or None when a partial of it could not be trusted."""
     if stream.decoding:
@@ -310,9 +323,13 @@ def _new_state(
 
 
 async def _pump(
-    stream: Stream, partial: Partial, verifier: Verifier | None, throttle: Throttle | None
+    stream: Answer, partial: Partial, verifier: Verifier | None, req: DownloadRequest
 ) -> None:
     """Response chunks into the file (and the hash): the hot loop, kept free of extra work."""
+    if isinstance(stream, FastStream):
+        await stream.pump(partial, verifier, durable=req.durable)  # never throttled (fastopen)
+        return
+    throttle = req.throttle
     write = partial.part.write
     checkpoint = partial.maybe_checkpoint
     update = verifier.update if verifier is not None else None
@@ -348,7 +365,7 @@ def final_target(req: DownloadRequest, disposition: str) -> Path:
     return req.path.parent / name
 
 
-def _check_length(partial: Partial, stream: Stream) -> None:
+def _check_length(partial: Partial, stream: Answer) -> None:
     """The file must hold the whole resource (a 206 may legally end early: that is a retry)."""
     state = partial.state
     total = state.total if state is not None else None
@@ -361,6 +378,6 @@ def _check_length(partial: Partial, stream: Stream) -> None:
         )
 
 
-def _report(progress: ProgressCallback | None, stream: Stream, phase: Phase, done: int) -> None:
+def _report(progress: ProgressCallback | None, stream: Answer, phase: Phase, done: int) -> None:
     if progress is not None:
         progress(Progress(stream.url, phase, done, stream.progress_total))
