@@ -35,7 +35,8 @@ OK = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 class Receiver:
     """Reads each request's head and body; `mode` says how it misbehaves."""
 
-    mode: str = "ok"  # ok | cut-first | cut-always | early-401
+    mode: str = "ok"  # ok | cut-first | cut-always | early-401 | redirect
+    location: str = ""  # where "redirect" sends the client (307, after reading the body)
     heads: list[bytes] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     connections: int = 0
@@ -55,6 +56,12 @@ async def _serve(rx: Receiver, reader: asyncio.StreamReader, writer: asyncio.Str
     rx.heads.append(head)
     if b"expect: 100-continue" in head.lower() and rx.mode != "early-401":
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if rx.mode == "early-413-close":
+        # Answer and close with the body unread: the kernel resets the connection under the
+        # client's writes (gunicorn does this); the answer must still win.
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+        await writer.drain()
+        return
     if rx.mode == "early-401":
         # Answer at once and read nothing more: the client must stop sending by itself.
         writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope")
@@ -65,7 +72,9 @@ async def _serve(rx: Receiver, reader: asyncio.StreamReader, writer: asyncio.Str
     want = MiB if cut else _length(head)
     body = await reader.readexactly(want)
     rx.bodies.append(body)
-    if not cut:
+    if rx.mode == "redirect":
+        writer.write(f"HTTP/1.1 307 Again\r\nLocation: {rx.location}\r\n\r\n".encode())
+    elif not cut:
         writer.write(OK)
         await writer.drain()
 
@@ -143,6 +152,26 @@ async def test_multipart_sends_file_parts_between_the_framing(
     assert _length(rx.heads[0]) == len(framed) == expected.length
 
 
+async def test_307_to_another_origin_resends_without_credentials(
+    client: Client, source: Path
+) -> None:
+    """A 307 from one plain-http origin to another (cross-origin allowed) sends the file
+    again, whole and by sendfile; Authorization goes to the first origin only."""
+    target = Receiver()
+    async with receiver(target) as second:
+        first = Receiver(mode="redirect", location=second)
+        async with receiver(first) as url:
+            before = sendbody.SENDFILE_CALLS[0]
+            result = await client.upload(
+                url, source, headers={"Authorization": "Bearer s3cret"}, cross_origin=True
+            )
+    assert result.redirects == 1 and result.status == 201
+    assert first.bodies == [BODY] and target.bodies == [BODY]
+    assert sendbody.SENDFILE_CALLS[0] >= before + 2
+    assert b"authorization: bearer s3cret" in first.heads[0].lower()
+    assert b"authorization" not in target.heads[0].lower()
+
+
 async def test_a_stall_window_keeps_the_engine_path(source: Path) -> None:
     """What the raw path does not cover (here --speed-limit) goes through aiohttp, no sendfile."""
     rx = Receiver()
@@ -186,6 +215,20 @@ async def test_early_answer_stops_the_body(client: Client, tmp_path: Path) -> No
             await client.upload(url, big, expect_continue=False)
     assert info.value.status == 401
     check_error(info.value, Result.HTTP_ERROR)
+
+
+async def test_answer_then_reset_reports_the_answer(client: Client, tmp_path: Path) -> None:
+    """A 413 followed by a close with the body unread (a reset under our writes) is the
+    result every time: HTTPStatusError 413, never a connection error."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(BODY * 2)
+    rx = Receiver(mode="early-413-close")
+    async with receiver(rx) as url:
+        for _ in range(5):
+            with pytest.raises(HTTPStatusError) as info:
+                await client.upload(url, big, expect_continue=False)
+            assert info.value.status == 413
+    assert rx.connections == 5
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ proxy, no netrc credentials), with headers the raw path can write as they are, g
 socket of its own with ``sendfile`` (`lane.sendbody`). The choice is made before a byte is
 sent. Anything else (TLS, proxies, a stall window, a stream source, base64 parts, credentials
 in the URL) takes the aiohttp path. Redirects are planned by the same rules as the engine's
-(`core.redirects`, RFC 9110 15.4: 307/308 resend the body); a hop the raw path cannot take
-goes on through the engine, from that hop. A connection that cannot be made is handed to the
-engine too (nothing was sent), which reports the failure in its usual words.
+(`core.redirects`, RFC 9110 15.4: 307/308 resend the body); when a hop is one the raw path
+cannot take, the engine asks again from the first request. A connection that cannot be made
+goes to the engine too (nothing was sent), which reports the failure in its usual words.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -97,15 +98,12 @@ def body_pieces(body: Body) -> list[Piece] | None:
 
 
 def _fields(client: Opener, headers: Mapping[str, str], body: Body) -> list[tuple[str, str]]:
-    """The request's fields, as the engine would send them (later names win, any case)."""
+    """The request's fields as the engine sends them: its defaults under `headers` (which
+    hold the client's own headers already, see `send_body`); a later name wins, any case."""
     cfg = client.config
+    defaults = {"User-Agent": cfg.user_agent, "Accept": "*/*", "Accept-Encoding": ACCEPT_ENCODING}
     merged: dict[str, tuple[str, str]] = {}
-    layers: list[Mapping[str, str]] = [
-        {"User-Agent": cfg.user_agent, "Accept": "*/*", "Accept-Encoding": ACCEPT_ENCODING},
-        cfg.headers,
-        headers,
-    ]
-    for layer in layers:
+    for layer in (defaults, headers):
         for name, value in layer.items():
             merged[name.lower()] = (name, value)
     merged.pop("content-length", None)
@@ -161,19 +159,54 @@ async def send_body(
     progress: ProgressCallback | None = None,
 ) -> AsyncIterator[RawStream | Any]:
     """`client.send`, zero-copy where the raw path can take the request (see module doc)."""
-    hops, safe, sent = 0, redact_url(url), dict(headers or {})
-    cfg = client.config
-    policy = RedirectPolicy(cfg.max_redirects, cfg.allow_downgrade, cross_origin)
+    request = _Request(method, url, body, headers or {}, max_bytes, cross_origin, on_sent)
+    answer = await _raw_chain(client, request, progress)
+    if answer is not None:
+        yield answer
+        return
+    # The engine takes the request from the start, under its own rules (a hop the raw path
+    # cannot take is rare: a plain-http redirect to https or to a proxied origin).
+    async with client.send(
+        method,
+        url,
+        body=body,
+        headers=headers,
+        max_bytes=max_bytes,
+        cross_origin=cross_origin,
+        on_sent=on_sent,
+        progress=progress,
+    ) as stream:
+        yield stream
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    url: str
+    body: Body | None
+    headers: Mapping[str, str]
+    max_bytes: int | None
+    cross_origin: bool
+    on_sent: Any
+
+
+async def _raw_chain(
+    client: Opener, req: _Request, progress: ProgressCallback | None
+) -> RawStream | None:
+    """The answer through the raw path, redirects followed; None: the engine should ask."""
+    hops, safe, cfg = 0, redact_url(req.url), client.config
+    # The client's headers join the call's before the first hop, as the engine merges them,
+    # so that the redirect rules drop credentials from both on a hop to another origin.
+    sent = {**cfg.headers, **req.headers}
+    url, method, body = req.url, req.method, req.body
+    policy = RedirectPolicy(cfg.max_redirects, cfg.allow_downgrade, req.cross_origin)
     while (plan := _plan(client, url, sent, body)) is not None:
-        answer = await _raw(
-            client, method=method, plan=plan, url=url, max_bytes=max_bytes, on_sent=on_sent
-        )
+        answer = await _raw(client, method=method, plan=plan, url=url, req=req)
         if answer is None:
-            break
+            return None
         location = answer.head.fields.get("location")
         if not follows(answer.head.status, location):
-            yield RawStream(answer, safe, url, max_bytes, hops)
-            return
+            return RawStream(answer, safe, url, req.max_bytes, hops)
         try:
             hop = plan_redirect(
                 url=url,
@@ -190,28 +223,16 @@ async def send_body(
         if progress is not None:
             progress(Progress(safe, Phase.REDIRECTING))
         url, sent, method, hops = hop.url, hop.headers, hop.method, hops + 1
-    # The engine takes it from here: the request as planned, or the hop the raw path left.
-    async with client.send(
-        method,
-        url,
-        body=body,
-        headers=sent,
-        max_bytes=max_bytes,
-        cross_origin=cross_origin,
-        on_sent=on_sent,
-        progress=progress,
-    ) as stream:
-        yield stream
+    return None
 
 
 async def _raw(
     client: Opener,
     *,
     method: str,
-    url: str,
     plan: tuple[Origin, bytes, list[Piece], bool],
-    max_bytes: int | None,
-    on_sent: Any,
+    url: str,
+    req: _Request,
 ) -> Answer | None:
     """The raw exchange's answer; None when the engine should ask again (see module doc)."""
     cfg, safe = client.config, redact_url(url)
@@ -219,7 +240,7 @@ async def _raw(
     timeouts = SendTimeouts(
         cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout, cfg.expect_timeout
     )
-    bound = (1 << 20) if max_bytes is None else max_bytes
+    bound = (1 << 20) if req.max_bytes is None else req.max_bytes
     try:
         answer = await send_request(
             origin,
@@ -229,7 +250,7 @@ async def _raw(
             timeouts=timeouts,
             max_body=bound,
             url=safe,
-            on_sent=on_sent,
+            on_sent=req.on_sent,
         )
     except Handoff:
         return None
