@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer import Client, ConnectionLostError, HTTPStatusError, Result
+from streamer import Client, ConnectionLostError, HTTPStatusError, Result, TransferTimeout
 from streamer.core.retry import RetryPolicy
 from streamer.http.bodies import FilePart, MultipartBody, TextPart
 from streamer.lane import sendbody
@@ -35,7 +35,7 @@ OK = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 class Receiver:
     """Reads each request's head and body; `mode` says how it misbehaves."""
 
-    mode: str = "ok"  # ok | cut-first | cut-always | early-401 | redirect
+    mode: str = "ok"  # ok | cut-first | cut-always | early-401 | redirect | mute | deaf
     location: str = ""  # where "redirect" sends the client (307, after reading the body)
     heads: list[bytes] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
@@ -56,6 +56,9 @@ async def _serve(rx: Receiver, reader: asyncio.StreamReader, writer: asyncio.Str
     rx.heads.append(head)
     if b"expect: 100-continue" in head.lower() and rx.mode != "early-401":
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if rx.mode == "deaf":  # reads nothing, answers nothing
+        await asyncio.sleep(10)
+        return
     if rx.mode == "early-413-close":
         # Answer and close with the body unread: the kernel resets the connection under the
         # client's writes (gunicorn does this); the answer must still win.
@@ -72,7 +75,9 @@ async def _serve(rx: Receiver, reader: asyncio.StreamReader, writer: asyncio.Str
     want = MiB if cut else _length(head)
     body = await reader.readexactly(want)
     rx.bodies.append(body)
-    if rx.mode == "redirect":
+    if rx.mode == "mute":  # the whole body read, and no answer
+        await asyncio.sleep(10)
+    elif rx.mode == "redirect":
         writer.write(f"HTTP/1.1 307 Again\r\nLocation: {rx.location}\r\n\r\n".encode())
     elif not cut:
         writer.write(OK)
@@ -92,7 +97,8 @@ async def receiver(rx: Receiver) -> AsyncIterator[str]:
                 writer.close()
 
         tasks.append(asyncio.ensure_future(run()))
-        await tasks[-1]
+        with contextlib.suppress(asyncio.CancelledError):  # cancelled when the test ends
+            await tasks[-1]
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     try:
@@ -105,11 +111,16 @@ async def receiver(rx: Receiver) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
+def body_file(tmp_path: Path) -> Path:
+    path = tmp_path / "body.bin"
+    if not path.exists():
+        path.write_bytes(BODY)
+    return path
+
+
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
-    path = tmp_path / "body.bin"
-    path.write_bytes(BODY)
-    return path
+    return body_file(tmp_path)
 
 
 @pytest.fixture
@@ -229,6 +240,30 @@ async def test_answer_then_reset_reports_the_answer(client: Client, tmp_path: Pa
                 await client.upload(url, big, expect_continue=False)
             assert info.value.status == 413
     assert rx.connections == 5
+
+
+@pytest.mark.parametrize(
+    ("mode", "limit", "words"),
+    [
+        ("mute", "read_timeout", "read timeout (0.5 s), no data from the server"),
+        ("deaf", "read_timeout", "took no bytes of the body for 0.5 s"),
+        ("mute", "total_timeout", "total timeout (0.5 s) for the transfer"),
+    ],
+)
+async def test_timeouts_cover_the_upload(tmp_path: Path, mode: str, limit: str, words: str) -> None:
+    """The read timeout bounds both waits of an upload (a server that takes no bytes of the
+    body, one that reads it all and never answers), the total timeout the whole exchange;
+    each ends in TransferTimeout (exit 28) naming the limit."""
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(64 * MiB)  # more than the socket buffers hold
+    rx = Receiver(mode=mode)
+    options = {**CLIENT_DEFAULTS, limit: 0.5}
+    async with Client(**options) as c, receiver(rx) as url:
+        with pytest.raises(TransferTimeout) as info:
+            await c.upload(url, big if mode == "deaf" else body_file(tmp_path), retry=0)
+    check_error(info.value, Result.TIMEOUT)
+    assert words in str(info.value)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.http1 import Origin
-from ..errors import ConnectionLostError, FileError, Result, SourceChangedError, TransferTimeout
+from ..errors import (
+    ConnectionLostError,
+    FileError,
+    Result,
+    SourceChangedError,
+    StreamerError,
+    TransferTimeout,
+)
 from .answer import Answer, AnswerReader
 from .connection import Handoff
 
@@ -114,7 +121,9 @@ async def send_request(
                 url=url,
                 on_sent=on_sent,
             )
-    except TimeoutError:
+    except TimeoutError as exc:
+        if isinstance(exc, StreamerError):
+            raise  # our own TransferTimeout (a TimeoutError too), not the total deadline
         total = timeouts.total
         raise TransferTimeout(
             f"timed out: total timeout ({total:g} s) for the transfer", url=url
@@ -303,8 +312,8 @@ class _Sender:
                 ):
                     raise _changed(part, "its size, time or identity differs from the start")
                 tail = os.pread(f.fileno(), hold, end - hold)
-        except _SendFailed:
-            raise
+        except (_SendFailed, StreamerError):
+            raise  # the socket's failure or ours (TransferTimeout is an OSError too)
         except OSError as exc:
             raise FileError(
                 f"cannot read {part.path}: {exc.strerror or exc}",
