@@ -17,13 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from streamer import Client, ConnectionLostError, HTTPStatusError, Result, TransferTimeout
+from streamer import (
+    Client,
+    ConnectError,
+    ConnectionLostError,
+    HTTPStatusError,
+    Result,
+    TransferTimeout,
+)
 from streamer.core.retry import RetryPolicy
 from streamer.http.bodies import FilePart, MultipartBody, TextPart
 from streamer.lane import sendbody
 from tests.conftest import CLIENT_DEFAULTS
 from tests.faults import check_error
-from tests.helpers import ThreadedServer, file_digest, peak_rss
+from tests.helpers import ThreadedServer, closed_port, file_digest, peak_rss
 from tests.tus_peer import TusPeer, start_tus
 
 MiB = 1 << 20
@@ -181,6 +188,17 @@ async def test_307_to_another_origin_resends_without_credentials(
     assert sendbody.SENDFILE_CALLS[0] >= before + 2
     assert b"authorization: bearer s3cret" in first.heads[0].lower()
     assert b"authorization" not in target.heads[0].lower()
+
+
+async def test_refused_connection_is_reported_as_by_the_engine(
+    client: Client, source: Path
+) -> None:
+    """A refused connection (nothing sent) is the engine's ConnectError (exit 7), worded
+    as on every other path."""
+    with pytest.raises(ConnectError) as info:
+        await client.upload(f"http://127.0.0.1:{closed_port()}/x.bin", source, retry=0)
+    check_error(info.value, Result.CANT_CONNECT)
+    assert "connection refused" in str(info.value)
 
 
 async def test_a_stall_window_keeps_the_engine_path(source: Path) -> None:

@@ -108,7 +108,7 @@ async def send_request(
     asks again and words the failure), `SourceChangedError`/`FileError` for the file, and
     `ConnectionLostError`/`TransferTimeout` for the exchange.
     """
-    sock = await _connect(origin, timeouts.connect)
+    sock = await _connect(origin, timeouts.connect, url)
     try:
         async with asyncio.timeout(timeouts.total):
             return await _exchange(
@@ -132,25 +132,36 @@ async def send_request(
         sock.close()
 
 
-async def _connect(origin: Origin, timeout: float | None) -> socket.socket:
+async def _connect(origin: Origin, timeout: float | None, url: str) -> socket.socket:
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
             infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
-            for family, kind, proto, _, address in infos:
+            for n, (family, kind, proto, _, address) in enumerate(infos, 1):
                 sock = socket.socket(family, kind, proto)
-                sock.setblocking(False)
                 try:
+                    sock.setblocking(False)
                     await loop.sock_connect(sock, address)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    sock.close()
+                    if n == len(infos):
+                        raise
+                    continue  # the next address (an IPv6 and an IPv4 one, say)
                 except BaseException:
                     sock.close()
-                    if address == infos[-1][4]:
-                        raise
-                    continue
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    raise
                 return sock
-    except (OSError, TimeoutError) as exc:
-        # The full engine connects again and reports the failure (or timeout) in its words.
+    except TimeoutError as exc:
+        if timeout is None or exc.errno is not None:  # the system's ETIMEDOUT, not ours
+            raise Handoff("cannot connect: timed out") from None
+        # Not handed off: the engine would wait out the same timeout again (as the lane does).
+        where = f"{origin.host}:{origin.port}"
+        raise TransferTimeout(
+            f"timed out: connect timeout ({timeout:g} s) to {where}", url=url
+        ) from None
+    except OSError as exc:
+        # Nothing was sent: the engine connects again and words the failure its own way.
         raise Handoff(f"cannot connect: {type(exc).__name__}") from None
     raise Handoff("no address")
 
