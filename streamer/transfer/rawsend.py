@@ -113,10 +113,12 @@ def _fields(client: Opener, headers: Mapping[str, str], body: Body) -> list[tupl
 
 
 def _plan(
-    client: Opener, url: str, headers: Mapping[str, str], body: Body | None
+    client: Opener, method: str, url: str, headers: Mapping[str, str], body: Body | None
 ) -> tuple[Origin, bytes, list[Piece], bool] | None:
     """(origin, request head, pieces, expect) when the raw path can send this, else None."""
     if body is None or body.length is None or client.config.speed_limit is not None:
+        return None
+    if not _NAME.fullmatch(method):  # a method is a token (RFC 9110 9.1): no injected lines
         return None
     simple = simple_request(url)
     if simple is None or simple[0].scheme != "http" or not client.plain_route(url):
@@ -135,11 +137,14 @@ def _plan(
     if expect not in ("", "100-continue"):
         return None
     origin, target = simple
-    return origin, _head(target, origin, fields, body.length), pieces, bool(expect)
+    return origin, _head(method, target, origin, fields, body.length), pieces, bool(expect)
 
 
-def _head(target: str, origin: Origin, fields: list[tuple[str, str]], length: int) -> bytes:
-    lines = [f"{target} HTTP/1.1", f"Host: {origin.authority}"]
+def _head(
+    method: str, target: str, origin: Origin, fields: list[tuple[str, str]], length: int
+) -> bytes:
+    """The request head (RFC 9112 3): every part checked above (tokens, no CR/LF/NUL)."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {origin.authority}"]
     lines += [f"{name}: {value}" for name, value in fields]
     lines.append(f"Content-Length: {length}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
@@ -200,8 +205,8 @@ async def _raw_chain(
     sent = {**cfg.headers, **req.headers}
     url, method, body = req.url, req.method, req.body
     policy = RedirectPolicy(cfg.max_redirects, cfg.allow_downgrade, req.cross_origin)
-    while (plan := _plan(client, url, sent, body)) is not None:
-        answer = await _raw(client, method=method, plan=plan, url=url, req=req)
+    while (plan := _plan(client, method, url, sent, body)) is not None:
+        answer = await _raw(client, plan=plan, url=url, req=req)
         if answer is None:
             return None
         location = answer.head.fields.get("location")
@@ -227,12 +232,7 @@ async def _raw_chain(
 
 
 async def _raw(
-    client: Opener,
-    *,
-    method: str,
-    plan: tuple[Origin, bytes, list[Piece], bool],
-    url: str,
-    req: _Request,
+    client: Opener, *, plan: tuple[Origin, bytes, list[Piece], bool], url: str, req: _Request
 ) -> Answer | None:
     """The raw exchange's answer; None when the engine should ask again (see module doc)."""
     cfg, safe = client.config, redact_url(url)
@@ -244,7 +244,7 @@ async def _raw(
     try:
         answer = await send_request(
             origin,
-            method.encode("ascii") + b" " + head,
+            head,
             pieces,
             expect=expect,
             timeouts=timeouts,
