@@ -195,10 +195,23 @@ async def _exchange(
         reader.sent_all()
         return await _await_answer(reader, task, timeouts.idle, url)
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        await _reap(task)
+
+
+async def _reap(task: asyncio.Task[Answer]) -> None:
+    """Stop the reader and wait for it (its socket is closed next), without swallowing a
+    cancellation of our own."""
+    if task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:  # its failure is not the one to report
+        pass
 
 
 async def _continued(reader: AnswerReader, task: asyncio.Task[Answer], wait: float) -> bool:
@@ -230,7 +243,7 @@ async def _await_answer(
 async def _answer_after_failure(
     task: asyncio.Task[Answer], exc: OSError, idle: float | None, url: str
 ) -> Answer:
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError, OSError, ConnectionLostError):
+    with contextlib.suppress(TimeoutError, OSError, ConnectionLostError):
         async with asyncio.timeout(idle):
             return await asyncio.shield(task)
     reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
