@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -199,6 +201,22 @@ async def test_refused_connection_is_reported_as_by_the_engine(
         await client.upload(f"http://127.0.0.1:{closed_port()}/x.bin", source, retry=0)
     check_error(info.value, Result.CANT_CONNECT)
     assert "connection refused" in str(info.value)
+
+
+async def test_a_file_system_without_sendfile_still_uploads(
+    client: Client, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the kernel refuses sendfile for the file (EINVAL: some FUSE file systems), the
+    same bytes are read and sent instead; the body is still byte-exact."""
+
+    def refuse(*_: object) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "sendfile", refuse)
+    rx = Receiver()
+    async with receiver(rx) as url:
+        result = await client.upload(url, source)
+    assert result.status == 201 and rx.bodies == [BODY]
 
 
 async def test_a_stall_window_keeps_the_engine_path(source: Path) -> None:

@@ -85,6 +85,8 @@ class _SendFailed(OSError):
 
 
 _SOCKET_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED})
+# sendfile's answers for a file it cannot read from (some FUSE and special file systems).
+_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -360,12 +362,24 @@ class _Sender:
             except OSError as exc:
                 if exc.errno in _SOCKET_GONE:
                     raise _SendFailed(exc.errno, exc.strerror) from None
-                raise
+                if exc.errno not in _NO_SENDFILE:
+                    raise
+                await self._copy(fd, part, offset, end)  # a file system without sendfile
+                return
             if n == 0:
                 raise _changed(part, f"it shrank to {offset} bytes")
             SENDFILE_CALLS[0] += 1
             offset += n
             self._count(n)
+
+    async def _copy(self, fd: int, part: FileSlice, offset: int, end: int) -> None:
+        """The bytes read into Python and sent, for a file that sendfile cannot take."""
+        while offset < end:
+            data = os.pread(fd, min(SENDFILE_MAX, end - offset), offset)
+            if not data:
+                raise _changed(part, f"it shrank to {offset} bytes")
+            await self.write(data)
+            offset += len(data)
 
 
 def _changed(part: FileSlice, why: str) -> SourceChangedError:
