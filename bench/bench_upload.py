@@ -41,15 +41,17 @@ from bench_download import (  # after the sys.path insert
 
 OPS = ("put", "post")
 TOOLS = ("streamer", "curl")
+# -P: no current directory on sys.path, which `-m` would put before PYTHONPATH; run from a
+# checkout's root, both streamer rows would otherwise import that checkout's code.
 COMMANDS = {
-    ("put", "streamer"): "{python} -m streamer put {file} {url} --no-progress -q",
+    ("put", "streamer"): "{python} -P -m streamer put {file} {url} --no-progress -q",
     ("put", "curl"): "curl -s -T {file} {url}",
-    ("post", "streamer"): "{python} -m streamer post {url} -F file=@{file} --no-progress -q",
+    ("post", "streamer"): "{python} -P -m streamer post {url} -F file=@{file} --no-progress -q",
     ("post", "curl"): "curl -s -F file=@{file} {url}",
     # The same commands on an earlier checkout (--prev DIR): PYTHONPATH from --prev.
-    ("put", "streamer-prev"): "env PYTHONPATH={prev} {python} -m streamer put {file} {url}"
+    ("put", "streamer-prev"): "env PYTHONPATH={prev} {python} -P -m streamer put {file} {url}"
     " --no-progress -q",
-    ("post", "streamer-prev"): "env PYTHONPATH={prev} {python} -m streamer post {url}"
+    ("post", "streamer-prev"): "env PYTHONPATH={prev} {python} -P -m streamer post {url}"
     " -F file=@{file} --no-progress -q",
 }
 NGINX = "{nginx} -p {prefix} -e {prefix}/error.log -c {prefix}/nginx.conf"
