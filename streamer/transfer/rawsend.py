@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -42,6 +42,18 @@ _NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2 token
 _VALUE = re.compile(r"[\t\x20-\x7e]*")  # no CR, LF, NUL (no injected lines), ASCII only
 # Fields the raw path writes itself, or whose meaning it does not implement.
 _OWN = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"})
+
+
+class Reply(Protocol):
+    """What `send_body` yields: a `Stream` of the engine, or a `RawStream`."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    final_url: str
+    redirects: int
+
+    async def read(self) -> bytes: ...
 
 
 class RawStream:
@@ -162,7 +174,7 @@ async def send_body(
     cross_origin: bool = False,
     on_sent: Any = None,
     progress: ProgressCallback | None = None,
-) -> AsyncIterator[RawStream | Any]:
+) -> AsyncIterator[Reply]:
     """`client.send`, zero-copy where the raw path can take the request (see module doc)."""
     request = _Request(method, url, body, headers or {}, max_bytes, cross_origin, on_sent)
     answer = await _raw_chain(client, request, progress)
@@ -257,4 +269,4 @@ async def _raw(
     return answer
 
 
-__all__ = ["RawStream", "body_pieces", "send_body"]
+__all__ = ["RawStream", "Reply", "body_pieces", "send_body"]
