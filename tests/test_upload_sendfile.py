@@ -323,7 +323,8 @@ async def test_tus_patch_goes_out_by_sendfile(
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss units are Linux's")
 def test_peak_rss_of_a_large_put_stays_flat(tmp_path: Path) -> None:
-    """`streamer put` of 512 MiB peaks under 48 MiB RSS: the bytes never pass through Python."""
+    """`streamer put` of 512 MiB peaks under 40 MiB RSS: the bytes never pass through Python
+    (the read path peaked at about 45 MiB for 1 GiB, bench_upload)."""
     big = tmp_path / "big.bin"
     with big.open("wb") as f:
         f.truncate(512 * MiB)  # sparse: the page cache serves zeros, the server stores them
@@ -334,4 +335,4 @@ def test_peak_rss_of_a_large_put_stays_flat(tmp_path: Path) -> None:
         peak = peak_rss(cmd, timeout=120, log=tmp_path / "put.log")
     assert peak.rc == 0, (tmp_path / "put.log").read_text()
     assert (root / "big.bin").stat().st_size == 512 * MiB
-    assert peak.maxrss_kib < 48 * 1024, f"peak RSS {peak.maxrss_kib / 1024:.1f} MiB"
+    assert peak.maxrss_kib < 40 * 1024, f"peak RSS {peak.maxrss_kib / 1024:.1f} MiB"
