@@ -41,11 +41,18 @@ from bench_download import (  # after the sys.path insert
 
 OPS = ("put", "post")
 TOOLS = ("streamer", "curl")
+# -P: no current directory on sys.path, which `-m` would put before PYTHONPATH; run from a
+# checkout's root, both streamer rows would otherwise import that checkout's code.
 COMMANDS = {
-    ("put", "streamer"): "{python} -m streamer put {file} {url} --no-progress -q",
+    ("put", "streamer"): "{python} -P -m streamer put {file} {url} --no-progress -q",
     ("put", "curl"): "curl -s -T {file} {url}",
-    ("post", "streamer"): "{python} -m streamer post {url} -F file=@{file} --no-progress -q",
+    ("post", "streamer"): "{python} -P -m streamer post {url} -F file=@{file} --no-progress -q",
     ("post", "curl"): "curl -s -F file=@{file} {url}",
+    # The same commands on an earlier checkout (--prev DIR): PYTHONPATH from --prev.
+    ("put", "streamer-prev"): "env PYTHONPATH={prev} {python} -P -m streamer put {file} {url}"
+    " --no-progress -q",
+    ("post", "streamer-prev"): "env PYTHONPATH={prev} {python} -P -m streamer post {url}"
+    " -F file=@{file} --no-progress -q",
 }
 NGINX = "{nginx} -p {prefix} -e {prefix}/error.log -c {prefix}/nginx.conf"
 UPLOAD_DIR = "up"  # under www/: where PUT targets go (and the built-in server's POST files)
@@ -89,6 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-dir", type=Path, help="work in DIR and keep it (source is reused)")
     p.add_argument("--json", type=Path, help="write all runs and the summary here")
     p.add_argument("--python", default=sys.executable, help="interpreter for streamer")
+    p.add_argument("--prev", help="PYTHONPATH of an earlier streamer: adds a streamer-prev row")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per run (120)")
     p.add_argument("--settle", type=float, default=2.0, help="pause after each run's sync (2)")
     p.add_argument("--budget", type=float, default=1800.0, help="start no run after this (s)")
@@ -234,7 +242,9 @@ def check_received(op: str, tool: str, b: Bench, with_hash: bool) -> str:
 def one_run(op: str, tool: str, rnd: int, b: Bench) -> UploadRun:
     """One timed upload; round 0 also checks the sha256 of what the receiver stored."""
     a, rx = b.args, b.rx
-    cmd = fill(COMMANDS[op, tool], python=a.python, file=b.src, url=rx.url(op, tool))
+    cmd = fill(
+        COMMANDS[op, tool], python=a.python, file=b.src, url=rx.url(op, tool), prev=a.prev or ""
+    )
     status, wall, cpu, rss = measure(cmd, a.timeout, b.src.parent.parent / "rss.txt")
     if status:
         error = "timed out" if wall >= a.timeout else f"exit status {status}"
@@ -250,7 +260,8 @@ def run_all(b: Bench) -> list[UploadRun]:
     """`runs` rounds of every (op, tool); odd rounds in reverse, so none always goes first."""
     args = b.args
     deadline, runs = time.monotonic() + args.budget, list[UploadRun]()
-    pairs = [(op, tool) for op in args.ops for tool in TOOLS]
+    tools = TOOLS + (("streamer-prev",) if args.prev else ())
+    pairs = [(op, tool) for op in args.ops for tool in tools]
     for _ in range(args.warmup):  # page cache, .pyc files, the first write-back: not timed
         for op, tool in pairs:
             if not (run := one_run(op, tool, -1, b)).ok:

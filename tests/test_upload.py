@@ -28,9 +28,13 @@ from streamer import (
     UsageError,
 )
 from streamer.server.app import running_server
+from tests.faults import ClientFactory
 
 PIECE = 64 << 10
 MIB = 1 << 20
+# The two ways a file body goes out: by sendfile on a raw socket (plain http, the default
+# here), and through aiohttp (what a stall window, TLS or a proxy takes).
+PATHS: dict[str, dict[str, Any]] = {"sendfile": {}, "engine": {"speed_limit": 1.0}}
 
 
 def _sha(data: bytes) -> str:
@@ -382,11 +386,14 @@ def sparse_64m(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("how", ["put", "put-chunked", "post"])
 async def test_early_413_reported(
-    client: Client, tmp_path: Path, sparse_64m: Path, how: str
+    make_client: ClientFactory, tmp_path: Path, sparse_64m: Path, how: str, path: str
 ) -> None:
-    """A 413 sent while the body streams is an HTTPStatusError 413 with the server's reason."""
+    """A 413 sent while the body streams is an HTTPStatusError 413 with the server's reason,
+    on the sendfile path and on the engine's."""
+    client = await make_client(**PATHS[path])
     root = tmp_path / "root"
     root.mkdir()
     before = sparse_64m.stat()
@@ -469,11 +476,14 @@ async def test_cross_origin_redirect_not_followed(
 # --- sources changing under the upload ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("route", PATHS)
 @pytest.mark.parametrize("change", ["truncate", "grow"])
 async def test_source_changed_during_upload(
-    client: Client, server: TestServer, tmp_path: Path, change: str
+    make_client: ClientFactory, server: TestServer, tmp_path: Path, change: str, route: str
 ) -> None:
-    """A file truncated or grown while it streams is SourceChangedError; no complete body."""
+    """A file truncated or grown while it streams is SourceChangedError; no complete body;
+    on the sendfile path and on the engine's."""
+    client = await make_client(**PATHS[route])
     path = tmp_path / "changing.bin"
     size = 32 * MIB
     path.write_bytes(pattern(size))

@@ -53,14 +53,14 @@ class Body(Protocol):
 
 class BytesBody:
     def __init__(self, data: bytes, content_type: str | None = None) -> None:
-        self._data = memoryview(data)
+        self.data = memoryview(data)
         self.length: int | None = len(data)
         self.replayable = True
         self.content_type = content_type
 
     async def open(self) -> AsyncIterator[bytes]:
-        for start in range(0, len(self._data), READ_SIZE):
-            yield bytes(self._data[start : start + READ_SIZE])
+        for start in range(0, len(self.data), READ_SIZE):
+            yield bytes(self.data[start : start + READ_SIZE])
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -145,12 +145,12 @@ class FileBody:
                 path=str(path),
                 result=Result.SOURCE_READ_ERROR,
             )
-        self._identity = _identity(st)
-        if identity is not None and identity != self._identity:
+        self.identity = _identity(st)
+        if identity is not None and identity != self.identity:
             raise self._changed("it is not the file whose upload began")
         if not 0 <= start <= st.st_size or (length is not None and start + length > st.st_size):
             raise UsageError(f"slice {start}+{length} lies outside {path} ({st.st_size} bytes)")
-        self._start = start
+        self.start = start
         self.length: int | None = st.st_size - start if length is None else length
         self.replayable = True
         self.content_type = content_type
@@ -165,18 +165,18 @@ class FileBody:
     async def open(self) -> AsyncIterator[bytes]:
         import aiofiles.threadpool
 
-        size = self._identity[0]
-        end = self._start + (self.length or 0)
+        size = self.identity[0]
+        end = self.start + (self.length or 0)
         try:
             # Opened here, not in a thread (aiofiles.open): a send cancelled during a threaded
             # open would leave the file opened after all, and never closed. Closed here too:
             # the buffered reader's lock makes close() wait for a read still in a thread.
             with open(self.path, "rb") as raw:
                 f = aiofiles.threadpool.wrap(raw)
-                if _identity(os.fstat(f.fileno())) != self._identity:
+                if _identity(os.fstat(f.fileno())) != self.identity:
                     raise self._changed("it is not the file whose size was declared")
                 reader = _CachedFirstReader(raw, f)
-                sent, held = self._start, b""
+                sent, held = self.start, b""
                 while sent < end:
                     data = await reader.read_at(min(self._read_size, end - sent), sent)
                     if not data:
@@ -184,7 +184,7 @@ class FileBody:
                     if held:
                         yield held
                     held, sent = data, sent + len(data)
-                if _identity(os.stat(self.path)) != self._identity or await reader.read_at(1, size):
+                if _identity(os.stat(self.path)) != self.identity or await reader.read_at(1, size):
                     raise self._changed("its size, time or identity differs from the start")
                 if held:
                     yield held
@@ -383,13 +383,13 @@ class MultipartBody:
     ) -> None:
         self.boundary = boundary or new_boundary()
         ordered = [TextPart(name, value) for name, value in fields] + list(files)
-        self._parts = [_text_part(p) if isinstance(p, TextPart) else _file_part(p) for p in ordered]
-        self.length = content_length(self.boundary, [spec for spec, _ in self._parts])
-        self.replayable = all(body.replayable for _, body in self._parts)
+        self.parts = [_text_part(p) if isinstance(p, TextPart) else _file_part(p) for p in ordered]
+        self.length = content_length(self.boundary, [spec for spec, _ in self.parts])
+        self.replayable = all(body.replayable for _, body in self.parts)
         self.content_type: str | None = content_type_header(self.boundary)
 
     async def open(self) -> AsyncIterator[bytes]:
-        for spec, body in self._parts:
+        for spec, body in self.parts:
             yield part_head(self.boundary, spec)
             async with closing_chunks(body.open()) as chunks:
                 async for chunk in chunks:

@@ -55,6 +55,7 @@ from ..http.bodies import Body, BytesBody, FileBody, file_identity
 from ..http.s3sign import require_signer, sign_headers
 from ..results import S3UploadResult
 from ..storage.upload_state import drop_state, load_state, save_state
+from .rawsend import send_body
 from .retrying import with_retries
 
 if TYPE_CHECKING:
@@ -122,7 +123,9 @@ async def exchange(
     client: Opener, method: str, url: str, headers: Mapping[str, str], body: Body | None
 ) -> Answer:
     """Send one request; an answer >= 400 (or a 200 carrying an <Error>) raises `S3Error`."""
-    async with client.send(method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT) as st:
+    async with send_body(
+        client, method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT
+    ) as st:
         answer = await st.read()
         status, reason, answer_headers = st.status, st.reason, dict(st.headers)
     if status >= 400 or (status == 200 and method == "POST" and s3_error(answer) is not None):

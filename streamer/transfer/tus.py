@@ -42,6 +42,7 @@ from ..errors import (
 from ..http.bodies import Body, BytesBody, FileBody
 from ..results import TusResult
 from ..storage.upload_state import drop_state, load_state, save_state
+from .rawsend import send_body
 from .retrying import with_retries
 from .upload import expect_headers
 
@@ -120,8 +121,8 @@ async def _call(
     on_sent: object = None,
 ) -> _Answer:
     """One request; the answer's status, headers and (for errors) the start of its body."""
-    async with client.send(
-        method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT, on_sent=on_sent
+    async with send_body(
+        client, method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT, on_sent=on_sent
     ) as stream:
         data = b""
         if method != "HEAD":

@@ -20,6 +20,7 @@ from ..core.status import status_error
 from ..errors import ConnectError, ResolveError, StreamerError
 from ..http.bodies import Body
 from ..results import UploadResult
+from .rawsend import send_body
 from .retrying import with_retries
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ async def _send(
 ) -> UploadResult:
     safe_url = redact_url(req.url)
     on_sent = _sent_reporter(safe_url, req.body.length, progress)
-    async with client.send(
+    async with send_body(
+        client,
         req.method,
         req.url,
         body=req.body,

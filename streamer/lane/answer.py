@@ -1,0 +1,137 @@
+"""Read the answer to a request sent on a plain socket (`sendbody`), with the lane's parser.
+
+Interim 1xx answers are skipped (RFC 9110 15.2), "100 Continue" is signalled to the sender;
+the final answer's body is framed by Content-Length, by chunks (RFC 9112 7.1) or by the close
+(RFC 9112 6.3, rule 8), and kept in memory up to a bound: an upload's answer is small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+from ..core.http1 import MAX_HEAD, ChunkError, Dechunker, Head, head_end, parse_head
+from ..errors import BodyTruncatedError, ConnectionLostError, ProtocolError, Result
+
+_READ_SIZE = 1 << 16
+_NO_BODY = frozenset({204, 304})  # RFC 9110 6.4.1
+
+
+@dataclass(frozen=True)
+class Answer:
+    head: Head
+    body: bytes  # as received (content coding not undone), at most the bound
+    over: bool  # the body went past the bound and was not read further
+
+
+class AnswerReader:
+    """Reads one answer from `sock`; `continued` is set when "100 Continue" arrives."""
+
+    def __init__(self, sock: socket.socket, max_body: int, url: str) -> None:
+        self._sock, self._max, self._url = sock, max_body, url
+        self._loop = asyncio.get_running_loop()
+        self.continued = asyncio.Event()
+        self.last = self._loop.time()  # when a byte last came (or the body was all sent)
+        self._any = False
+
+    def sent_all(self) -> None:
+        """The body is out: the read timeout counts from now."""
+        self.last = self._loop.time()
+
+    async def _recv(self) -> bytes:
+        try:
+            data = await self._loop.sock_recv(self._sock, _READ_SIZE)
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise ConnectionLostError(f"connection error: {reason}", url=self._url) from None
+        self.last = self._loop.time()
+        return data
+
+    async def read(self) -> Answer:
+        buf = bytearray()
+        head = await self._head(buf)
+        rest = bytes(buf[head.size :])
+        if head.status in _NO_BODY:
+            return Answer(head, b"", False)
+        if head.chunked:
+            return await self._chunked(head, rest)
+        if not head.simple and _has(head, "transfer-encoding", "content-length"):
+            raise ProtocolError("malformed HTTP response: ambiguous body framing", url=self._url)
+        return await self._sized(head, rest)
+
+    async def _head(self, buf: bytearray) -> Head:
+        while True:
+            size = head_end(buf)
+            if size < 0:
+                if len(buf) > MAX_HEAD:
+                    raise ProtocolError("malformed HTTP response: head too large", url=self._url)
+                data = await self._recv()
+                if not data:
+                    result = Result.CONNECTION_ERROR if self._any else Result.NO_RESPONSE
+                    raise ConnectionLostError(
+                        "server closed the connection", url=self._url, result=result
+                    )
+                self._any = True
+                buf += data
+                continue
+            head = parse_head(buf, size)
+            if head is None or head.status == 101:
+                raise ProtocolError("malformed HTTP response head", url=self._url)
+            if head.status >= 200:
+                return head
+            if head.status == 100:
+                self.continued.set()
+            del buf[:size]
+
+    async def _sized(self, head: Head, body: bytes) -> Answer:
+        """A body of Content-Length bytes, or (without one) up to the close."""
+        parts, got, want = [body], len(body), head.length
+        while (want is None or got < want) and got <= self._max:
+            data = await self._recv()
+            if not data:
+                if want is None:
+                    break
+                raise BodyTruncatedError(
+                    f"body cut short: {got} of {want} bytes",
+                    url=self._url,
+                    received=got,
+                    expected=want,
+                )
+            parts.append(data)
+            got += len(data)
+        whole = b"".join(parts)
+        if want is not None:
+            whole = whole[:want]
+        return Answer(head, whole[: self._max], len(whole) > self._max)
+
+    async def _chunked(self, head: Head, data: bytes) -> Answer:
+        dechunk, got = Dechunker(), 0
+        parts: list[bytes] = []
+        while True:
+            try:
+                pieces = dechunk.feed(data)
+            except ChunkError as exc:
+                raise ProtocolError(f"malformed chunked body: {exc}", url=self._url) from None
+            parts.extend(bytes(p) for p in pieces)
+            got += sum(map(len, pieces))
+            if got > self._max:
+                return Answer(head, b"".join(parts)[: self._max], True)
+            if dechunk.done:
+                return Answer(head, b"".join(parts), False)
+            data = await self._recv()
+            if not data:
+                raise BodyTruncatedError(
+                    f"chunked body cut short after {got} bytes (no last chunk)",
+                    url=self._url,
+                    received=got,
+                    expected=None,
+                    result=Result.CHUNKED_BODY_SIZE_MISMATCH,
+                )
+
+
+def _has(head: Head, *names: str) -> bool:
+    return any(name in head.fields for name in names)
+
+
+__all__ = ["Answer", "AnswerReader"]

@@ -1,0 +1,393 @@
+"""Send one request with a body on a plain socket, file bytes by ``sendfile`` (zero copy).
+
+aiohttp's client can only send a body it has read into Python, a copy per megabyte; here the
+kernel moves the file's pages to the socket itself (``os.sendfile``), between the bytes of the
+request head and any framing pieces (multipart). One request per connection, closed after the
+answer: uploads are large, and a connection whose body was cut short cannot be reused.
+
+The answer is read while the body goes out, so a server that answers early (413, 401; RFC
+9110 15.5: it need not read the body first) stops the sending, and its answer is reported
+even when it resets the connection under our writes. With ``expect`` the head asks
+``Expect: 100-continue`` (RFC 9110 10.1.1) and the body waits for the interim answer, a final
+answer, or ``expect_timeout`` (then it goes anyway, as curl does).
+
+A file slice is checked as `FileBody` checks it: the open file is the one whose length was
+declared, and it has not changed when its last bytes are about to go; the last bytes are held
+back until then, so a changed file ends in a truncated request, never in a complete but
+corrupt body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.http1 import Origin
+from ..errors import (
+    ConnectionLostError,
+    FileError,
+    Result,
+    SourceChangedError,
+    StreamerError,
+    TransferTimeout,
+)
+from .answer import Answer, AnswerReader
+from .connection import Handoff
+
+# The last bytes of a file slice, held back until the file is checked unchanged.
+HOLD_BACK = 64 << 10
+# One sendfile call at most this much: progress (and the early answer) are looked at between,
+# as often as the read path's 1 MiB chunks; a thousand calls per GiB cost little.
+SENDFILE_MAX = 1 << 20
+
+OnSent = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """`count` bytes of the file at `path` from `offset`; `identity` is the whole file's
+    (size, mtime_ns, inode, device) when its length was declared."""
+
+    path: str
+    offset: int
+    count: int
+    identity: tuple[int, int, int, int]
+
+
+Piece = bytes | FileSlice
+
+
+@dataclass(frozen=True)
+class SendTimeouts:
+    connect: float | None
+    idle: float | None  # no byte taken by the server, or none received, for this long
+    total: float | None  # for the whole exchange
+    expect: float  # wait for "100 Continue" at most this long
+
+
+# Counted by `send_request` each time the kernel copied file bytes to a socket: what tests
+# observe to know the zero-copy path ran (a number, not a timing).
+SENDFILE_CALLS = [0]
+
+
+class _Answered(Exception):
+    """The final answer came while the body was still going out."""
+
+
+class _SendFailed(OSError):
+    """The socket refused our bytes: the server closed or reset the connection."""
+
+
+_SOCKET_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED})
+# sendfile's answers for a file it cannot read from (some FUSE and special file systems).
+_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+async def send_request(
+    origin: Origin,
+    head: bytes,
+    pieces: Sequence[Piece],
+    *,
+    expect: bool,
+    timeouts: SendTimeouts,
+    max_body: int,
+    url: str,
+    on_sent: OnSent | None = None,
+) -> Answer:
+    """Send `head` then `pieces`, and read the answer (its body up to `max_body` bytes).
+
+    Raises `Handoff` when the connection cannot be made (nothing was sent: the full engine
+    asks again and words the failure), `SourceChangedError`/`FileError` for the file, and
+    `ConnectionLostError`/`TransferTimeout` for the exchange.
+    """
+    sock = await _connect(origin, timeouts.connect, url)
+    try:
+        async with asyncio.timeout(timeouts.total):
+            return await _exchange(
+                sock,
+                head,
+                pieces,
+                expect=expect,
+                timeouts=timeouts,
+                max_body=max_body,
+                url=url,
+                on_sent=on_sent,
+            )
+    except TimeoutError as exc:
+        if isinstance(exc, StreamerError):
+            raise  # our own TransferTimeout (a TimeoutError too), not the total deadline
+        total = timeouts.total
+        raise TransferTimeout(
+            f"timed out: total timeout ({total:g} s) for the transfer", url=url
+        ) from None
+    finally:
+        sock.close()
+
+
+async def _connect(origin: Origin, timeout: float | None, url: str) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
+            for n, (family, kind, proto, _, address) in enumerate(infos, 1):
+                sock = socket.socket(family, kind, proto)
+                try:
+                    sock.setblocking(False)
+                    await loop.sock_connect(sock, address)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    sock.close()
+                    if n == len(infos):
+                        raise
+                    continue  # the next address (an IPv6 and an IPv4 one, say)
+                except BaseException:
+                    sock.close()
+                    raise
+                return sock
+    except TimeoutError as exc:
+        if timeout is None or exc.errno is not None:  # the system's ETIMEDOUT, not ours
+            raise Handoff("cannot connect: timed out") from None
+        # Not handed off: the engine would wait out the same timeout again (as the lane does).
+        where = f"{origin.host}:{origin.port}"
+        raise TransferTimeout(
+            f"timed out: connect timeout ({timeout:g} s) to {where}", url=url
+        ) from None
+    except OSError as exc:
+        # Nothing was sent: the engine connects again and words the failure its own way.
+        raise Handoff(f"cannot connect: {type(exc).__name__}") from None
+    raise Handoff("no address")
+
+
+async def _exchange(
+    sock: socket.socket,
+    head: bytes,
+    pieces: Sequence[Piece],
+    *,
+    expect: bool,
+    timeouts: SendTimeouts,
+    max_body: int,
+    url: str,
+    on_sent: OnSent | None,
+) -> Answer:
+    reader = AnswerReader(sock, max_body, url)
+    task = asyncio.ensure_future(reader.read())
+    try:
+        sender = _Sender(sock, task, timeouts.idle, url, on_sent)
+        try:
+            await sender.write(head)
+            if not expect or await _continued(reader, task, timeouts.expect):
+                for piece in pieces:
+                    await sender.piece(piece)
+        except _Answered:
+            pass  # the answer is there; the rest of the body is not wanted
+        except _SendFailed as exc:
+            # The server closed or reset the connection under our writes: its answer, when
+            # it sent one first, is the result (see the module doc); else the write failed.
+            return await _answer_after_failure(task, exc, timeouts.idle, url)
+        reader.sent_all()
+        return await _await_answer(reader, task, timeouts.idle, url)
+    finally:
+        await _reap(task)
+
+
+async def _reap(task: asyncio.Task[Answer]) -> None:
+    """Stop the reader and wait for it (its socket is closed next), without swallowing a
+    cancellation of our own."""
+    if task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:  # its failure is not the one to report
+        pass
+
+
+async def _continued(reader: AnswerReader, task: asyncio.Task[Answer], wait: float) -> bool:
+    """Wait for "100 Continue"; False when the final answer came instead (no body then)."""
+    continued = asyncio.ensure_future(reader.continued.wait())
+    try:
+        await asyncio.wait({continued, task}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        continued.cancel()
+    return not task.done()
+
+
+async def _await_answer(
+    reader: AnswerReader, task: asyncio.Task[Answer], idle: float | None, url: str
+) -> Answer:
+    """The answer, failing after `idle` seconds with no byte from the server."""
+    loop = asyncio.get_running_loop()
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=idle)
+        if done:
+            return task.result()
+        assert idle is not None
+        if loop.time() - reader.last >= idle:
+            raise TransferTimeout(
+                f"timed out: read timeout ({idle:g} s), no data from the server", url=url
+            )
+
+
+async def _answer_after_failure(
+    task: asyncio.Task[Answer], exc: OSError, idle: float | None, url: str
+) -> Answer:
+    with contextlib.suppress(TimeoutError, OSError, ConnectionLostError):
+        async with asyncio.timeout(idle):
+            return await asyncio.shield(task)
+    reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    raise ConnectionLostError(
+        f"connection error while sending the body: {reason.lower()}",
+        url=url,
+        result=Result.CONNECTION_ERROR,
+    ) from None
+
+
+class _Sender:
+    """Writes to a non-blocking socket, stopping when the answer task is done."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        answer: asyncio.Task[Answer],
+        idle: float | None,
+        url: str,
+        on_sent: OnSent | None,
+    ) -> None:
+        self._sock, self._fd, self._answer = sock, sock.fileno(), answer
+        self._idle, self._url, self._on_sent = idle, url, on_sent
+        self.body_sent = 0
+        self._head_done = False
+
+    async def _writable(self) -> None:
+        """Wait until the socket takes bytes; raise `_Answered` when the answer came first."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_writer(self._fd, wake)
+        waiting: set[asyncio.Future[Any]] = {ready, self._answer}
+        try:
+            await asyncio.wait(waiting, timeout=self._idle, return_when="FIRST_COMPLETED")
+        finally:
+            loop.remove_writer(self._fd)
+            ready.cancel()
+        if self._answer.done():
+            raise _Answered
+        if not ready.done() or ready.cancelled():
+            idle = self._idle or 0.0
+            raise TransferTimeout(
+                f"timed out: the server took no bytes of the body for {idle:g} s", url=self._url
+            )
+
+    def _count(self, n: int) -> None:
+        if not self._head_done:
+            return
+        self.body_sent += n
+        if self._on_sent is not None:
+            self._on_sent(self.body_sent)
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._answer.done():
+                raise _Answered
+            try:
+                n = self._sock.send(view)
+            except BlockingIOError:
+                await self._writable()
+                continue
+            except OSError as exc:
+                raise _SendFailed(exc.errno, exc.strerror) from None
+            view = view[n:]
+            self._count(n)
+        self._head_done = True
+
+    async def piece(self, piece: Piece) -> None:
+        if isinstance(piece, bytes):
+            await self.write(piece)
+        else:
+            await self._file(piece)
+
+    async def _file(self, part: FileSlice) -> None:
+        try:
+            with open(part.path, "rb") as f:
+                if _identity(os.fstat(f.fileno())) != part.identity:
+                    raise _changed(part, "it is not the file whose size was declared")
+                hold = min(HOLD_BACK, part.count)
+                end = part.offset + part.count
+                await self._sendfile(f.fileno(), part, part.offset, end - hold)
+                if _identity(os.stat(part.path)) != part.identity or os.pread(
+                    f.fileno(), 1, part.identity[0]
+                ):
+                    raise _changed(part, "its size, time or identity differs from the start")
+                tail = os.pread(f.fileno(), hold, end - hold)
+        except (_SendFailed, StreamerError):
+            raise  # the socket's failure or ours (TransferTimeout is an OSError too)
+        except OSError as exc:
+            raise FileError(
+                f"cannot read {part.path}: {exc.strerror or exc}",
+                path=part.path,
+                result=Result.SOURCE_READ_ERROR,
+            ) from exc
+        if len(tail) != hold:
+            raise _changed(part, f"it shrank below {end} bytes")
+        await self.write(tail)
+
+    async def _sendfile(self, fd: int, part: FileSlice, offset: int, end: int) -> None:
+        while offset < end:
+            if self._answer.done():
+                raise _Answered
+            try:
+                n = os.sendfile(self._fd, fd, offset, min(SENDFILE_MAX, end - offset))
+            except BlockingIOError:
+                await self._writable()
+                continue
+            except OSError as exc:
+                if exc.errno in _SOCKET_GONE:
+                    raise _SendFailed(exc.errno, exc.strerror) from None
+                if exc.errno not in _NO_SENDFILE:
+                    raise
+                await self._copy(fd, part, offset, end)  # a file system without sendfile
+                return
+            if n == 0:
+                raise _changed(part, f"it shrank to {offset} bytes")
+            SENDFILE_CALLS[0] += 1
+            offset += n
+            self._count(n)
+
+    async def _copy(self, fd: int, part: FileSlice, offset: int, end: int) -> None:
+        """The bytes read into Python and sent, for a file that sendfile cannot take."""
+        while offset < end:
+            data = os.pread(fd, min(SENDFILE_MAX, end - offset), offset)
+            if not data:
+                raise _changed(part, f"it shrank to {offset} bytes")
+            await self.write(data)
+            offset += len(data)
+
+
+def _changed(part: FileSlice, why: str) -> SourceChangedError:
+    return SourceChangedError(
+        f"{part.path} changed during the upload ({why}); the request was cut short so the "
+        "server cannot keep a corrupt copy",
+        path=part.path,
+    )
+
+
+__all__ = ["SENDFILE_CALLS", "FileSlice", "Piece", "SendTimeouts", "send_request"]
