@@ -17,8 +17,8 @@ from ..core.sizes import format_size
 from ..errors import StreamerError, UsageError
 from ..results import S3UploadResult
 from ..sync import run
-from .options import USAGE_EXIT, client_config, count_arg, size_arg
-from .output import error_line, report_failure
+from .options import USAGE_EXIT, client_config, count_arg, parse_headers, size_arg
+from .output import error_line, report_failure, wants_bar
 from .signals import stop_on_sigterm
 
 # A presigned GET for `get s3://` lives this long: long enough for a slow large download
@@ -78,9 +78,19 @@ def route_put(args: argparse.Namespace) -> int | None:
 
 
 def run_s3_put(args: argparse.Namespace) -> int:
-    """`put` to s3:// or through a presigned plan; one line (or JSON) on success."""
+    """`put` to s3:// or through a presigned plan; one line (or JSON) on success.
+
+    As for any `put`: a progress bar on a terminal (off with --no-progress, -s or --json),
+    here of the bytes whose parts the server confirmed; -H headers and --content-type go with
+    the request that creates the object (the type is otherwise guessed from FILE's name)."""
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     label = args.url or args.file
+    headers = parse_headers(args.header, label if "://" in label else "")
+    bar = None
+    if wants_bar(args):
+        from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
+
+        bar = TqdmProgress(os.path.basename(args.file))
 
     async def go() -> S3UploadResult:
         stop_on_sigterm()
@@ -88,7 +98,7 @@ def run_s3_put(args: argparse.Namespace) -> int:
             if args.s3_presigned:
                 plan = _load_plan(args.s3_presigned)
                 return await client.upload_presigned_parts(
-                    args.file, plan, parallel=max(1, args.jobs), retry=retry
+                    args.file, plan, parallel=max(1, args.jobs), retry=retry, progress=bar
                 )
             return await client.upload_s3(
                 args.file,
@@ -99,12 +109,19 @@ def run_s3_put(args: argparse.Namespace) -> int:
                 parallel=max(1, args.jobs),
                 retry=retry,
                 resume=not args.no_resume,
+                content_type=args.content_type,
+                headers=headers,
+                progress=bar,
             )
 
     try:
         result = run(go())
     except StreamerError as exc:
+        if bar is not None:
+            bar.close()
         return report_failure(args, label if "://" in label else "", exc)
+    if bar is not None:
+        bar.close()
     _report(args, result)
     return 0
 
