@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from ..client import Client
+from ..core.events import ProgressCallback
 from ..core.retry import RetryPolicy
 from ..core.s3 import DEFAULT_PART_SIZE, is_s3_url, parse_s3_url
 from ..core.sizes import format_size
@@ -83,7 +84,6 @@ def run_s3_put(args: argparse.Namespace) -> int:
     As for any `put`: a progress bar on a terminal (off with --no-progress, -s or --json),
     here of the bytes whose parts the server confirmed; -H headers and --content-type go with
     the request that creates the object (the type is otherwise guessed from FILE's name)."""
-    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     label = args.url or args.file
     headers = parse_headers(args.header, label if "://" in label else "")
     bar = None
@@ -91,31 +91,8 @@ def run_s3_put(args: argparse.Namespace) -> int:
         from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
 
         bar = TqdmProgress(os.path.basename(args.file))
-
-    async def go() -> S3UploadResult:
-        stop_on_sigterm()
-        async with Client(client_config(args)) as client:
-            if args.s3_presigned:
-                plan = _load_plan(args.s3_presigned)
-                return await client.upload_presigned_parts(
-                    args.file, plan, parallel=max(1, args.jobs), retry=retry, progress=bar
-                )
-            return await client.upload_s3(
-                args.file,
-                args.url,
-                endpoint_url=args.endpoint_url,
-                region=args.region,
-                part_size=args.part_size,
-                parallel=max(1, args.jobs),
-                retry=retry,
-                resume=not args.no_resume,
-                content_type=args.content_type,
-                headers=headers,
-                progress=bar,
-            )
-
     try:
-        result = run(go())
+        result = run(_upload(args, headers, bar))
     except StreamerError as exc:
         if bar is not None:
             bar.close()
@@ -124,6 +101,32 @@ def run_s3_put(args: argparse.Namespace) -> int:
         bar.close()
     _report(args, result)
     return 0
+
+
+async def _upload(
+    args: argparse.Namespace, headers: dict[str, str], bar: ProgressCallback | None
+) -> S3UploadResult:
+    stop_on_sigterm()
+    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
+    async with Client(client_config(args)) as client:
+        if args.s3_presigned:
+            plan = _load_plan(args.s3_presigned)
+            return await client.upload_presigned_parts(
+                args.file, plan, parallel=max(1, args.jobs), retry=retry, progress=bar
+            )
+        return await client.upload_s3(
+            args.file,
+            args.url,
+            endpoint_url=args.endpoint_url,
+            region=args.region,
+            part_size=args.part_size,
+            parallel=max(1, args.jobs),
+            retry=retry,
+            resume=not args.no_resume,
+            content_type=args.content_type,
+            headers=headers,
+            progress=bar,
+        )
 
 
 def _load_plan(path: str) -> Any:
