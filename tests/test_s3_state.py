@@ -137,3 +137,31 @@ async def test_changed_file_rerun_aborts_the_stale_upload(
     assert any("aborted the remembered upload" in n for n in result.notes)
     assert multipart_uploads(seaweed, "stale.bin") == []
     assert state_files(env) == []
+
+
+async def test_presigned_rerun_after_the_file_changed_sends_every_part(
+    seaweed: Seaweed, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Confirmed parts of a file that has changed since are never reused: the rerun of the
+    same plan sends every part, drops the stale record, and the object is the new file."""
+    src = make_file(tmp_path / "plan2.bin", 2 * PART + 7)
+    relay = Relay(int(seaweed.endpoint.rsplit(":", 1)[1]), fail_part=2)
+    base = f"http://127.0.0.1:{await relay.start()}"
+    plan = make_plan(seaweed, "plan2.bin", src.stat().st_size, complete=True, base=base)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    args = ("put", "--s3-presigned", tmp_path / "plan.json", src, "-j", "1")
+    rc, _out, err = await streamer(env, *args)
+    assert rc == 22, err
+    assert len(state_files(env)) == 1
+    with src.open("r+b") as f:
+        f.write(b"new bytes")
+    os.utime(src, ns=(0, src.stat().st_mtime_ns + 1))
+    relay.part_requests.clear()
+    rc, out, err = await streamer(env, *args, "--json")
+    await relay.stop()
+    assert rc == 0, err
+    assert relay.part_requests == [1, 2, 3]
+    assert json.loads(out)["resumed_parts"] == 0
+    assert state_files(env) == []
+    status, body = seaweed.fetch("GET", f"/{BUCKET}/plan2.bin")
+    assert status == 200 and body == src.read_bytes()

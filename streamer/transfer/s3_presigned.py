@@ -11,7 +11,8 @@ keyed by the plan's identity (`core.s3.plan_identity`: a hash of its part size a
 URLs), the file's absolute path, size and mtime. A rerun with the same plan (or the same
 upload's plan signed anew) and the same file sends only the parts not yet confirmed. No URL
 is stored. The record is dropped on success, and when the file changed or the server no
-longer knows the upload (then no rerun could use it).
+longer knows the upload (then no rerun could use it); a record of the same plan and path
+whose file has changed since is dropped when the next run begins.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ..core.s3 import (
 from ..errors import FileError, Result, S3Error, SourceChangedError
 from ..http.bodies import BytesBody, FileBody, file_identity
 from ..results import S3UploadResult
-from ..storage.upload_state import drop_state, load_state, save_state
+from ..storage.upload_state import drop_state, find_states, load_state, save_state
 from .retrying import with_retries
 from .s3_wire import Confirmed, etag_of, exchange, run_parallel
 
@@ -83,6 +84,9 @@ def _open(path: Path, plan: Mapping[str, Any]) -> _Plan:
         "mtime": identity[1],
     }
     run = _Plan(path, checked, identity, key)
+    for other, _stale in find_states(KIND, {"plan": key["plan"], "path": key["path"]}):
+        if other != key:  # parts of this file before it changed: no rerun can use them
+            drop_state(KIND, other)
     record, note = load_state(KIND, key)
     if note:
         run.notes.append(note)
