@@ -100,7 +100,7 @@ async def test_cli_bar_on_request_off_when_not_a_terminal(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     """`put s3://` draws put's tqdm bar with --progress (to 100 %), none on a non-terminal by
-    default or with --no-progress; --json has put's keys (url, sent, elapsed, result)."""
+    default, with --no-progress or -s; --json has put's keys (url, sent, elapsed, result)."""
     src = make_file(tmp_path / "bar.bin", 2 * PART + 10)
     url = f"s3://{BUCKET}/bar.bin"
     rc, _out, err = await streamer(env, "put", src, url, "--part-size", "5M", "--progress")
@@ -110,6 +110,8 @@ async def test_cli_bar_on_request_off_when_not_a_terminal(
         rc, out, err = await streamer(env, "put", src, url, "--part-size", "5M", *extra)
         assert rc == 0, err
         assert "%|" not in err and "uploaded s3://" in err
+    rc, out, err = await streamer(env, "put", src, url, "-s", "--progress")
+    assert (rc, out, err) == (0, "", "")
     rc, out, err = await streamer(env, "put", src, url, "--progress", "--json")
     assert rc == 0, err
     assert "%|" not in err
@@ -136,3 +138,19 @@ async def test_presigned_progress_and_bar(
     rc, _out, err = await streamer(env, "get", f"s3://{BUCKET}/pbar.bin", "-o", back, "-q")
     assert rc == 0, err
     assert sha(back) == sha(src)
+
+
+async def test_headers_with_a_presigned_plan_are_a_usage_error(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """-H or --content-type with --s3-presigned: exit 2 before any request (the plan's maker
+    created the upload, and with it the object's headers)."""
+    src = make_file(tmp_path / "p.bin", 10)
+    plan = {"part_size": 10, "parts": [{"part_number": 1, "url": "http://127.0.0.1:9/p"}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    for extra in (("-H", "Content-Type: text/plain"), ("--content-type", "text/plain")):
+        rc, _out, err = await streamer(
+            env, "put", "--s3-presigned", tmp_path / "plan.json", src, *extra
+        )
+        assert rc == 2, err
+        assert "--s3-presigned" in err and len(err.strip().splitlines()) == 1

@@ -75,6 +75,10 @@ def route_put(args: argparse.Namespace) -> int | None:
         what = "-w/--write-out" if args.write_out is not None else "- (stdin)"
         error_line(args, f"{what} does not apply to S3 uploads")
         return USAGE_EXIT
+    if presigned is not None and (args.header or args.content_type):
+        # The object's headers were fixed by whoever created the upload behind the plan.
+        error_line(args, "-H and --content-type do not apply to --s3-presigned")
+        return USAGE_EXIT
     return run_s3_put(args)
 
 
