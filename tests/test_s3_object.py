@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer import Client
+from streamer import Client, S3Error
 from streamer.core.events import Phase, Progress
 from tests.s3_helpers import (
     BUCKET,
@@ -154,3 +154,27 @@ async def test_headers_with_a_presigned_plan_are_a_usage_error(
         )
         assert rc == 2, err
         assert "--s3-presigned" in err and len(err.strip().splitlines()) == 1
+
+
+async def test_resumed_progress_starts_at_the_stored_parts(
+    seaweed: Seaweed, env: dict[str, str], client: Client, tmp_path: Path
+) -> None:
+    """A resumed upload's first progress report is the bytes of the parts already stored
+    (listed by the server), so a bar starts where the last run stopped."""
+    src = make_file(tmp_path / "again.bin", 2 * PART + 9)
+    relay = Relay(int(seaweed.endpoint.rsplit(":", 1)[1]), fail_part=2)
+    endpoint = f"http://127.0.0.1:{await relay.start()}"
+    url = f"s3://{BUCKET}/again.bin"
+    seen: list[Progress] = []
+    try:
+        with pytest.raises(S3Error):
+            await client.upload_s3(src, url, endpoint_url=endpoint, part_size=PART, parallel=1)
+        result = await client.upload_s3(
+            src, url, endpoint_url=endpoint, part_size=PART, progress=seen.append
+        )
+    finally:
+        await relay.stop()
+    assert result.resumed_parts == 1
+    done = [p.done for p in seen]
+    assert done[0] == PART and done == sorted(done) and done[-1] == 2 * PART + 9
+    assert len(set(done)) == 3  # the stored part, then one step per part sent
