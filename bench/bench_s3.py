@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.sea
 from _common import work_dir, write_report
 from bench_download import MiB, ensure_payload, measure
 
-from tests.seaweed import ACCESS_KEY, SECRET_KEY, Relay, running_seaweed
+from tests.seaweed import ACCESS_KEY, SECRET_KEY, Relay, Seaweed, running_seaweed
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bench"
@@ -74,11 +74,28 @@ def commands(args: argparse.Namespace, endpoint: str, payload: Path) -> dict[str
     return out
 
 
-def timed_runs(args: argparse.Namespace, endpoint: str, payload: Path, work: Path) -> list[Any]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, its waited-for children included) of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime (proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def timed_runs(args: argparse.Namespace, server: Seaweed, payload: Path, work: Path) -> list[Any]:
+    """Each tool in turn, `rounds` times: its wall, CPU and peak RSS, and the CPU the server
+    spent meanwhile (the server's share shows whether the client or the server is the limit).
+
+    One untimed upload first: a fresh server grows its volumes on the first gigabyte, a cost
+    that would fall on whichever tool came first. Each round starts with the next tool, so no
+    tool always follows the same one."""
     rows = []
-    cmds = commands(args, endpoint, payload)
+    cmds = commands(args, server.endpoint, payload)
+    assert server.proc is not None
+    measure(cmds["streamer"], 600, work / "rss.txt")
+    order = list(cmds.items())
     for rnd in range(args.rounds):
-        for tool, cmd in cmds.items():
+        for tool, cmd in order[rnd % len(order) :] + order[: rnd % len(order)]:
+            before = process_cpu(server.proc.pid)
             rc, wall, cpu, rss = measure(cmd, 600, work / "rss.txt")
             rows.append(
                 {
@@ -87,6 +104,7 @@ def timed_runs(args: argparse.Namespace, endpoint: str, payload: Path, work: Pat
                     "rc": rc,
                     "wall_s": round(wall, 3),
                     "cpu_s": round(cpu, 3),
+                    "server_cpu_s": round(process_cpu(server.proc.pid) - before, 3),
                     "rss_mib": round(rss, 1),
                 }
             )
@@ -178,7 +196,7 @@ def main() -> None:
         os.environ["XDG_STATE_HOME"] = str(work / "state")
         with running_seaweed(work / "seaweed") as server:
             assert server.request("PUT", f"/{BUCKET}") == 200
-            rows = timed_runs(args, server.endpoint, payload, work)
+            rows = timed_runs(args, server, payload, work)
             resume = {}
             if not args.no_kill_test:
                 resume = kill_and_resume(int(server.endpoint.rsplit(":", 1)[1]), payload, size)
@@ -192,10 +210,20 @@ def main() -> None:
 def summary(rows: list[dict[str, Any]]) -> None:
     tools = sorted({r["tool"] for r in rows})
     for tool in tools:
-        mine = sorted(r["wall_s"] for r in rows if r["tool"] == tool and r["rc"] == 0)
+        ok = [r for r in rows if r["tool"] == tool and r["rc"] == 0]
         rss = max((r["rss_mib"] for r in rows if r["tool"] == tool), default=0)
-        med = mine[len(mine) // 2] if mine else float("nan")
-        print(f"{tool:10} median wall {med:7.2f} s   peak RSS {rss:6.1f} MiB   ok {len(mine)}")
+        wall, cpu, server = (
+            _median([r[k] for r in ok]) for k in ("wall_s", "cpu_s", "server_cpu_s")
+        )
+        print(
+            f"{tool:10} median wall {wall:7.2f} s  CPU {cpu:5.2f} s  server CPU {server:5.2f} s"
+            f"  peak RSS {rss:6.1f} MiB  ok {len(ok)}"
+        )
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    return values[len(values) // 2] if values else float("nan")
 
 
 if __name__ == "__main__":

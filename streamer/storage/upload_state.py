@@ -26,7 +26,7 @@ from ..errors import FileError, Result, UsageError
 from .atomic import write_atomic
 
 FORMAT_VERSION = 1
-KINDS = frozenset({"tus", "s3"})
+KINDS = frozenset({"tus", "s3", "s3plan"})  # s3plan: a presigned plan's confirmed parts
 # A state file is a few hundred bytes; anything much larger is not one of ours.
 _MAX_BYTES = 1 << 20
 
@@ -116,6 +116,28 @@ def save_state(kind: str, key: Mapping[str, str | int], record: Mapping[str, Any
         raise _error(exc, path, "write") from exc
 
 
+def find_states(
+    kind: str, match: Mapping[str, str | int]
+) -> list[tuple[dict[str, str | int], dict[str, Any]]]:
+    """The (key, record) of every trusted `kind` state whose key holds all of `match`'s items
+    (for example, every remembered upload of one path, whatever its size and mtime)."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown upload state kind {kind!r}")
+    found = []
+    for path in sorted(state_dir().glob(f"{kind}-*.json")):
+        try:
+            doc = json.loads(_read(path) or b"null")
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue  # not trusted: load_state names it when its own key comes up
+        key = doc.get("key") if isinstance(doc, dict) else None
+        if not isinstance(key, dict) or any(key.get(k) != v for k, v in match.items()):
+            continue
+        record, note = load_state(kind, key)
+        if record is not None and note is None:
+            found.append((key, record))
+    return found
+
+
 def drop_state(kind: str, key: Mapping[str, str | int]) -> None:
     """Forget the record for `key` (nothing to do when there is none)."""
     path = _path(kind, key)
@@ -127,4 +149,4 @@ def drop_state(kind: str, key: Mapping[str, str | int]) -> None:
         raise _error(exc, path, "remove") from exc
 
 
-__all__ = ["drop_state", "load_state", "save_state", "state_dir"]
+__all__ = ["drop_state", "find_states", "load_state", "save_state", "state_dir"]

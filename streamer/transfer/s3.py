@@ -5,7 +5,12 @@ at its offset with an exact Content-Length, retried alone), then CompleteMultipa
 UploadId is remembered (`storage.upload_state`, kind "s3") under a key of endpoint, bucket,
 key, absolute path, size and mtime; a rerun lists the parts already stored (ListParts) and
 sends only the others. A failure that a rerun could not resume (the file changed, the service
-refused) aborts the upload, so no orphan parts are left to be billed.
+refused) aborts the upload, so no orphan parts are left to be billed; so does a new upload of
+a path whose remembered upload (same endpoint, bucket, key and path) was of the file before it
+changed, since that one can never be resumed.
+
+The object is created with a Content-Type (`s3_wire.object_headers`), and progress reports
+count the bytes of confirmed parts only (`s3_wire.Confirmed`).
 """
 
 from __future__ import annotations
@@ -14,13 +19,13 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from ..core.redact import redact_url
+from ..core.events import ProgressCallback
 from ..core.retry import RetryPolicy
 from ..core.s3 import (
     DEFAULT_PART_SIZE,
@@ -38,7 +43,6 @@ from ..core.s3 import (
     plan_parts,
     resolve_credentials,
     resolve_endpoint,
-    s3_error,
 )
 from ..errors import (
     FileError,
@@ -51,19 +55,16 @@ from ..errors import (
     StreamerError,
     evolve,
 )
-from ..http.bodies import Body, BytesBody, FileBody, file_identity
+from ..http.bodies import BytesBody, FileBody, file_identity
 from ..http.s3sign import require_signer, sign_headers
 from ..results import S3UploadResult
-from ..storage.upload_state import drop_state, load_state, save_state
-from .rawsend import send_body
+from ..storage.upload_state import drop_state, find_states, load_state, save_state
 from .retrying import with_retries
+from .s3_wire import Answer, Confirmed, etag_of, exchange, object_headers, run_parallel
 
 if TYPE_CHECKING:
     from .opener import Opener
 
-# An S3 answer (XML) is kept in memory up to this size; a ListParts page of 1,000 parts is
-# about 250 KiB.
-ANSWER_LIMIT = 4 << 20
 _MAX_LIST_PAGES = 20  # 10,000 parts at 1,000 a page, with room
 # Parts are read in smaller chunks than a single upload: with `parallel` parts in flight,
 # each holds about two chunks (the one held back until the file is checked, the one sent).
@@ -103,6 +104,9 @@ class S3UploadRequest:
     parallel: int = 4
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     resume: bool = True
+    content_type: str | None = None  # else from `headers`, else guessed from the file name
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent when creating the object
+    progress: ProgressCallback | None = None
 
 
 @dataclass
@@ -114,46 +118,15 @@ class _Run:
     identity: tuple[int, int, int, int]
     sent: int = 0
     notes: list[str] = field(default_factory=list)
+    confirmed: Confirmed | None = None
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return object_headers(self.req.path, self.req.content_type, self.req.headers)
 
-Answer = tuple[int, Mapping[str, str], bytes]
-
-
-async def exchange(
-    client: Opener, method: str, url: str, headers: Mapping[str, str], body: Body | None
-) -> Answer:
-    """Send one request; an answer >= 400 (or a 200 carrying an <Error>) raises `S3Error`."""
-    async with send_body(
-        client, method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT
-    ) as st:
-        answer = await st.read()
-        status, reason, answer_headers = st.status, st.reason, dict(st.headers)
-    if status >= 400 or (status == 200 and method == "POST" and s3_error(answer) is not None):
-        raise s3_failure(status, reason, answer, url)
-    return status, answer_headers, answer
-
-
-def s3_failure(status: int, reason: str, answer: bytes, url: str) -> S3Error:
-    """The error for an S3 answer: the status, S3's error code and message (never a secret:
-    the URL is redacted and the request's headers are not quoted)."""
-    code, message = s3_error(answer) or ("", "")
-    text = f"HTTP {status} {reason}".rstrip()
-    if code:
-        text += f": {code}"
-    if message:
-        text += f" ({message[:200]})"
-    result = Result.UPLOAD_EXPIRED if code == "NoSuchUpload" else None
-    retryable = status in (500, 502, 503, 504) or code in ("SlowDown", "RequestTimeout")
-    err = S3Error(
-        text,
-        status=status,
-        reason=reason,
-        code=code,
-        url=redact_url(url),
-        result=result,
-        retryable=retryable,
-    )
-    return err
+    def confirm(self, length: int) -> None:
+        if self.confirmed is not None:
+            self.confirmed.add(length)
 
 
 async def upload_s3(client: Opener, req: S3UploadRequest) -> S3UploadResult:
@@ -171,9 +144,13 @@ async def upload_s3(client: Opener, req: S3UploadRequest) -> S3UploadResult:
     size = st.st_size
     part_size = choose_part_size(size, req.part_size)
     if size <= part_size:
+        run.confirmed = Confirmed(str(req.target.location), size, req.progress)
         etag = await _put_object(run)
+        run.confirmed.finish()
         return _result(run, etag, (), 0, started)
     etag, parts, resumed = await _multipart(run, part_size)
+    if run.confirmed is not None:
+        run.confirmed.finish()
     return _result(run, etag, parts, resumed, started)
 
 
@@ -189,6 +166,7 @@ def _result(
         resumed_parts=resumed,
         elapsed=time.monotonic() - started,
         notes=tuple(run.notes),
+        content_type=run.headers["Content-Type"],
     )
 
 
@@ -198,19 +176,14 @@ async def _put_object(run: _Run) -> str:
 
     async def attempt(_n: int) -> str:
         body = FileBody(run.req.path, identity=run.identity)
-        headers = sign_headers("PUT", url, target.creds, target.endpoint.region)
+        headers = sign_headers(
+            "PUT", url, target.creds, target.endpoint.region, headers=run.headers
+        )
         _status, answer_headers, _ = await exchange(run.client, "PUT", url, headers, body)
         run.sent += body.length or 0
         return etag_of(answer_headers, url)
 
     return await with_retries(attempt, run.req.retry)
-
-
-def etag_of(headers: Mapping[str, str], url: str) -> str:
-    etag = next((v for k, v in headers.items() if k.lower() == "etag"), None)
-    if not etag:
-        raise ProtocolError("S3 answered without an ETag", url=redact_url(url))
-    return etag
 
 
 def _state_key(run: _Run) -> dict[str, str | int]:
@@ -232,6 +205,9 @@ async def _multipart(run: _Run, part_size: int) -> tuple[str, list[tuple[int, st
     try:
         done = {p.number: listed[p.number].etag for p in plan if _fits(listed.get(p.number), p)}
         missing = [p for p in plan if p.number not in done]
+        stored = run.identity[0] - sum(p.length for p in missing)
+        location = str(run.req.target.location)
+        run.confirmed = Confirmed(location, run.identity[0], run.req.progress, stored)
         done.update(await _send_parts(run, upload_id, missing))
         _check_unchanged(run)
         parts = sorted(done.items())
@@ -268,9 +244,22 @@ async def _open_upload(
     if isinstance(upload_id, str):
         await _abort(run, upload_id)
         drop_state("s3", key)
+    await _abort_stale(run, key)
     upload_id = await _create(run)
     save_state("s3", key, {"upload_id": upload_id, "part_size": part_size})
     return upload_id, part_size, {}
+
+
+async def _abort_stale(run: _Run, key: Mapping[str, str | int]) -> None:
+    """Abort the remembered uploads to this object from this path whose file has changed
+    since (another size or mtime): no rerun can resume them, so they are only orphans."""
+    same = {name: key[name] for name in ("endpoint", "bucket", "key", "path")}
+    for other, record in find_states("s3", same):
+        upload_id = record.get("upload_id")
+        if other != key and isinstance(upload_id, str):
+            await _abort(run, upload_id)
+            drop_state("s3", other)
+            run.notes.append("aborted the remembered upload of this file before it changed")
 
 
 def _fits(listed: ListedPart | None, part: Part) -> bool:
@@ -306,21 +295,28 @@ def _url(run: _Run, query: str) -> str:
     return target.endpoint.object_url(target.location, query)
 
 
-async def _signed(run: _Run, method: str, query: str, body: bytes | None = None) -> Answer:
+async def _signed(
+    run: _Run,
+    method: str,
+    query: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Answer:
     """A small signed request (payload hashed), retried under the policy."""
     target = run.req.target
     url = _url(run, query)
+    region = target.endpoint.region
 
     async def attempt(_n: int) -> Answer:
-        headers = sign_headers(method, url, target.creds, target.endpoint.region, body=body or b"")
+        signed = sign_headers(method, url, target.creds, region, body=body or b"", headers=headers)
         sent = BytesBody(body or b"") if body is not None or method == "POST" else None
-        return await exchange(run.client, method, url, headers, sent)
+        return await exchange(run.client, method, url, signed, sent)
 
     return await with_retries(attempt, run.req.retry)
 
 
 async def _create(run: _Run) -> str:
-    _status, _headers, answer = await _signed(run, "POST", "uploads")
+    _status, _headers, answer = await _signed(run, "POST", "uploads", headers=run.headers)
     return parse_upload_id(answer)
 
 
@@ -369,27 +365,8 @@ async def _send_parts(run: _Run, upload_id: str, parts: Sequence[Part]) -> dict[
             run.sent += part.length
             return etag_of(answer_headers, url)
 
-        return await with_retries(attempt, run.req.retry)
+        etag = await with_retries(attempt, run.req.retry)
+        run.confirm(part.length)
+        return etag
 
     return await run_parallel(parts, run.req.parallel, send)
-
-
-async def run_parallel(
-    parts: Sequence[Part], parallel: int, send: Callable[[Part], Awaitable[str]]
-) -> dict[int, str]:
-    """``send`` each part with at most `parallel` in flight; the first failure cancels the rest."""
-    results: dict[int, str] = {}
-    queue = iter(parts)
-
-    async def worker() -> None:
-        for part in queue:  # one shared iterator: each part is taken by exactly one worker
-            results[part.number] = await send(part)
-
-    tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(parallel, len(parts))))]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return results

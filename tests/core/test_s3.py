@@ -206,3 +206,28 @@ def test_bad_answers_are_protocol_errors() -> None:
         parse_complete(b"<Error><Code>InternalError</Code></Error>")
     with pytest.raises(ProtocolError):
         parse_list_parts(b"<ListPartsResult>")
+
+
+def test_plan_identity_ignores_signatures_only() -> None:
+    """A plan's identity is the same when its URLs are signed anew (other X-Amz-* values),
+    differs for another upload or part size, and holds no part of a signature."""
+    from streamer.core.s3 import check_presigned_plan, plan_identity
+
+    def plan(upload: str, sig: str, part_size: int = 5) -> Any:
+        q = f"uploadId={upload}&X-Amz-Date=2026{sig}&X-Amz-Signature={sig * 8}"
+        return check_presigned_plan(
+            {
+                "part_size": part_size,
+                "parts": [
+                    {"part_number": n, "url": f"http://h/b/k?partNumber={n}&{q}"} for n in (1, 2)
+                ],
+                "complete_url": f"http://h/b/k?{q}",
+            },
+            8,
+        )
+
+    same = plan_identity(plan("U1", "aa"))
+    assert plan_identity(plan("U1", "bb")) == same
+    assert plan_identity(plan("U2", "aa")) != same
+    assert plan_identity(plan("U1", "aa", part_size=4)) != same
+    assert len(same) == 64 and "aa" * 8 not in same
