@@ -240,6 +240,27 @@ class BodyTruncatedError(ProtocolError):
         self.received = received
         self.expected = expected
 
+    @classmethod
+    def cut_short(
+        cls, url: str, received: int, expected: int | None, *, chunked: bool = False
+    ) -> BodyTruncatedError:
+        """The one wording for a body that ended early, whichever path read it (RFC 9112 6.3,
+        7.1): before its last chunk, before its declared length, or (no framing) at all."""
+        if chunked:
+            message = f"chunked body cut short after {received} bytes (no last chunk)"
+            return cls(
+                message,
+                url=url,
+                received=received,
+                expected=None,
+                result=Result.CHUNKED_BODY_SIZE_MISMATCH,
+            )
+        if expected is not None:
+            message = f"body cut short: {received} of {expected} bytes"
+        else:
+            message = f"body cut short after {received} bytes"
+        return cls(message, url=url, received=received, expected=expected)
+
 
 class DecompressError(ProtocolError):
     default_result = Result.BODY_DECOMPRESS_FAILED
@@ -332,6 +353,15 @@ class SourceChangedError(StreamerError):
     """An upload's source shrank, grew or was replaced while it was being sent."""
 
     default_result = Result.SOURCE_CHANGED
+
+    @classmethod
+    def during_upload(cls, path: str, why: str) -> SourceChangedError:
+        """The one wording, whichever path sent the file (aiohttp's or sendfile's)."""
+        return cls(
+            f"{path} changed during the upload ({why}); the request was cut short so the "
+            "server cannot keep a corrupt copy",
+            path=path,
+        )
 
 
 class Cancelled(StreamerError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EXCERPT_MAX", "excerpt", "printable"]
+__all__ = ["EXCERPT_MAX", "excerpt", "field_text", "printable"]
 
 # C0 (0x00-0x1F), DEL, C1 (0x80-0x9F), the bidi embeddings/overrides and isolates (UAX #9),
 # the line and paragraph separators, which some terminals treat as new lines, and lone
@@ -32,6 +32,17 @@ def _escape(match: re.Match[str]) -> str:
     if 0xDC80 <= code <= 0xDCFF:
         code -= 0xDC00  # the byte it stands for
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def field_text(value: bytes) -> str:
+    """A header field's value from its bytes on the wire: UTF-8 when valid, else ISO-8859-1.
+
+    RFC 9110 5.5 leaves non-ASCII field bytes as opaque octets, historically ISO-8859-1, and
+    RFC 6266 appendix C.1 reads a plain ``filename="r\xe9sum\xe9.txt"`` that way (as curl does)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def printable(text: str) -> str:

@@ -156,11 +156,7 @@ class FileBody:
         self.content_type = content_type
 
     def _changed(self, why: str) -> SourceChangedError:
-        return SourceChangedError(
-            f"{self.path} changed during the upload ({why}); the request was cut short so the "
-            "server cannot keep a corrupt copy",
-            path=str(self.path),
-        )
+        return SourceChangedError.during_upload(str(self.path), why)
 
     async def open(self) -> AsyncIterator[bytes]:
         import aiofiles.threadpool

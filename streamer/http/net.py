@@ -202,17 +202,8 @@ def _translate_payload(ctx: Context) -> StreamerError:
     # aiohttp's own decoding is off (we decode in core.decode), so a payload error is always
     # about framing: Content-Length not reached or a chunked body without its last chunk.
     # Its text (`<ContentLengthError: 400, ...>`, a synthetic status) is not shown.
-    received, expected = ctx.received, ctx.expected
-    if ctx.chunked:
-        message = f"chunked body cut short after {received} bytes (no last chunk)"
-        result = Result.CHUNKED_BODY_SIZE_MISMATCH
-    elif expected is not None:
-        message = f"body cut short: {received} of {expected} bytes"
-        result = Result.PARTIAL_BODY
-    else:
-        message, result = f"body cut short after {received} bytes", Result.PARTIAL_BODY
-    return BodyTruncatedError(
-        message, url=redact_url(ctx.url), received=received, expected=expected, result=result
+    return BodyTruncatedError.cut_short(
+        redact_url(ctx.url), ctx.received, ctx.expected, chunked=ctx.chunked
     )
 
 

@@ -18,6 +18,7 @@ from ..core.decode import Decoder
 from ..core.events import Phase, Progress, ProgressCallback
 from ..core.limits import BodyLimit
 from ..core.stall import StallMonitor
+from ..core.text import field_text
 from ..errors import BodyTruncatedError, TransferTimeout, UsageError
 from .net import NO_TIMEOUTS, Timeouts, mapped_errors
 
@@ -86,10 +87,7 @@ class Stream:
         wanted = name.lower().encode("ascii")
         for key, value in self._resp.raw_headers:
             if key.lower() == wanted:
-                try:
-                    return value.decode("utf-8")
-                except UnicodeDecodeError:
-                    return value.decode("latin-1")
+                return field_text(value)
         return None
 
     @property
@@ -214,12 +212,7 @@ class Stream:
         """A body shorter than its declared length is an error, never a success (RFC 9112 8)."""
         expected = self.content_length
         if expected is not None and self.received != expected and self._resp.method != "HEAD":
-            raise BodyTruncatedError(
-                f"body cut short: {self.received} of {expected} bytes",
-                url=self.url,
-                received=self.received,
-                expected=expected,
-            )
+            raise BodyTruncatedError.cut_short(self.url, self.received, expected)
 
     def release(self) -> None:
         self._resp.release()

@@ -92,12 +92,7 @@ class AnswerReader:
             if not data:
                 if want is None:
                     break
-                raise BodyTruncatedError(
-                    f"body cut short: {got} of {want} bytes",
-                    url=self._url,
-                    received=got,
-                    expected=want,
-                )
+                raise BodyTruncatedError.cut_short(self._url, got, want)
             parts.append(data)
             got += len(data)
         whole = b"".join(parts)
@@ -121,13 +116,7 @@ class AnswerReader:
                 return Answer(head, b"".join(parts), False)
             data = await self._recv()
             if not data:
-                raise BodyTruncatedError(
-                    f"chunked body cut short after {got} bytes (no last chunk)",
-                    url=self._url,
-                    received=got,
-                    expected=None,
-                    result=Result.CHUNKED_BODY_SIZE_MISMATCH,
-                )
+                raise BodyTruncatedError.cut_short(self._url, got, None, chunked=True)
 
 
 def _has(head: Head, *names: str) -> bool:

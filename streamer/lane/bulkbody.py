@@ -272,20 +272,8 @@ class BodyConnection(asyncio.BufferedProtocol):
     def _cut(self) -> BodyTruncatedError:
         received = self.received
         if self._framing is Framing.CHUNKED:
-            return BodyTruncatedError(
-                f"chunked body cut short after {received} bytes (no last chunk)",
-                url=self.url,
-                received=received,
-                expected=None,
-                result=Result.CHUNKED_BODY_SIZE_MISMATCH,
-            )
-        expected = received + self._left
-        return BodyTruncatedError(
-            f"body cut short: {received} of {expected} bytes",
-            url=self.url,
-            received=received,
-            expected=expected,
-        )
+            return BodyTruncatedError.cut_short(self.url, received, None, chunked=True)
+        return BodyTruncatedError.cut_short(self.url, received, received + self._left)
 
     # --- outcome ----------------------------------------------------------------------------------
 

@@ -383,11 +383,7 @@ class _Sender:
 
 
 def _changed(part: FileSlice, why: str) -> SourceChangedError:
-    return SourceChangedError(
-        f"{part.path} changed during the upload ({why}); the request was cut short so the "
-        "server cannot keep a corrupt copy",
-        path=part.path,
-    )
+    return SourceChangedError.during_upload(part.path, why)
 
 
 __all__ = ["SENDFILE_CALLS", "FileSlice", "Piece", "SendTimeouts", "send_request"]

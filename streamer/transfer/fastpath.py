@@ -24,6 +24,7 @@ from ..core.checksum import Verifier
 from ..core.events import Phase, Progress, ProgressCallback
 from ..core.http1 import Head, Origin
 from ..core.limits import BodyLimit
+from ..core.text import field_text
 from ..errors import ProtocolError
 from ..lane.bulkbody import BodyConnection, Framing, Sink, Watch
 
@@ -76,11 +77,7 @@ class FastStream:
         wanted = name.lower().encode("ascii") + b":"
         for line in self._head.block.split(b"\r\n"):
             if line[: len(wanted)].lower() == wanted:
-                value = line[len(wanted) :].strip(b" \t")
-                try:
-                    return value.decode("utf-8")
-                except UnicodeDecodeError:
-                    return value.decode("latin-1")
+                return field_text(line[len(wanted) :].strip(b" \t"))
         return None
 
     @property
