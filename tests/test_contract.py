@@ -71,6 +71,7 @@ SAMPLES: dict[str, list[str]] = {
     "limit_rate": ["--limit-rate", "1M"],
     "jobs": ["-j", "3"],
     "max_per_host": ["--max-per-host", "3"],
+    "pipeline": ["--pipeline", "2"],
     "processes": ["--processes", "2"],
     "dry_run": ["--dry-run"],
     "host_request_rate": ["--host-request-rate", "5"],

@@ -157,6 +157,7 @@ def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
     return BulkOptions(
         jobs=args.jobs,
         max_per_host=args.max_per_host,
+        pipeline=args.pipeline,
         limit_rate=args.limit_rate,
         host_request_rate=args.host_request_rate,
         dry_run=args.dry_run,

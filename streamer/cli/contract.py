@@ -88,6 +88,7 @@ CONTRACT: dict[str, Rule] = {
     ),
     "jobs": _MANY_ONLY,
     "max_per_host": _MANY_ONLY,
+    "pipeline": _MANY_ONLY,
     "processes": _MANY_ONLY,
     "dry_run": _MANY_ONLY,
     "host_request_rate": _MANY_ONLY,

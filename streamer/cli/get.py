@@ -63,6 +63,14 @@ def add_parser(sub: Any) -> None:
         help="transfers at once to one host (default 16)",
     )
     bulk.add_argument(
+        "--pipeline",
+        type=count_arg,
+        default=8,
+        metavar="N",
+        help="requests in flight per connection to a host (HTTP/1.1 pipelining, default 8;"
+        " 1: off; a host that cuts a pipeline short gets 1)",
+    )
+    bulk.add_argument(
         "--limit-rate",
         type=size_arg,
         metavar="BYTES",

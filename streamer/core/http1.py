@@ -173,6 +173,7 @@ class Head:
     simple: bool
     size: int  # bytes of the head, final CRLF CRLF included
     chunked: bool = False  # framed by chunked coding alone (RFC 9112 7.1), no Content-Length
+    minor: int = 1  # HTTP/1.minor of the status line: pipelining needs 1.1 (RFC 9112 9.3.2)
 
     @cached_property
     def fields(self) -> dict[str, str]:
@@ -235,7 +236,10 @@ def parse_head(buf: bytes | bytearray, size: int, start: int = 0) -> Head | None
     status = int(status_line.group(2))
     # RFC 9112 6.3: chunked alone frames the body; with Content-Length too it is not simple.
     chunked = b",".join(codings) == b"chunked" and not lengths
-    return Head(status, reason, block, length, keep_alive, length is not None, size, chunked)
+    minor = status_line.group(1) == b"1"
+    return Head(
+        status, reason, block, length, keep_alive, length is not None, size, chunked, int(minor)
+    )
 
 
 def _length(values: list[bytes]) -> int | None:

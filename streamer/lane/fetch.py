@@ -86,12 +86,13 @@ class QuickPath:
         *,
         durable: bool,
         no_clobber: bool = False,
+        pipeline: int = 1,
     ) -> None:
         self.durable = durable
         self.no_clobber = no_clobber
         self._plain_route = plain_route
         timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.total_timeout)
-        self.lane = Lane(timeouts, tls)
+        self.lane = Lane(timeouts, tls, pipeline)
         self._fields = _base_fields(config) or []
         self._send = [*self._fields, _IDENTITY]  # bodies are saved as sent (RFC 9110 12.5.3)
         self._handoffs: dict[Origin, int] = {}

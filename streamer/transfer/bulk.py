@@ -55,10 +55,13 @@ class BulkOptions:
     max_bytes: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
     no_clobber: bool = False  # an existing target fails its job with FILE_EXISTS
+    # Requests in flight per keep-alive connection on the lane (RFC 9112 9.3.2); 1: none
+    # pipelined. A host that cuts a pipeline short gets 1 for the rest of the run.
+    pipeline: int = 8
 
     def __post_init__(self) -> None:
-        if self.jobs < 1 or self.max_per_host < 1:
-            raise UsageError("jobs and max_per_host must be at least 1")
+        if self.jobs < 1 or self.max_per_host < 1 or self.pipeline < 1:
+            raise UsageError("jobs, max_per_host and pipeline must be at least 1")
         for name in ("limit_rate", "host_request_rate"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -152,6 +155,7 @@ class _Run:
                 client.tls_context,
                 durable=journal is None,
                 no_clobber=opts.no_clobber,
+                pipeline=opts.pipeline,
             )
         self.bucket: TokenBucket | None = None
         if opts.limit_rate is not None:
