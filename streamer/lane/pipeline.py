@@ -137,19 +137,20 @@ class Connection(asyncio.Protocol):
             self._last = now
             self._begin_state(ask)
             self._arm()
-            assert self.transport is not None
-            self.transport.write(request)
         else:
-            # Behind an unanswered request: written with the others of this loop turn.
-            self.deep = True
-            if not self._out:
-                self.loop.call_soon(self._flush)
-            self._out.append(request)
+            self.deep = True  # sent behind an unanswered request
+        # Written at the end of this loop turn, with the requests other tasks add meanwhile:
+        # one send for all of them.
+        if not self._out:
+            self.loop.call_soon(self._flush)
+        self._out.append(request)
         return waiter
 
     def _flush(self) -> None:
         out = self._out
-        if out and not self.closed:
+        # A task cancelled meanwhile closes this connection when it resumes: send nothing
+        # for it (a run that was stopped makes no further request).
+        if out and not self.closed and not any(a.waiter.cancelled() for a in self._asks):
             assert self.transport is not None
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         self._out = []
