@@ -225,6 +225,28 @@ async def test_depth_one_sends_one_request_at_a_time(
     assert srv.deepest == 1
 
 
+async def test_http10_keep_alive_answers_are_not_pipelined(
+    client: Client, serve: Serve, tmp_path: Path
+) -> None:
+    """An HTTP/1.0 server that keeps connections alive (``Connection: keep-alive``) gets one
+    request at a time per connection (RFC 9112 9.3.2: pipelining is for HTTP/1.1)."""
+
+    async def handler(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        whole_body = body(seen.target)
+        writer.write(
+            head("HTTP/1.0 200 OK", Content_Length=len(whole_body), Connection="keep-alive")
+            + whole_body
+        )
+        await writer.drain()
+        return True
+
+    srv = await serve(handler)
+    results = await run(client, srv, tmp_path / "out", 40, jobs=8, pipeline=8)
+    check_files(tmp_path / "out", results)
+    assert srv.deepest == 1 and srv.connections <= 8
+    assert all(s.lane for s in srv.seen)
+
+
 async def test_lane_writes_a_pipeline_in_one_send(serve: Serve) -> None:
     """On the lane directly: 6 GETs asked in one loop turn, on a warm connection with depth 8,
     reach the server in one read (one write of all of them) and are all answered on it."""

@@ -620,6 +620,17 @@ def test_parse_head_keep_alive(
     assert parsed.keep_alive is keep_alive
 
 
+@pytest.mark.parametrize(
+    ("status_line", "minor"), [(b"HTTP/1.1 200 OK", 1), (b"HTTP/1.0 200 OK", 0)]
+)
+def test_parse_head_minor_version(status_line: bytes, minor: int) -> None:
+    """The minor version of the status line is kept: requests are pipelined only on an
+    HTTP/1.1 connection (RFC 9112 9.3.2), even an HTTP/1.0 one kept alive is not."""
+    parsed = _parse(_response(b"Content-Length: 0", b"Connection: keep-alive", status=status_line))
+    assert parsed is not None and parsed.keep_alive
+    assert parsed.minor == minor
+
+
 # --- reusable ---------------------------------------------------------------------------------
 
 
