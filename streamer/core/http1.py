@@ -222,23 +222,30 @@ def parse_head(buf: bytes | bytearray, size: int, start: int = 0) -> Head | None
         return None
     block = data[first + 2 :]
     # Names are case-insensitive (RFC 9110 5.1); one scan finds the three framing fields.
-    found: dict[bytes, list[bytes]] = {b"content-length": [], b"transfer-encoding": []}
-    found[b"connection"] = []
-    for name, value in _FRAMING_FIELD.findall(b"\r\n" + block.lower()):
-        found[name].append(value.strip(b" \t"))
-    lengths, codings = found[b"content-length"], found[b"transfer-encoding"]
+    lengths: list[bytes] = []
+    codings: list[bytes] = []
+    connection: list[bytes] = []
+    for name, raw in _FRAMING_FIELD.findall(b"\r\n" + block.lower()):
+        value = raw.strip(b" \t")
+        if name == b"content-length":
+            lengths.append(value)
+        elif name == b"transfer-encoding":
+            codings.append(value)
+        else:
+            connection.append(value)
     length = None if codings else _length(lengths)
-    tokens = {t.strip(b" \t") for t in b",".join(found[b"connection"]).split(b",")}
-    keep_alive = b"close" not in tokens and (
-        status_line.group(1) == b"1" or b"keep-alive" in tokens
-    )
+    http11 = status_line.group(1) == b"1"
+    if connection:
+        tokens = {t.strip(b" \t") for t in b",".join(connection).split(b",")}
+        keep_alive = b"close" not in tokens and (http11 or b"keep-alive" in tokens)
+    else:
+        keep_alive = http11  # RFC 9112 9.3: 1.1 persists by default, 1.0 does not
     reason = (status_line.group(3) or b"").decode("latin-1")
     status = int(status_line.group(2))
     # RFC 9112 6.3: chunked alone frames the body; with Content-Length too it is not simple.
     chunked = b",".join(codings) == b"chunked" and not lengths
-    minor = status_line.group(1) == b"1"
     return Head(
-        status, reason, block, length, keep_alive, length is not None, size, chunked, int(minor)
+        status, reason, block, length, keep_alive, length is not None, size, chunked, int(http11)
     )
 
 
@@ -248,6 +255,8 @@ def _length(values: list[bytes]) -> int | None:
     length is that length. (Transfer-Encoding, which overrides it, is the caller's check.)"""
     if not values:
         return None
+    if len(values) == 1 and _DIGITS.fullmatch(values[0]):
+        return int(values[0])  # the common case: one value, digits only
     distinct = {v.strip(b" \t") for v in b",".join(values).split(b",")}
     if len(distinct) != 1:
         return None
