@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from ..client import Client
 from ..core.manifest import BadLine, Job, parse_manifest
 from ..core.retry import RetryPolicy
 from ..core.sizes import format_size
-from ..errors import FileError, Result, exit_code
+from ..errors import FileError, Result, UsageError, exit_code
 from ..storage.journal import JOURNAL_NAME, Journal
 from ..storage.manifests import scan_manifest
 from ..sync import run
@@ -157,7 +158,7 @@ def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
     return BulkOptions(
         jobs=args.jobs,
         max_per_host=args.max_per_host,
-        pipeline=args.pipeline,
+        pipeline=args.pipeline if args.pipeline is not None else _pipeline_from_env(),
         limit_rate=args.limit_rate,
         host_request_rate=args.host_request_rate,
         dry_run=args.dry_run,
@@ -170,6 +171,16 @@ def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
         headers=tuple(parse_headers(args.header).items()),
         no_clobber=args.no_clobber,
     )
+
+
+def _pipeline_from_env() -> int:
+    """--pipeline's default: STREAMER_PIPELINE when set, else BulkOptions' own."""
+    text = os.environ.get("STREAMER_PIPELINE", "").strip()
+    if not text:
+        return BulkOptions.pipeline
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"STREAMER_PIPELINE must be a whole number >= 1, not {text!r}")
+    return int(text)
 
 
 def run_bulk(args: argparse.Namespace) -> int:

@@ -65,10 +65,9 @@ def add_parser(sub: Any) -> None:
     bulk.add_argument(
         "--pipeline",
         type=count_arg,
-        default=8,
         metavar="N",
-        help="requests in flight per connection to a host (HTTP/1.1 pipelining, default 8;"
-        " 1: off; a host that cuts a pipeline short gets 1)",
+        help="requests in flight per connection to a host (HTTP/1.1 pipelining; default"
+        " $STREAMER_PIPELINE, else 8; 1: off; a host that cuts a pipeline short gets 1)",
     )
     bulk.add_argument(
         "--limit-rate",

@@ -47,7 +47,8 @@ class Lane:
         # (a manifest over thousands of hosts must not run out of file descriptors) and age.
         self._idle: OrderedDict[Origin, list[Connection]] = OrderedDict()
         self._idle_count = 0
-        self._busy: dict[Origin, Connection] = {}  # the connection requests join, per origin
+        # Connections with requests in flight that more may join, per origin, oldest first.
+        self._busy: dict[Origin, list[Connection]] = {}
         self.shallow: set[Origin] = set()  # origins that cut a pipeline: depth 1 there
 
     async def get(
@@ -81,21 +82,24 @@ class Lane:
                 conn.close()  # the others queued on it are requeued
                 raise
             if not conn.in_flight and not conn.pooled and conn.reusable and not conn.closed:
-                if self._busy.get(origin) is conn:
-                    del self._busy[origin]
+                busy = self._busy.get(origin)
+                if busy is not None and conn in busy:
+                    busy.remove(conn)
                 self._keep(origin, conn)
             return reply
         raise ConnectionLostError("server closed the connection", url=url)
 
     def _pick(self, origin: Origin) -> Connection | None:
         """The connection this request joins (pipelined), else an idle one, else None."""
-        if self.depth > 1:
-            conn = self._busy.get(origin)
-            if conn is not None and conn.can_join(self.depth):
-                return conn
+        busy = self._busy.get(origin) if self.depth > 1 else None
+        if busy:
+            for joined in busy:
+                if joined.can_join(self.depth):
+                    return joined
+            busy[:] = [c for c in busy if not c.closed]
         conn = self._take(origin)
         if conn is not None and self.depth > 1 and origin not in self.shallow:
-            self._busy[origin] = conn  # the next requests join it while it has room
+            self._busy.setdefault(origin, []).append(conn)  # later requests join it
         return conn
 
     def _keep(self, origin: Origin, conn: Connection) -> None:
@@ -155,8 +159,9 @@ class Lane:
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
-        for conn in self._busy.values():
-            conn.close()
+        for conns in self._busy.values():
+            for conn in conns:
+                conn.close()
         self._idle.clear()
         self._busy.clear()
         self._idle_count = 0

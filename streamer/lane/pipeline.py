@@ -136,10 +136,12 @@ class Connection(asyncio.Protocol):
             self._last = now
             self._begin_state(ask)
             self._arm()
-        else:
-            self.deep = True  # sent behind an unanswered request
-        # Written at the end of this loop turn, with the requests other tasks add meanwhile:
-        # one send for all of them.
+            assert self.transport is not None
+            self.transport.write(request)  # the server is idle: at once
+            return waiter
+        # Behind an unanswered request: written at the end of this loop turn, with the
+        # requests other tasks add meanwhile (one send for all of them).
+        self.deep = True
         if not self._out:
             self.loop.call_soon(self._flush)
         self._out.append(request)
