@@ -16,8 +16,8 @@ it saved CPU but the disk took direct writes slower than the kernel's own writeb
   checkpoint, and a kill -9, never count a byte that is not in the file; one writer, in
   order, so the file never has a hole.
 - Where the file system refuses O_DIRECT (tmpfs before Linux 6.6 refuses the open; some
-  refuse a write with EINVAL), `open_direct` returns None or the writes go on through the ordinary descriptor,
-  the refused block included: nothing is lost.
+  refuse a write with EINVAL), `open_direct` returns None or the writes go on through the
+  ordinary descriptor, the refused block included: nothing is lost.
 """
 
 from __future__ import annotations

@@ -126,9 +126,17 @@ class FastStream:
         if fd is None:
             return None
         conn = self._conn
-        return direct.DirectWriter(
-            partial.part, fd, hold=conn.hold, release=conn.release, written=partial.maybe_checkpoint
-        )
+        try:
+            return direct.DirectWriter(
+                partial.part,
+                fd,
+                hold=conn.hold,
+                release=conn.release,
+                written=partial.maybe_checkpoint,
+            )
+        except OSError:  # no memory for the pool, or the block's head unreadable
+            os.close(fd)
+            return None  # the page cache path (which reports a file's failure itself)
 
     def _direct_sink(self, verifier: Verifier | None, writer: direct.DirectWriter) -> Sink:
         """As `_sink`, but the bytes stay in the writer's buffers (they are written, and
