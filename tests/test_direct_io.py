@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trustme
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
@@ -32,8 +33,10 @@ from streamer import Client
 from streamer.core.events import Progress
 from streamer.storage import direct
 from streamer.storage.files import part_path, sidecar_path
+from tests.conftest import CLIENT_DEFAULTS
 from tests.faults import ClientFactory, data
 from tests.resource_server import Act, Resource, make_resource_app
+from tests.test_tls import server_context, tls_site
 
 BUF = 64 * 1024
 BLOCK = direct.BLOCK
@@ -85,6 +88,27 @@ async def test_sizes_around_block_and_buffer_boundaries_are_byte_exact(
     assert (result.body_path, result.direct_io) == ("raw", size >= BLOCK)
     assert target.read_bytes() == body and result.size == size
     assert not part_path(target).exists() and not sidecar_path(target).exists()
+
+
+@pytest.mark.usefixtures("direct_on")
+async def test_https_body_is_decrypted_into_the_aligned_buffers(tmp_path: Path) -> None:
+    """Over TLS asyncio's decryption fills the lent buffers as the socket does (the pause for
+    a free buffer included): the file is the body and was written direct."""
+    body, ca = data(7 * BUF + 333), trustme.CA()
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_get("/f", handler)
+    async with tls_site(server_context(ca), app) as base:
+        options = {**CLIENT_DEFAULTS, "chunk_size": 16 * 1024}
+        async with Client(cafile=str(cafile), **options) as client:
+            result = await client.download(base + "f", tmp_path / "f", checksum=sha256(body))
+    assert (result.body_path, result.direct_io) == ("raw", True)
+    assert (tmp_path / "f").read_bytes() == body
 
 
 # --- cuts, resumes, cancellation ----------------------------------------------------------------
