@@ -13,14 +13,13 @@ that refuses a direct write loses nothing; the switch and the threshold keep the
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import json
 import os
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +34,7 @@ from streamer.storage import direct
 from streamer.storage.files import part_path, sidecar_path
 from tests.conftest import CLIENT_DEFAULTS
 from tests.faults import ClientFactory, data
+from tests.helpers import o_direct_dir, takes_o_direct
 from tests.resource_server import Act, Resource, make_resource_app
 from tests.test_tls import server_context, tls_site
 
@@ -48,6 +48,13 @@ def direct_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(direct.ENV_SWITCH, "1")
     monkeypatch.setattr(direct, "DIRECT_MIN", 0)
     monkeypatch.setattr(direct, "BUFFER_BYTES", BUF)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """Where the downloads go: a directory whose file system takes O_DIRECT."""
+    with o_direct_dir(tmp_path) as where:
+        yield where
 
 
 @pytest.fixture
@@ -76,14 +83,14 @@ def sha256(body: bytes) -> str:
     [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, BUF - 1, BUF, BUF + 1, 3 * BUF + BLOCK + 1, 40 * BUF + 7],
 )
 async def test_sizes_around_block_and_buffer_boundaries_are_byte_exact(
-    dl: Client, aiohttp_server: AiohttpServer, tmp_path: Path, size: int
+    dl: Client, aiohttp_server: AiohttpServer, disk: Path, size: int
 ) -> None:
     """Whatever the length against the block and buffer sizes, the file is the body (checksum
     verified in order); whole blocks go direct, a body shorter than one block only through
     the ordinary descriptor."""
     body = data(size)
     res = await serve(aiohttp_server, body)
-    target = tmp_path / "f"
+    target = disk / "f"
     result = await dl.download(res.url, target, checksum=sha256(body))
     assert (result.body_path, result.direct_io) == ("raw", size >= BLOCK)
     assert target.read_bytes() == body and result.size == size
@@ -91,11 +98,11 @@ async def test_sizes_around_block_and_buffer_boundaries_are_byte_exact(
 
 
 @pytest.mark.usefixtures("direct_on")
-async def test_https_body_is_decrypted_into_the_aligned_buffers(tmp_path: Path) -> None:
+async def test_https_body_is_decrypted_into_the_aligned_buffers(disk: Path) -> None:
     """Over TLS asyncio's decryption fills the lent buffers as the socket does (the pause for
     a free buffer included): the file is the body and was written direct."""
     body, ca = data(7 * BUF + 333), trustme.CA()
-    cafile = tmp_path / "ca.pem"
+    cafile = disk / "ca.pem"
     ca.cert_pem.write_to_path(str(cafile))
 
     async def handler(request: web.Request) -> web.Response:
@@ -106,9 +113,9 @@ async def test_https_body_is_decrypted_into_the_aligned_buffers(tmp_path: Path) 
     async with tls_site(server_context(ca), app) as base:
         options = {**CLIENT_DEFAULTS, "chunk_size": 16 * 1024}
         async with Client(cafile=str(cafile), **options) as client:
-            result = await client.download(base + "f", tmp_path / "f", checksum=sha256(body))
+            result = await client.download(base + "f", disk / "f", checksum=sha256(body))
     assert (result.body_path, result.direct_io) == ("raw", True)
-    assert (tmp_path / "f").read_bytes() == body
+    assert (disk / "f").read_bytes() == body
 
 
 # --- cuts, resumes, cancellation ----------------------------------------------------------------
@@ -117,7 +124,7 @@ async def test_https_body_is_decrypted_into_the_aligned_buffers(tmp_path: Path) 
 @pytest.mark.usefixtures("direct_on")
 @pytest.mark.parametrize("how", ["close", "abort"])
 async def test_cut_leaves_exactly_the_bytes_received_and_an_odd_resume_is_exact(
-    dl: Client, aiohttp_server: AiohttpServer, tmp_path: Path, how: str
+    dl: Client, aiohttp_server: AiohttpServer, disk: Path, how: str
 ) -> None:
     """A cut at an odd byte K keeps exactly K body bytes in the .part (the unaligned rest
     written, no padding); the resume from that odd length asks bytes=K- and, writing direct
@@ -126,7 +133,7 @@ async def test_cut_leaves_exactly_the_bytes_received_and_an_odd_resume_is_exact(
     body = data(size)
     res = await serve(aiohttp_server, body)
     res.script.append(Act(cut_at=cut, how=how))
-    target = tmp_path / "f"
+    target = disk / "f"
     with pytest.raises(streamer.BodyTruncatedError):
         await dl.download(res.url, target)
     assert part_path(target).read_bytes() == body[:cut] and sidecar_path(target).exists()
@@ -138,7 +145,7 @@ async def test_cut_leaves_exactly_the_bytes_received_and_an_odd_resume_is_exact(
 
 @pytest.mark.usefixtures("direct_on")
 async def test_cancelled_download_keeps_every_byte_received(
-    dl: Client, aiohttp_server: AiohttpServer, tmp_path: Path
+    dl: Client, aiohttp_server: AiohttpServer, disk: Path
 ) -> None:
     """Cancelled (Ctrl-C) while the server pauses, the .part holds every byte received so far
     (the queued writes and the unaligned rest), and the next run resumes after them."""
@@ -161,7 +168,7 @@ async def test_cancelled_download_keeps_every_byte_received(
     app = web.Application()
     app.router.add_get("/f", handler)
     server = await aiohttp_server(app, host="127.0.0.1")
-    url, target = str(server.make_url("/f")), tmp_path / "f"
+    url, target = str(server.make_url("/f")), disk / "f"
     got = asyncio.Event()
 
     def progress(p: Progress) -> None:
@@ -225,13 +232,13 @@ def _committed(sidecar: Path) -> int:
 
 
 async def test_kill_9_mid_body_leaves_a_part_of_body_bytes_that_resumes_exactly(
-    stalling: tuple[str, bytes], tmp_path: Path, dl: Client, monkeypatch: pytest.MonkeyPatch
+    stalling: tuple[str, bytes], disk: Path, dl: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A real `streamer get` with direct writes, killed with SIGKILL after a checkpoint: the
     .part holds only body bytes from byte 0 (never padding or a hole), the sidecar counts no
     more than it holds, and a resume from it gives the body byte for byte."""
     url, body = stalling
-    target = tmp_path / "big"
+    target = disk / "big"
     env = {**os.environ, direct.ENV_SWITCH: "1"}
     cmd = [sys.executable, "-m", "streamer", "get", url, "-o", str(target), "--no-progress"]
     proc = await asyncio.create_subprocess_exec(*cmd, env=env, stderr=asyncio.subprocess.PIPE)
@@ -260,7 +267,7 @@ async def test_kill_9_mid_body_leaves_a_part_of_body_bytes_that_resumes_exactly(
 
 @pytest.mark.usefixtures("direct_on")
 async def test_a_direct_write_refused_with_einval_goes_on_through_the_page_cache(
-    dl: Client, aiohttp_server: AiohttpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dl: Client, aiohttp_server: AiohttpServer, disk: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file system that refuses a direct write (EINVAL) loses nothing: that block and the
     rest are written through the ordinary descriptor. Made real by writing in blocks of 1000
@@ -268,23 +275,10 @@ async def test_a_direct_write_refused_with_einval_goes_on_through_the_page_cache
     monkeypatch.setattr(direct, "BLOCK", 1000)
     body = data(5 * BUF + 4321)
     res = await serve(aiohttp_server, body)
-    target = tmp_path / "f"
+    target = disk / "f"
     result = await dl.download(res.url, target, checksum=sha256(body))
     assert (result.body_path, result.direct_io) == ("raw", False)
     assert target.read_bytes() == body
-
-
-def _takes_o_direct(directory: Path) -> bool:
-    probe = directory / "probe"
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
-    except OSError as exc:
-        assert exc.errno == errno.EINVAL, exc
-        return False
-    finally:
-        probe.unlink(missing_ok=True)
-    os.close(fd)
-    return True
 
 
 @pytest.mark.usefixtures("direct_on")
@@ -299,7 +293,7 @@ async def test_tmpfs_output_is_byte_exact_direct_or_not(
     res = await serve(aiohttp_server, body)
     with tempfile.TemporaryDirectory(dir="/dev/shm") as name:
         where = Path(name)
-        expected = _takes_o_direct(where)
+        expected = takes_o_direct(where)
         result = await dl.download(res.url, where / "f", checksum=sha256(body))
         assert (result.body_path, result.direct_io) == ("raw", expected)
         assert (where / "f").read_bytes() == body
