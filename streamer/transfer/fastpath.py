@@ -6,11 +6,11 @@ decide on the same facts whichever path read the head; its `pump` then moves the
 the connection's one reused buffer to the partial file (`os.write` of a view), checked
 against the size limit and hashed on the way. How a download gets one: `fastopen.py`.
 
-Durability stays the default, and the fsync before the rename overlaps the transfer. A large
-body of known length is read straight into page-aligned buffers that a thread writes with
-O_DIRECT (storage/direct.py: no page-cache copy, no writeback left for the final fsync);
-otherwise every `WRITEBACK_BYTES` an fdatasync of what is written so far runs in a thread, so
-the final one finds little left to write.
+Durability stays the default, and the fsync before the rename overlaps the transfer: every
+`WRITEBACK_BYTES` an fdatasync of what is written so far runs in a thread, so the final one
+finds little left to write. Asked for (``STREAMER_DIRECT_IO=1``), a large body of known
+length is instead read straight into page-aligned buffers that a thread writes with O_DIRECT
+(storage/direct.py: no page-cache copy; less CPU, but slower on the disk it was measured on).
 """
 
 from __future__ import annotations
