@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ClientConfig
-from .core.checksum import Checksum
 from .core.decode import ACCEPT_ENCODING
 from .core.events import ProgressCallback
 from .core.redact import redact_url
@@ -34,11 +33,10 @@ from .http.bodies import Body, FilePart, MultipartBody, Source, TextPart, make_b
 from .http.tls import TLSOptions, make_ssl_context
 from .results import DownloadResult, FetchResult, TusResult, UploadResult
 from .s3client import S3Uploads
-from .transfer.download import DownloadRequest, run_download
-from .transfer.special import is_special, run_into_special
 from .transfer.upload import UploadRequest, expect_headers, run_upload
 
 if TYPE_CHECKING:
+    from .core.checksum import Checksum
     from .core.manifest import Job
     from .http.engine import Engine
     from .http.stream import Stream
@@ -246,13 +244,15 @@ class Client(S3Uploads):
         A valid partial download of the same URL is resumed (``resume=False`` starts over);
         ``retry`` is a `RetryPolicy` or a number of retries. With ``remote_name`` the file is
         named from Content-Disposition inside ``path``'s directory, never replacing an existing
-        file unless ``clobber``. With ``split`` > 1 the file is fetched over that many
-        connections in byte ranges (when the server supports ranges), each resumable.
-        Another process downloading to the same target makes this fail at once with
-        `TargetBusyError`, or, with ``wait_lock`` seconds, wait for it that long first.
-        ``resume_key`` names what a partial download is of when `url` changes from run to run
-        (a presigned URL signed anew); the server's validator still guards the resume.
+        file unless ``clobber``. With ``split`` > 1 it comes in byte ranges over that many
+        connections (when the server supports ranges), each resumable. Another process
+        downloading to the same target makes this fail at once (`TargetBusyError`), or wait
+        for it ``wait_lock`` seconds first. ``resume_key`` names what a partial download is of
+        when `url` changes between runs (presigned anew); the server's validator still rules.
         """
+        from .transfer.download import DownloadRequest, run_download  # loads with the first
+        from .transfer.special import is_special, run_into_special  # download (not for put)
+
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         request = DownloadRequest(

@@ -196,7 +196,9 @@ GET_LOADS_NONE_OF = (
     "streamer.cli.shards",
     "xml",
 )
-# An upload (plain or tus) with the bar off: no bar, no bulk run, no server, no download's lane.
+# An upload (plain or tus) with the bar off: no bar, no bulk run, no server, no download's lane,
+# no download machinery (resume planning, partial files: ~10 ms of start-up) and no S3 module
+# (an s3:// URL is told apart by `core.wire.is_s3_url`).
 PUT_LOADS_NONE_OF = (
     *NO_COMMAND_LOADS,
     "tqdm",
@@ -204,6 +206,12 @@ PUT_LOADS_NONE_OF = (
     "streamer.transfer.bulk",
     "streamer.core.manifest",
     "streamer.cli.bulk",
+    "streamer.transfer.download",
+    "streamer.transfer.fastopen",
+    "streamer.core.resume",
+    "streamer.storage.partial",
+    "streamer.core.s3",
+    "streamer.transfer.s3",
 )
 # Runs the command line in a fresh interpreter, then writes the names of the loaded modules.
 _LOADED = (
