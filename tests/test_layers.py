@@ -272,8 +272,8 @@ def test_parsing_alone_loads_no_event_loop_and_no_runner(tmp_path: Path, argv: l
 def test_a_download_and_an_upload_load_only_what_they_use(tmp_path: Path) -> None:
     """A plain `get` (bar off) loads no tqdm, aiofiles, bulk run, journal, manifest reader,
     server, S3 library or Dask; `put` and `put --tus` load no tqdm, bulk run, server or Dask.
-    Over plain http `get` and `put` go below aiohttp (raw body path, sendfile), so neither
-    imports it (tus's creation and offset requests still go through the engine)."""
+    Over plain http `get`, `put` and `put --tus` go below aiohttp (raw body path, sendfile;
+    tus's OPTIONS, creation and HEAD on the same raw connection), so none imports it."""
     from tests.helpers import ENV, ThreadedServer
 
     root = tmp_path / "root"
@@ -290,7 +290,8 @@ def test_a_download_and_an_upload_load_only_what_they_use(tmp_path: Path) -> Non
         )
     assert (root / "up.bin").read_bytes() == b"x" * 4096
     assert "streamer.transfer.download" in get  # it did download
-    assert [n for n, m in (("get", get), ("put", put)) if "aiohttp" in m] == []
+    assert "streamer.transfer.tus" in tus  # it did a tus upload
+    assert [n for n, m in (("get", get), ("put", put), ("tus", tus)) if "aiohttp" in m] == []
     assert _among(get, GET_LOADS_NONE_OF) == []
     assert _among(put, PUT_LOADS_NONE_OF) == []
     assert _among(tus, PUT_LOADS_NONE_OF) == []
