@@ -2,12 +2,13 @@
 
 A tus upload asks one origin several things in a row (OPTIONS, the creation POST, HEAD for
 the offset, then the PATCHes); over plain http they share one connection when the server
-keeps it open (RFC 9112 9.3), as curl's would. `RawPool` holds at most one idle connection
-per origin. Before one is used again it is looked at without waiting: a server that closed it
-while it was idle (its keep-alive timeout) has sent its FIN, so a peek reads end of file, and
-bytes nobody asked for mean the server is out of step; either way a new connection is made.
-The race left (the server closes just as the request goes out) is the caller's to resolve
-(see `sendbody.send_request`: a request that may be repeated is sent once more).
+keeps it open (RFC 9112 9.3), as curl's would; so do the parts of an S3 upload, a few at a
+time. `RawPool` holds the idle ones, a bounded number per origin. Before one is used again
+it is looked at without waiting: a server that closed it while it was idle (its keep-alive
+timeout) has sent its FIN, so a peek reads end of file, and bytes nobody asked for mean the
+server is out of step; either way a new connection is made. The race left (the server
+closes just as the request goes out) is the caller's to resolve (see
+`sendbody.send_request`: a request that may be repeated is sent once more).
 """
 
 from __future__ import annotations
@@ -68,34 +69,37 @@ def _idle_and_open(sock: socket.socket) -> bool:
 
 
 class RawPool:
-    """At most one idle keep-alive connection per origin; `close` ends them all."""
+    """Idle keep-alive connections, at most `per_origin` to each origin (one for a tus run, as
+    many as parts in flight for S3); `close` ends them all."""
 
-    def __init__(self) -> None:
-        self._idle: dict[Origin, socket.socket] = {}
+    def __init__(self, per_origin: int = 1) -> None:
+        self._idle: dict[Origin, list[socket.socket]] = {}
+        self._limit = max(1, per_origin)
         self._closed = False
 
     def take(self, origin: Origin) -> socket.socket | None:
-        """The idle connection to `origin` when it is still open, else None."""
-        sock = self._idle.pop(origin, None)
-        if sock is None or _idle_and_open(sock):
-            return sock
-        sock.close()
+        """An idle connection to `origin` that is still open (the latest kept), else None."""
+        idle = self._idle.get(origin, [])
+        while idle:
+            sock = idle.pop()
+            if _idle_and_open(sock):
+                return sock
+            sock.close()
         return None
 
     def give(self, origin: Origin, sock: socket.socket) -> None:
         """Keep `sock` (its answer read whole, the server keeping it open) for the next request."""
-        old = self._idle.pop(origin, None)
-        if old is not None:
-            old.close()
-        if self._closed:
+        idle = self._idle.setdefault(origin, [])
+        if self._closed or len(idle) >= self._limit:
             sock.close()
         else:
-            self._idle[origin] = sock
+            idle.append(sock)
 
     def close(self) -> None:
         self._closed = True
-        for sock in self._idle.values():
-            sock.close()
+        for idle in self._idle.values():
+            for sock in idle:
+                sock.close()
         self._idle.clear()
 
     def __enter__(self) -> RawPool:
