@@ -212,6 +212,7 @@ PUT_LOADS_NONE_OF = (
     "streamer.storage.partial",
     "streamer.core.s3",
     "streamer.transfer.s3",
+    "encodings.idna",  # to an IP literal (127.0.0.1 here): no resolver thread, no IDNA codec
 )
 # Runs the command line in a fresh interpreter, then writes the names of the loaded modules.
 _LOADED = (
