@@ -52,6 +52,10 @@ TOOLS = {
     "curl": "curl -s -o {out} {url}",
     # Durable against durable: streamer fsyncs before its rename; curl does not sync at all.
     "curl+sync": 'sh -c \'curl -s -o "$0" "$1" && sync "$0"\' {out} {url}',
+    # Direct writes (O_DIRECT from aligned buffers, storage/direct.py), opt-in.
+    "streamer-direct": (
+        "env STREAMER_DIRECT_IO=1 {python} -P -m streamer get {url} -o {out} --no-progress -q"
+    ),
     # The same streamer command on the earlier code of --prev (a compiled copy, see _common).
     "streamer-prev": (
         "env PYTHONPATH={prev} {python} -P -m streamer get {url} -o {out} --no-progress -q"
@@ -86,7 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--tools",
         default="streamer,curl,curl+sync,wget",
-        help="comma list; also aria2c, streamer-prev (added by --prev)",
+        help="comma list; also aria2c, streamer-direct, streamer-prev (added by --prev)",
     )
     p.add_argument("--keep-dir", type=Path, help="work in DIR and keep it (payload is reused)")
     p.add_argument("--json", type=Path, help="write all runs and the summary here")
@@ -211,7 +215,7 @@ def available(name: str, python: str, prev: str | None = None) -> str:
         name = "curl"
     if name == "streamer-prev":
         return "" if prev else "give --prev DIR (a checkout's root whose streamer/ to compare)"
-    if name != "streamer":
+    if name not in ("streamer", "streamer-direct"):
         return "" if shutil.which(name) else f"{name} not found on PATH"
     cmd = [python, "-m", "streamer", "get", "--help"]
     try:
@@ -368,7 +372,7 @@ def ratios(summary: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     against curl's."""
     rows = [n for n in summary if n.startswith("streamer")]
     pairs = [(n, peer) for n in rows for peer in ("curl", "curl+sync", "wget", "aria2c")]
-    pairs.append(("streamer", "streamer-prev"))
+    pairs += [("streamer", "streamer-prev"), ("streamer-direct", "streamer")]
     return {
         "wall": ratio_lines(summary, "wall_median_s", pairs),
         "cpu": ratio_lines(summary, "cpu_median_s", pairs),

@@ -39,6 +39,8 @@ class DownloadResult:
     # How the body was read: "raw" (a socket into a reused buffer, transfer/fastpath.py) or
     # "engine" (aiohttp).
     body_path: str = "engine"
+    # Whether body bytes went to disk with O_DIRECT (large raw-path bodies, storage/direct.py).
+    direct_io: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class DownloadResult:
             "notes": list(self.notes),
             "result": self.result.value,
             "body_path": self.body_path,
+            "direct_io": self.direct_io,
         }
 
 

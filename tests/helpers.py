@@ -8,12 +8,14 @@
 - `ThreadedServer`: the built-in server on its own event loop in a background thread.
 - `running_slow_server`: a started `tests.slow_server.SlowServer`, stopped afterwards.
 - `closed_port`, `file_digest`, `url_of`, `assert_nothing_left`: small shared utilities.
+- `takes_o_direct`, `o_direct_dir`: a directory whose file system takes O_DIRECT writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -354,3 +357,29 @@ async def app_servers() -> AsyncIterator[Callable[[Any], Any]]:
     finally:
         for server in servers:
             await server.close()
+
+
+def takes_o_direct(directory: Path) -> bool:
+    """Whether files in `directory` open with O_DIRECT (tmpfs before Linux 6.6: EINVAL)."""
+    probe = directory / ".o_direct_probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    except OSError as exc:
+        assert exc.errno == errno.EINVAL, exc
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+    os.close(fd)
+    return True
+
+
+@contextlib.contextmanager
+def o_direct_dir(tmp_path: Path) -> Iterator[Path]:
+    """`tmp_path` when its file system takes O_DIRECT, else a temporary directory in the
+    checkout (on disk where /tmp is an old tmpfs); fails when neither takes it."""
+    if takes_o_direct(tmp_path):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent.parent) as name:
+        assert takes_o_direct(Path(name)), "no directory here takes O_DIRECT writes"
+        yield Path(name)

@@ -23,11 +23,12 @@ from pytest_aiohttp import AiohttpServer
 import streamer
 from streamer import Client, Result
 from streamer.core.retry import RetryPolicy
+from streamer.storage.direct import ENV_SWITCH as DIRECT_SWITCH
 from streamer.storage.files import part_path, sidecar_path
 from streamer.transfer.fastopen import ENV_SWITCH
 from tests.conftest import CLIENT_DEFAULTS
 from tests.faults import SEEN, ClientFactory, End, RawFactory, check_error, data, head
-from tests.helpers import ThreadedServer, assert_nothing_left, peak_rss, url_of
+from tests.helpers import ThreadedServer, assert_nothing_left, o_direct_dir, peak_rss, url_of
 from tests.resource_server import Act, Resource, make_resource_app
 from tests.test_tls import DATA as TLS_DATA
 from tests.test_tls import server_context, tls_site
@@ -340,22 +341,27 @@ RSS_CEILING = 48 << 20
 BIG_MIB = 200
 
 
-def test_peak_rss_of_a_large_raw_download(tmp_path: Path) -> None:
-    """A real `streamer get` of 200 MiB on the raw path stays under 48 MiB of peak RSS."""
+@pytest.mark.parametrize("direct_io", [False, True])
+def test_peak_rss_of_a_large_raw_download(tmp_path: Path, direct_io: bool) -> None:
+    """A real `streamer get` of 200 MiB on the raw path stays under 48 MiB of peak RSS, through
+    the page cache and with direct writes (STREAMER_DIRECT_IO=1: its pool of aligned buffers
+    is bounded, whatever the size)."""
     root = tmp_path / "www"
     root.mkdir()
     block = os.urandom(1 << 20)
     with (root / "big.bin").open("wb") as f:
         for _ in range(BIG_MIB):
             f.write(block)
-    out, log = tmp_path / "big.out", tmp_path / "get.log"
-    with ThreadedServer(root) as base:
+    log = tmp_path / "get.log"
+    with ThreadedServer(root) as base, o_direct_dir(tmp_path) as disk:
+        out = disk / "big.out"
         cmd = [sys.executable, "-m", "streamer", "get", base + "big.bin", "-o", str(out)]
-        report = peak_rss([*cmd, "--json", "--no-progress"], 120.0, log)
-    assert report.rc == 0, log.read_text(errors="replace")
+        env = {DIRECT_SWITCH: "1" if direct_io else "0"}
+        report = peak_rss([*cmd, "--json", "--no-progress"], 120.0, log, env=env)
+        assert report.rc == 0, log.read_text(errors="replace")
+        assert out.stat().st_size == BIG_MIB << 20
     line = next(x for x in log.read_text().splitlines() if x.startswith("{"))
-    assert json.loads(line)["body_path"] == "raw"
-    assert out.stat().st_size == BIG_MIB << 20
+    assert (json.loads(line)["body_path"], json.loads(line)["direct_io"]) == ("raw", direct_io)
     assert report.maxrss_kib * 1024 < RSS_CEILING, f"peak RSS {report.maxrss_kib} KiB"
 
 

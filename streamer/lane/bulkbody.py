@@ -32,7 +32,9 @@ from ..errors import (
 from .connection import Handoff
 from .readtimers import ReadTimers, Watch
 
-Sink = Callable[[memoryview], None]
+# A sink takes body bytes; it may lend the connection the buffer to read the next ones into
+# (and where in it to start: storage/direct.py keeps a partial block in front), else None.
+Sink = Callable[[memoryview], tuple[memoryview, int] | None]
 # Body bytes wait at most this long in the buffer for more to fill it (a slow or stalled
 # server's bytes reach the file, and the progress report, as they would on the engine).
 LINGER = 0.02
@@ -58,6 +60,7 @@ class BodyConnection(asyncio.BufferedProtocol):
         # head the engine takes); the body goes on in pieces of about `size`.
         self._view = memoryview(bytearray(max(size, MAX_HEAD + 1)))
         self._flush_at = max(1, size - size // 4)
+        self._at = 0  # where in the buffer the bytes not yet handed on start (see `Sink`)
         self._fill = 0  # bytes in the buffer not yet handed on (or, before the head, parsed)
         self.head: Head | None = None
         self._waiter: asyncio.Future[Any] | None = None
@@ -118,7 +121,18 @@ class BodyConnection(asyncio.BufferedProtocol):
         self._sink, self._fill = None, 0
         if sink is not None and n:
             with contextlib.suppress(Exception):
-                sink(self._view[:n])
+                sink(self._view[self._at : self._at + n])
+
+    def hold(self) -> None:
+        """Stop reading the body for now (the sink has no room: storage/direct.py)."""
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def release(self) -> None:
+        """Read on after `hold`; the idle timeout counts from here, not from the last read."""
+        self._timers.last = self.loop.time()
+        if self.transport is not None and not self.closed and not self._done:
+            self.transport.resume_reading()
 
     def _shut(self) -> None:
         self._timers.stop()
@@ -136,7 +150,7 @@ class BodyConnection(asyncio.BufferedProtocol):
         self.transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view[self._fill :]
+        return self._view[self._at + self._fill :]
 
     def buffer_updated(self, nbytes: int) -> None:
         self._timers.last = self.loop.time()
@@ -200,7 +214,7 @@ class BodyConnection(asyncio.BufferedProtocol):
                 self._hand_on()
                 self._resolve(None)
                 return
-        if self._fill >= self._flush_at:
+        if self._at + self._fill >= self._flush_at:
             self._hand_on()
         elif self._fill and self._linger is None:
             self._linger = self.loop.call_later(LINGER, self._hand_on)
@@ -216,24 +230,31 @@ class BodyConnection(asyncio.BufferedProtocol):
             self._left -= n
         if n and self._sink is not None and not self._done:
             try:
-                self._sink(self._view[:n])
+                lent = self._sink(self._view[self._at : self._at + n])
             except Exception as exc:  # a write or a limit: the sink's error is the outcome
                 self._fail(exc)
+                return
+            if lent is None:
+                self._at = 0
+            else:  # read on into the sink's buffer, after what it keeps there; hand on full
+                self._view, self._at = lent
+                self._flush_at = len(self._view)
 
     def _chunks(self, nbytes: int) -> None:
         """De-chunk what came (RFC 9112 7.1), gathering the data at the buffer's start."""
         assert self._dechunk is not None
-        data = self._view[self._fill : self._fill + nbytes].tobytes()
+        at = self._at + self._fill
+        data = self._view[at : at + nbytes].tobytes()
         try:
             pieces = self._dechunk.feed(data)
         except ChunkError as exc:
             self._fail(ProtocolError(f"malformed chunked body: {exc}", url=self.url))
             return
         for piece in pieces:  # never more bytes than came, so they fit where the read was
-            start = self._fill
+            start = self._at + self._fill
             self._fill += len(piece)
-            self._view[start : self._fill] = piece
-            if self._fill >= self._flush_at:
+            self._view[start : start + len(piece)] = piece
+            if self._at + self._fill >= self._flush_at:
                 self._hand_on()
         if self._fill and self._linger is None:
             self._linger = self.loop.call_later(LINGER, self._hand_on)

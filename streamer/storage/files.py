@@ -281,6 +281,26 @@ class PartFile:
         except OSError as exc:
             raise file_error(exc, self.path, "write", _WRITE, self.url) from exc
 
+    def write_at(self, data: memoryview, offset: int) -> None:
+        """Write all of `data` at `offset` (the rest of a direct-written body), then append
+        after it."""
+        assert self._fd is not None, "write before open"
+        try:
+            while data:
+                n = os.pwrite(self._fd, data, offset)
+                data, offset = data[n:], offset + n
+        except OSError as exc:
+            raise file_error(exc, self.path, "write", _WRITE, self.url) from exc
+        self.moved_to(offset)
+
+    def moved_to(self, end: int) -> None:
+        """The file holds bytes up to `end`, written through another descriptor (a direct
+        write, storage/direct.py): count them, and append after them from now on."""
+        assert self._fd is not None, "write before open"
+        if end > self.size:
+            self.size = end
+            os.lseek(self._fd, end, os.SEEK_SET)
+
     def fileno(self) -> int | None:
         return self._fd
 

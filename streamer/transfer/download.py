@@ -221,6 +221,7 @@ def _result(job: _Job, stream: Answer, target: Path, resumed_from: int) -> Downl
         notes=tuple(partial.notes),
         validator=_validator(stream),
         body_path="raw" if isinstance(stream, FastStream) else "engine",
+        direct_io=isinstance(stream, FastStream) and stream.direct_bytes > 0,
     )
 
 
