@@ -81,6 +81,7 @@ class Dropper:
     connection; a second request on the same connection is read, then the connection is
     closed without a byte of answer: a keep-alive timeout that fired as the request went."""
 
+    close_field: bool = False  # answer with "Connection: close" (and keep listening)
     connections: int = 0
     answered: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
@@ -99,7 +100,8 @@ class Dropper:
                     return
                 self.answered.append(method)
                 body = b"" if method == "HEAD" else b"ok"  # RFC 9110 9.3.2: HEAD, no body
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" + body)
+                close = b"Connection: close\r\n" if self.close_field else b""
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + close + b"\r\n" + body)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -107,9 +109,9 @@ class Dropper:
             writer.close()
 
 
-@pytest.fixture
-async def dropper() -> AsyncIterator[tuple[Dropper, str]]:
-    d = Dropper()
+@pytest.fixture(params=[False], ids=["keep-alive"])
+async def dropper(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Dropper, str]]:
+    d = Dropper(close_field=request.param)
     server = await asyncio.start_server(d.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     yield d, f"http://127.0.0.1:{port}/files/x"
@@ -133,3 +135,19 @@ async def test_a_request_found_unanswered_on_a_kept_connection_goes_again(
                 async with send_body(c, "POST", url, body=BytesBody(b"x"), pool=pool):
                     pass
     assert (d.connections, d.dropped) == (2, ["HEAD", "POST"])
+
+
+@pytest.mark.parametrize("dropper", [True], ids=["close"], indirect=True)
+async def test_an_answer_saying_close_is_not_followed_on_its_connection(
+    dropper: tuple[Dropper, str],
+) -> None:
+    """RFC 9112 9.6: after an answer with "Connection: close" the next request opens a new
+    connection, even when the server has not closed the old one yet."""
+    d, url = dropper
+    async with Client(**CLIENT_DEFAULTS) as c:
+        with RawPool() as pool:
+            for method in ("OPTIONS", "HEAD", "POST"):
+                body = BytesBody(b"x") if method == "POST" else None
+                async with send_body(c, method, url, body=body, pool=pool) as reply:
+                    assert reply.status == 200
+    assert (d.connections, d.answered, d.dropped) == (3, ["OPTIONS", "HEAD", "POST"], [])
