@@ -3,9 +3,11 @@
 `send_body` is `Opener.send` with one difference: a body made of files and bytes (a plain
 file, a slice of one, a multipart form of files and fields) sent over plain http, direct (no
 proxy, no netrc credentials), with headers the raw path can write as they are, goes out on a
-socket of its own with ``sendfile`` (`lane.sendbody`). The choice is made before a byte is
-sent. Anything else (TLS, proxies, a stall window, a stream source, base64 parts, credentials
-in the URL) takes the aiohttp path. Redirects are planned by the same rules as the engine's
+socket of its own with ``sendfile`` (`lane.sendbody`). A caller with a `RawPool` (a tus run,
+an S3 upload's parts) sends its bodiless and bytes-only requests that way too, on the pool's
+kept connections (`lane.keepalive`). The choice is made before a byte is sent. Anything
+else (TLS, proxies, a stall window, a stream source, base64 parts, credentials in the URL)
+takes the aiohttp path. Redirects are planned by the same rules as the engine's
 (`core.redirects`, RFC 9110 15.4: 307/308 resend the body); when a hop is one the raw path
 cannot take, the engine asks again from the first request. A connection that cannot be made
 goes to the engine too (nothing was sent), which reports the failure in its usual words.
