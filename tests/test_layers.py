@@ -35,8 +35,19 @@ ALLOWED: dict[str, set[str]] = {
     "lane": {"core", "storage", *BASE},
     "transfer": {"core", "http", "lane", "storage", *BASE},
     "server": {"core", "storage", *BASE},
-    "client": {"core", "http", "lane", "storage", "transfer", "s3client", "environment", *BASE},
+    "client": {
+        "core",
+        "http",
+        "lane",
+        "storage",
+        "transfer",
+        "s3client",
+        "tusclient",
+        "environment",
+        *BASE,
+    },
     "s3client": {"core", "transfer", *BASE},  # Client's S3 methods (a mixin)
+    "tusclient": {"core", "transfer", *BASE},  # Client's tus methods (a mixin)
     "sync": {"client", "core", "http", "transfer", *BASE},
     # Bulk runs on a Dask cluster: beside client/sync, above transfer.
     "distributed": {"client", "sync", "core", "storage", "transfer", *BASE},
@@ -195,6 +206,11 @@ GET_LOADS_NONE_OF = (
     "streamer.cli.bulk",
     "streamer.cli.shards",
     "xml",
+    # the upload machinery loads with the first upload (client.py)
+    "streamer.transfer.upload",
+    "streamer.http.bodies",
+    "streamer.lane.sendbody",
+    "streamer.core.multipart",
 )
 # An upload (plain or tus) with the bar off: no bar, no bulk run, no server, no download's lane,
 # no download machinery (resume planning, partial files: ~10 ms of start-up) and no S3 module
@@ -272,7 +288,8 @@ def test_parsing_alone_loads_no_event_loop_and_no_runner(tmp_path: Path, argv: l
 
 def test_a_download_and_an_upload_load_only_what_they_use(tmp_path: Path) -> None:
     """A plain `get` (bar off) loads no tqdm, aiofiles, bulk run, journal, manifest reader,
-    server, S3 library or Dask; `put` and `put --tus` load no tqdm, bulk run, server or Dask.
+    server, S3 library, Dask or upload machinery; `put` and `put --tus` load no tqdm, bulk
+    run, server or Dask.
     Over plain http `get`, `put` and `put --tus` go below aiohttp (raw body path, sendfile;
     tus's OPTIONS, creation and HEAD on the same raw connection), so none imports it."""
     from tests.helpers import ENV, ThreadedServer
