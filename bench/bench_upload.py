@@ -54,6 +54,21 @@ COMMANDS = {
     ("post", "streamer-prev"): "env PYTHONPATH={prev} {python} -P -m streamer post {url}"
     " -F file=@{file} --no-progress -q",
 }
+# The floor (--tools raw,...): the least a client can do, `_rawput.py` under `python3 -S`
+# (no site packages); each variant changes one socket or sendfile setting.
+RAWPUT = Path(__file__).resolve().parent / "_rawput.py"
+RAW_VARIANTS = {
+    "raw": "",
+    "raw-whole": "--count 2147479552",  # one sendfile call (Linux caps one at 2 GiB - 4 KiB)
+    "raw-64k": "--count 65536",
+    "raw-cork": "--cork",
+    "raw-sndbuf": "--sndbuf 4194304",
+    "raw-nagle": "--nodelay 0",
+    "raw-nonblock": "--nonblock",
+}
+for _name, _extra in RAW_VARIANTS.items():
+    COMMANDS["put", _name] = f"python3 -S {RAWPUT} {{file}} {{url}} {_extra}".strip()
+    COMMANDS["post", _name] = f"python3 -S {RAWPUT} {{file}} {{url}} --form {_extra}".strip()
 NGINX = "{nginx} -p {prefix} -e {prefix}/error.log -c {prefix}/nginx.conf"
 UPLOAD_DIR = "up"  # under www/: where PUT targets go (and the built-in server's POST files)
 
@@ -97,6 +112,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write all runs and the summary here")
     p.add_argument("--python", default=sys.executable, help="interpreter for streamer")
     p.add_argument("--prev", help="PYTHONPATH of an earlier streamer: adds a streamer-prev row")
+    p.add_argument(
+        "--tools",
+        default=",".join(TOOLS),
+        help=f"comma list of streamer, curl and the floor's {', '.join(RAW_VARIANTS)}",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per run (120)")
     p.add_argument("--settle", type=float, default=2.0, help="pause after each run's sync (2)")
     p.add_argument("--budget", type=float, default=1800.0, help="start no run after this (s)")
@@ -104,6 +124,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.ops = [op.strip() for op in args.ops.split(",") if op.strip()]
     if not args.ops or any(op not in OPS for op in args.ops):
         p.error(f"--ops: choose from {', '.join(OPS)}")
+    args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if not args.tools or any(("put", t) not in COMMANDS for t in args.tools):
+        p.error("--tools: choose from streamer, curl, " + ", ".join(RAW_VARIANTS))
     return args
 
 
@@ -260,7 +283,7 @@ def run_all(b: Bench) -> list[UploadRun]:
     """`runs` rounds of every (op, tool); odd rounds in reverse, so none always goes first."""
     args = b.args
     deadline, runs = time.monotonic() + args.budget, list[UploadRun]()
-    tools = TOOLS + (("streamer-prev",) if args.prev else ())
+    tools = (*args.tools, *(("streamer-prev",) if args.prev else ()))
     pairs = [(op, tool) for op in args.ops for tool in tools]
     for _ in range(args.warmup):  # page cache, .pyc files, the first write-back: not timed
         for op, tool in pairs:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -22,24 +21,23 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import ClientConfig
-from .core.checksum import Checksum
+from .config import ClientConfig, TLSOptions
 from .core.decode import ACCEPT_ENCODING
 from .core.events import ProgressCallback
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .environment import plain_environment
 from .errors import StreamerError, UsageError
-from .http.bodies import Body, FilePart, MultipartBody, Source, TextPart, make_body
-from .http.tls import TLSOptions, make_ssl_context
-from .results import DownloadResult, FetchResult, TusResult, UploadResult
+from .results import DownloadResult, FetchResult, UploadResult
 from .s3client import S3Uploads
-from .transfer.download import DownloadRequest, run_download
-from .transfer.special import is_special, run_into_special
-from .transfer.upload import UploadRequest, expect_headers, run_upload
+from .tusclient import TusUploads
 
 if TYPE_CHECKING:
+    import ssl
+
+    from .core.checksum import Checksum
     from .core.manifest import Job
+    from .http.bodies import Body, FilePart, Source, TextPart
     from .http.engine import Engine
     from .http.stream import Stream
     from .transfer.bulk import BulkOptions
@@ -48,7 +46,7 @@ if TYPE_CHECKING:
 DEFAULT_FETCH_LIMIT = 64 << 20
 
 
-class Client(S3Uploads):
+class Client(TusUploads, S3Uploads):
     """An HTTP client for streaming transfers; use as ``async with Client(**options) as c:``.
 
     Options are the fields of `ClientConfig` (headers, timeouts, max_redirects, proxy, TLS,
@@ -74,6 +72,8 @@ class Client(S3Uploads):
         """The one TLS context of this client, for the engine and the lane alike (the system's
         CAs unless configured otherwise; the default one is shared by the whole process)."""
         if self._context is None:
+            from .http.tls import make_ssl_context  # https only: plain http never builds one
+
             self._context = make_ssl_context(self.config.tls)
         return self._context
 
@@ -246,13 +246,15 @@ class Client(S3Uploads):
         A valid partial download of the same URL is resumed (``resume=False`` starts over);
         ``retry`` is a `RetryPolicy` or a number of retries. With ``remote_name`` the file is
         named from Content-Disposition inside ``path``'s directory, never replacing an existing
-        file unless ``clobber``. With ``split`` > 1 the file is fetched over that many
-        connections in byte ranges (when the server supports ranges), each resumable.
-        Another process downloading to the same target makes this fail at once with
-        `TargetBusyError`, or, with ``wait_lock`` seconds, wait for it that long first.
-        ``resume_key`` names what a partial download is of when `url` changes from run to run
-        (a presigned URL signed anew); the server's validator still guards the resume.
+        file unless ``clobber``. With ``split`` > 1 it comes in byte ranges over that many
+        connections (when the server supports ranges), each resumable. Another process
+        downloading to the same target makes this fail at once (`TargetBusyError`), or wait
+        for it ``wait_lock`` seconds first. ``resume_key`` names what a partial download is of
+        when `url` changes between runs (presigned anew); the server's validator still rules.
         """
+        from .transfer.download import DownloadRequest, run_download  # loads with the first
+        from .transfer.special import is_special, run_into_special  # download (not for put)
+
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         request = DownloadRequest(
@@ -331,6 +333,9 @@ class Client(S3Uploads):
         ``expect_continue`` (default: for bodies of 1 MiB or more, or of unknown length) asks
         the server with ``Expect: 100-continue`` before sending the body.
         """
+        from .http.bodies import make_body  # the upload machinery loads with the first upload
+        from .transfer.upload import expect_headers
+
         body = make_body(source, size=size, content_type=content_type)
         return await self._upload(
             url,
@@ -357,6 +362,9 @@ class Client(S3Uploads):
     ) -> UploadResult:
         """Send multipart/form-data (RFC 7578): `fields`, then `files` (TextPart too) in order."""
         pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
+        from .http.bodies import MultipartBody
+        from .transfer.upload import expect_headers
+
         body = MultipartBody(pairs, list(files))
         return await self._upload(
             url,
@@ -367,51 +375,6 @@ class Client(S3Uploads):
             cross_origin=cross_origin,
             progress=progress,
         )
-
-    async def upload_resumable(
-        self,
-        endpoint: str,
-        path: str | Path,
-        *,
-        chunk_size: int | None = None,
-        metadata: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        checksum: str | None = None,
-        retry: RetryPolicy | int | None = 3,
-        headers: Mapping[str, str] | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TusResult:
-        """Upload a file to a tus 1.0.0 creation `endpoint`, resuming where the server stands.
-
-        The upload's URL is remembered (see `streamer.storage.upload_state`), so calling this
-        again after any interruption sends only what the server lacks. ``metadata`` goes into
-        Upload-Metadata after ``filename`` (the file's base name); ``checksum`` (sha1, md5,
-        sha256) adds Upload-Checksum to every PATCH. See `streamer.transfer.tus`.
-        """
-        from .core.tus import check_algorithm
-        from .transfer.tus import TusRequest, run_tus
-
-        if retry is None or isinstance(retry, int):
-            retry = RetryPolicy(retries=retry or 0)
-        pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or [])
-        path = Path(path)
-        request = TusRequest(
-            endpoint,
-            path,
-            chunk_size=chunk_size,
-            metadata=(("filename", path.name), *pairs),
-            checksum=None if checksum is None else check_algorithm(checksum),
-            headers=dict(headers or {}),
-            retry=retry,
-        )
-        return await run_tus(self, request, progress)
-
-    async def abort_resumable(
-        self, endpoint: str, path: str | Path, *, headers: Mapping[str, str] | None = None
-    ) -> str:
-        """Terminate the remembered tus upload of `path` to `endpoint` (DELETE); its URL."""
-        from .transfer.tus import TusRequest, abort_tus
-
-        return await abort_tus(self, TusRequest(endpoint, Path(path), headers=dict(headers or {})))
 
     async def _upload(
         self,
@@ -424,6 +387,8 @@ class Client(S3Uploads):
         cross_origin: bool,
         progress: ProgressCallback | None,
     ) -> UploadResult:
+        from .transfer.upload import UploadRequest, run_upload
+
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         request = UploadRequest(

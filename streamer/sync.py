@@ -6,14 +6,16 @@ import asyncio
 import os
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import DEFAULT_FETCH_LIMIT, Client
 from .core.checksum import Checksum
 from .core.events import ProgressCallback
 from .errors import UsageError
-from .http.bodies import Source
 from .results import DownloadResult, FetchResult, TusResult, UploadResult
+
+if TYPE_CHECKING:
+    from .http.bodies import Source
 
 T = TypeVar("T")
 

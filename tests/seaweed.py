@@ -185,6 +185,7 @@ class Relay:
         self.delay = delay  # seconds slept per 64 KiB forwarded: a slow link
         self.sent = 0
         self.active = 0  # connections open now
+        self.accepted = 0  # connections made by the client, in all
         self.failed = 0
         self.part_requests: list[int] = []
         self.server: asyncio.Server | None = None
@@ -206,6 +207,7 @@ class Relay:
             return
         back = asyncio.create_task(self._pipe(up_r, writer))
         self.active += 1
+        self.accepted += 1
         try:
             await self._requests(reader, writer, up_w)
         except (OSError, asyncio.IncompleteReadError):

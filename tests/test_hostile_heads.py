@@ -150,6 +150,8 @@ def _judge(answer: Answer, target: Path, error: BaseException | None) -> None:
         assert not isinstance(error, aiohttp.ClientError), repr(error)
         assert not target.exists(), f"a file under the final name after {error!r}"
         return
+    if answer.wire.startswith(b"HTTP/1.1 304 ") and not target.exists():
+        return  # Not Modified: no body, so no file is made (RFC 9110 15.4.5; as curl)
     saved = target.read_bytes()
     if answer.status_ok and answer.framing in EXACT:
         assert saved == answer.body, (answer.framing, len(saved), len(answer.body))

@@ -35,8 +35,19 @@ ALLOWED: dict[str, set[str]] = {
     "lane": {"core", "storage", *BASE},
     "transfer": {"core", "http", "lane", "storage", *BASE},
     "server": {"core", "storage", *BASE},
-    "client": {"core", "http", "lane", "storage", "transfer", "s3client", "environment", *BASE},
+    "client": {
+        "core",
+        "http",
+        "lane",
+        "storage",
+        "transfer",
+        "s3client",
+        "tusclient",
+        "environment",
+        *BASE,
+    },
     "s3client": {"core", "transfer", *BASE},  # Client's S3 methods (a mixin)
+    "tusclient": {"core", "transfer", *BASE},  # Client's tus methods (a mixin)
     "sync": {"client", "core", "http", "transfer", *BASE},
     # Bulk runs on a Dask cluster: beside client/sync, above transfer.
     "distributed": {"client", "sync", "core", "storage", "transfer", *BASE},
@@ -195,8 +206,15 @@ GET_LOADS_NONE_OF = (
     "streamer.cli.bulk",
     "streamer.cli.shards",
     "xml",
+    # the upload machinery loads with the first upload (client.py)
+    "streamer.transfer.upload",
+    "streamer.http.bodies",
+    "streamer.lane.sendbody",
+    "streamer.core.multipart",
 )
-# An upload (plain or tus) with the bar off: no bar, no bulk run, no server, no download's lane.
+# An upload (plain or tus) with the bar off: no bar, no bulk run, no server, no download's lane,
+# no download machinery (resume planning, partial files: ~10 ms of start-up) and no S3 module
+# (an s3:// URL is told apart by `core.wire.is_s3_url`).
 PUT_LOADS_NONE_OF = (
     *NO_COMMAND_LOADS,
     "tqdm",
@@ -204,6 +222,13 @@ PUT_LOADS_NONE_OF = (
     "streamer.transfer.bulk",
     "streamer.core.manifest",
     "streamer.cli.bulk",
+    "streamer.transfer.download",
+    "streamer.transfer.fastopen",
+    "streamer.core.resume",
+    "streamer.storage.partial",
+    "streamer.core.s3",
+    "streamer.transfer.s3",
+    "encodings.idna",  # to an IP literal (127.0.0.1 here): no resolver thread, no IDNA codec
 )
 # Runs the command line in a fresh interpreter, then writes the names of the loaded modules.
 _LOADED = (
@@ -263,9 +288,10 @@ def test_parsing_alone_loads_no_event_loop_and_no_runner(tmp_path: Path, argv: l
 
 def test_a_download_and_an_upload_load_only_what_they_use(tmp_path: Path) -> None:
     """A plain `get` (bar off) loads no tqdm, aiofiles, bulk run, journal, manifest reader,
-    server, S3 library or Dask; `put` and `put --tus` load no tqdm, bulk run, server or Dask.
-    Over plain http `get` and `put` go below aiohttp (raw body path, sendfile), so neither
-    imports it (tus's creation and offset requests still go through the engine)."""
+    server, S3 library, Dask or upload machinery; `put` and `put --tus` load no tqdm, bulk
+    run, server or Dask.
+    Over plain http `get`, `put` and `put --tus` go below aiohttp (raw body path, sendfile;
+    tus's OPTIONS, creation and HEAD on the same raw connection), so none imports it."""
     from tests.helpers import ENV, ThreadedServer
 
     root = tmp_path / "root"
@@ -282,7 +308,8 @@ def test_a_download_and_an_upload_load_only_what_they_use(tmp_path: Path) -> Non
         )
     assert (root / "up.bin").read_bytes() == b"x" * 4096
     assert "streamer.transfer.download" in get  # it did download
-    assert [n for n, m in (("get", get), ("put", put)) if "aiohttp" in m] == []
+    assert "streamer.transfer.tus" in tus  # it did a tus upload
+    assert [n for n, m in (("get", get), ("put", put), ("tus", tus)) if "aiohttp" in m] == []
     assert _among(get, GET_LOADS_NONE_OF) == []
     assert _among(put, PUT_LOADS_NONE_OF) == []
     assert _among(tus, PUT_LOADS_NONE_OF) == []

@@ -226,6 +226,33 @@ async def test_failed_part_is_retried_alone(
     assert sha(back) == sha(src)
 
 
+async def test_parts_share_kept_connections(
+    seaweed: Seaweed, env: dict[str, str], client: Client, tmp_path: Path
+) -> None:
+    """Over plain http the parts go on kept connections, at most one per part in flight: 9
+    parts two at a time take 2 connections (plus the control requests' own), not 9."""
+    src = make_file(tmp_path / "kept.bin", 8 * PART + 3)
+    relay = Relay(int(seaweed.endpoint.rsplit(":", 1)[1]))
+    port = await relay.start()
+    try:
+        result = await client.upload_s3(
+            src,
+            f"s3://{BUCKET}/kept.bin",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            part_size=PART,
+            parallel=2,
+        )
+    finally:
+        await relay.stop()
+    assert sorted(relay.part_requests) == list(range(1, 10))
+    assert [n for n, _ in result.parts] == list(range(1, 10))
+    assert relay.accepted <= 2 + 2  # two for the parts; create and complete (aiohttp's)
+    back = tmp_path / "back.bin"
+    rc, _, err = await streamer(env, "get", f"s3://{BUCKET}/kept.bin", "-o", back, "-q")
+    assert rc == 0, err
+    assert sha(back) == sha(src)
+
+
 async def test_wrong_secret_is_22_without_the_secret(env: dict[str, str], tmp_path: Path) -> None:
     """A wrong secret key: exit 22, one line naming 403 and SignatureDoesNotMatch, and neither
     the secret nor a signature is printed."""

@@ -542,7 +542,9 @@ async def test_progress_reports_uploading(
     size = big_file.stat().st_size
     uploading = [p for p in seen if p.phase is Phase.UPLOADING]
     dones = [p.done for p in uploading]
-    assert len(dones) >= 5
+    # The sendfile path reports once per kernel call, and a call takes what the socket's
+    # buffers take (lane.sendbody.SENDFILE_MAX): a few reports for 5 MiB, not one per MiB.
+    assert len(dones) >= 2
     assert dones == sorted(set(dones))
     assert dones[-1] == size
     assert {p.total for p in uploading} == {size}

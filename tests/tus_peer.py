@@ -96,6 +96,7 @@ class Relay:
     forwarded: int = 0  # bytes from the client passed to the server
     rewrites: int = 0
     answered: int = 0
+    connections: int = 0  # accepted from the client
     port: int = 0
     held: asyncio.Event = field(default_factory=asyncio.Event)
     _release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -126,6 +127,7 @@ class Relay:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
         back = asyncio.create_task(self._pump_back(up_reader, writer))
         try:

@@ -196,7 +196,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 
 
 def run_get(args: argparse.Namespace) -> int:
-    from ..core.s3 import is_s3_url
+    from ..core.wire import is_s3_url
     from ..sync import run  # the runner (asyncio, the client) loads after the parse
 
     url = args.url

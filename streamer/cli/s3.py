@@ -63,7 +63,7 @@ def add_put_options(put: argparse.ArgumentParser) -> None:
 def route_put(args: argparse.Namespace) -> int | None:
     """`put` to s3:// or with --s3-presigned: run it, and give its exit code; None for any
     other URL (the caller sends the file as usual)."""
-    from ..core.s3 import is_s3_url  # dataclasses, xml: after the parse (see main.py)
+    from ..core.wire import is_s3_url  # not core.s3 (dataclasses, xml): see main.py
 
     presigned = args.s3_presigned
     if (args.url is None) == (presigned is None):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from ..errors import ProtocolError, UsageError
+from .wire import is_s3_url
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
@@ -44,10 +45,6 @@ class S3Location:
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
-
-
-def is_s3_url(url: str) -> bool:
-    return url[:5].lower() == "s3://"
 
 
 def parse_s3_url(url: str) -> S3Location:

@@ -13,10 +13,16 @@ from __future__ import annotations
 import re
 from urllib.parse import SplitResult, quote, urlsplit
 
-__all__ = ["wire_url", "with_file_name"]
+__all__ = ["is_s3_url", "wire_url", "with_file_name"]
 
 # RFC 3986 2.2/2.3 plus ":@/?" (3.3 pchar, 3.4 query); "%" only before two hex digits.
 _UNSENDABLE = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]")
+
+
+def is_s3_url(url: str) -> bool:
+    """``s3://BUCKET/KEY``: an S3 object, not a URL that goes on the wire (here, so that a
+    command can tell without loading `core.s3`)."""
+    return url[:5].lower() == "s3://"
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 
-from ..core.http1 import MAX_HEAD, ChunkError, Dechunker, Head, head_end, parse_head
+from ..core.http1 import MAX_HEAD, ChunkError, Dechunker, Head, head_end, parse_head, reusable
 from ..errors import BodyTruncatedError, ConnectionLostError, ProtocolError, Result
 
 _READ_SIZE = 1 << 16
@@ -28,12 +28,25 @@ class Answer:
 class AnswerReader:
     """Reads one answer from `sock`; `continued` is set when "100 Continue" arrives."""
 
-    def __init__(self, sock: socket.socket, max_body: int, url: str) -> None:
+    def __init__(
+        self, sock: socket.socket, max_body: int, url: str, *, bodiless: bool = False
+    ) -> None:
         self._sock, self._max, self._url = sock, max_body, url
+        self._bodiless = bodiless  # the answer to a HEAD: no body, whatever its fields say
         self._loop = asyncio.get_running_loop()
         self.continued = asyncio.Event()
         self.last = self._loop.time()  # when a byte last came (or the body was all sent)
-        self._any = False
+        self.heard = False  # any byte of an answer came
+        self._extra = 0  # bytes received past the final answer
+
+    def reusable(self, answer: Answer) -> bool:
+        """Whether the connection can carry the next request after `answer` (read by `read`):
+        kept alive, its body framed and read exactly, nothing more sent (RFC 9112 9.3)."""
+        if answer.over:
+            return False
+        if self._bodiless or answer.head.status in _NO_BODY:
+            return answer.head.keep_alive and self._extra == 0
+        return reusable(answer.head, self._extra)
 
     def sent_all(self) -> None:
         """The body is out: the read timeout counts from now."""
@@ -52,7 +65,8 @@ class AnswerReader:
         buf = bytearray()
         head = await self._head(buf)
         rest = bytes(buf[head.size :])
-        if head.status in _NO_BODY:
+        if self._bodiless or head.status in _NO_BODY:  # RFC 9112 6.3, rules 1 and 2
+            self._extra = len(rest)
             return Answer(head, b"", False)
         if head.chunked:
             return await self._chunked(head, rest)
@@ -68,11 +82,11 @@ class AnswerReader:
                     raise ProtocolError("malformed HTTP response: head too large", url=self._url)
                 data = await self._recv()
                 if not data:
-                    result = Result.CONNECTION_ERROR if self._any else Result.NO_RESPONSE
+                    result = Result.CONNECTION_ERROR if self.heard else Result.NO_RESPONSE
                     raise ConnectionLostError(
                         "server closed the connection", url=self._url, result=result
                     )
-                self._any = True
+                self.heard = True
                 buf += data
                 continue
             head = parse_head(buf, size)
@@ -97,6 +111,7 @@ class AnswerReader:
             got += len(data)
         whole = b"".join(parts)
         if want is not None:
+            self._extra = max(0, len(whole) - want)
             whole = whole[:want]
         return Answer(head, whole[: self._max], len(whole) > self._max)
 
@@ -113,6 +128,7 @@ class AnswerReader:
             if got > self._max:
                 return Answer(head, b"".join(parts)[: self._max], True)
             if dechunk.done:
+                self._extra = len(dechunk.extra)
                 return Answer(head, b"".join(parts), False)
             data = await self._recv()
             if not data:

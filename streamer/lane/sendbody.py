@@ -2,8 +2,10 @@
 
 aiohttp's client can only send a body it has read into Python, a copy per megabyte; here the
 kernel moves the file's pages to the socket itself (``os.sendfile``), between the bytes of the
-request head and any framing pieces (multipart). One request per connection, closed after the
-answer: uploads are large, and a connection whose body was cut short cannot be reused.
+request head and any framing pieces (multipart). A connection carries the next request only
+when the caller keeps a `RawPool` (a tus run: creation, HEAD and PATCHes on one connection),
+the body went out whole and the answer was read whole from a server that keeps it open;
+otherwise it is closed after the answer (a body cut short leaves it out of step).
 
 The answer is read while the body goes out, so a server that answers early (413, 401; RFC
 9110 15.5: it need not read the body first) stops the sending, and its answer is reported
@@ -38,13 +40,18 @@ from ..errors import (
     TransferTimeout,
 )
 from .answer import Answer, AnswerReader
-from .connection import Handoff
+from .keepalive import RawPool, connect
 
 # The last bytes of a file slice, held back until the file is checked unchanged.
 HOLD_BACK = 64 << 10
-# One sendfile call at most this much: progress (and the early answer) are looked at between,
-# as often as the read path's 1 MiB chunks; a thousand calls per GiB cost little.
-SENDFILE_MAX = 1 << 20
+# One sendfile call asks for at most this much. On a non-blocking socket a call returns once
+# the socket's buffers are full (a few MiB), so progress and an early answer are still looked
+# at every few MiB; asking for more than the buffers take lets the kernel keep going while the
+# receiver drains them. 1 GiB PUT to nginx on loopback (bench/README.md, "the floor"): 64 MiB
+# per call 0.35 s median against 0.44 s with 1 MiB per call, in the same alternating run.
+SENDFILE_MAX = 64 << 20
+# A file that sendfile cannot take is read into Python this much at a time (bounded memory).
+COPY_MAX = 1 << 20
 
 OnSent = Callable[[int], None]
 
@@ -93,109 +100,104 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
-async def send_request(
-    origin: Origin,
-    head: bytes,
-    pieces: Sequence[Piece],
-    *,
-    expect: bool,
-    timeouts: SendTimeouts,
-    max_body: int,
-    url: str,
-    on_sent: OnSent | None = None,
-) -> Answer:
-    """Send `head` then `pieces`, and read the answer (its body up to `max_body` bytes).
+@dataclass(frozen=True)
+class Job:
+    """One request for `send_request`: its head, the body's pieces and how to read the answer.
+    `bodiless`: the answer has no body whatever its fields say (a HEAD's, RFC 9110 9.3.2);
+    `resendable`: the request may go once more when a kept connection turns out closed."""
+
+    head: bytes
+    pieces: Sequence[Piece]
+    expect: bool
+    timeouts: SendTimeouts
+    max_body: int
+    url: str
+    on_sent: OnSent | None = None
+    bodiless: bool = False
+    resendable: bool = False
+
+
+class _Stale(Exception):
+    """A kept connection was closed by the server before it answered a byte."""
+
+
+async def send_request(job: Job, origin: Origin, pool: RawPool | None = None) -> Answer:
+    """Send `job.head` then `job.pieces`, and read the answer (its body up to `job.max_body`).
+
+    With a `pool`, an idle connection to `origin` is used when it is still open, and the
+    connection is kept there after an answer read whole from a server that keeps it open;
+    without one, each request has a connection of its own, closed after the answer.
 
     Raises `Handoff` when the connection cannot be made (nothing was sent: the full engine
     asks again and words the failure), `SourceChangedError`/`FileError` for the file, and
     `ConnectionLostError`/`TransferTimeout` for the exchange.
     """
-    sock = await _connect(origin, timeouts.connect, url)
+    sock = pool.take(origin) if pool is not None else None
+    if sock is not None:
+        try:
+            return await _over(sock, job, origin, pool, reused=True)
+        except _Stale:
+            pass  # RFC 9112 9.3.1: closed while idle; a repeatable request goes once more
+    sock = await connect(origin, job.timeouts.connect, job.url)
+    return await _over(sock, job, origin, pool, reused=False)
+
+
+async def _over(
+    sock: socket.socket, job: Job, origin: Origin, pool: RawPool | None, *, reused: bool
+) -> Answer:
+    """The exchange on `sock` under the total timeout; `sock` is kept in `pool` or closed."""
+    keep = False
     try:
-        async with asyncio.timeout(timeouts.total):
-            return await _exchange(
-                sock,
-                head,
-                pieces,
-                expect=expect,
-                timeouts=timeouts,
-                max_body=max_body,
-                url=url,
-                on_sent=on_sent,
-            )
+        async with asyncio.timeout(job.timeouts.total):
+            answer, keep = await _exchange(sock, job, reused)
+            return answer
     except TimeoutError as exc:
         if isinstance(exc, StreamerError):
             raise  # our own TransferTimeout (a TimeoutError too), not the total deadline
-        total = timeouts.total
+        total = job.timeouts.total
         raise TransferTimeout(
-            f"timed out: total timeout ({total:g} s) for the transfer", url=url
+            f"timed out: total timeout ({total:g} s) for the transfer", url=job.url
         ) from None
     finally:
-        sock.close()
+        if keep and pool is not None:
+            pool.give(origin, sock)
+        else:
+            sock.close()
 
 
-async def _connect(origin: Origin, timeout: float | None, url: str) -> socket.socket:
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(timeout):
-            infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
-            for n, (family, kind, proto, _, address) in enumerate(infos, 1):
-                sock = socket.socket(family, kind, proto)
-                try:
-                    sock.setblocking(False)
-                    await loop.sock_connect(sock, address)
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    sock.close()
-                    if n == len(infos):
-                        raise
-                    continue  # the next address (an IPv6 and an IPv4 one, say)
-                except BaseException:
-                    sock.close()
-                    raise
-                return sock
-    except TimeoutError as exc:
-        if timeout is None or exc.errno is not None:  # the system's ETIMEDOUT, not ours
-            raise Handoff("cannot connect: timed out") from None
-        # Not handed off: the engine would wait out the same timeout again (as the lane does).
-        where = f"{origin.host}:{origin.port}"
-        raise TransferTimeout(
-            f"timed out: connect timeout ({timeout:g} s) to {where}", url=url
-        ) from None
-    except OSError as exc:
-        # Nothing was sent: the engine connects again and words the failure its own way.
-        raise Handoff(f"cannot connect: {type(exc).__name__}") from None
-    raise Handoff("no address")
-
-
-async def _exchange(
-    sock: socket.socket,
-    head: bytes,
-    pieces: Sequence[Piece],
-    *,
-    expect: bool,
-    timeouts: SendTimeouts,
-    max_body: int,
-    url: str,
-    on_sent: OnSent | None,
-) -> Answer:
-    reader = AnswerReader(sock, max_body, url)
+async def _exchange(sock: socket.socket, job: Job, reused: bool) -> tuple[Answer, bool]:
+    """The answer, and whether the connection may carry the next request."""
+    reader = AnswerReader(sock, job.max_body, job.url, bodiless=job.bodiless)
     task = asyncio.ensure_future(reader.read())
+    stale = reused and job.resendable  # a failure before any answer byte: send once more
+    whole = False
     try:
-        sender = _Sender(sock, task, timeouts.idle, url, on_sent)
+        sender = _Sender(sock, task, job.timeouts.idle, job.url, job.on_sent)
         try:
-            await sender.write(head)
-            if not expect or await _continued(reader, task, timeouts.expect):
-                for piece in pieces:
+            await sender.write(job.head)
+            if not job.expect or await _continued(reader, task, job.timeouts.expect):
+                for piece in job.pieces:
                     await sender.piece(piece)
+                whole = True
         except _Answered:
             pass  # the answer is there; the rest of the body is not wanted
         except _SendFailed as exc:
             # The server closed or reset the connection under our writes: its answer, when
             # it sent one first, is the result (see the module doc); else the write failed.
-            return await _answer_after_failure(task, exc, timeouts.idle, url)
+            try:
+                return await _answer_after_failure(task, exc, job.timeouts.idle, job.url), False
+            except ConnectionLostError:
+                if stale and not reader.heard:
+                    raise _Stale from None
+                raise
         reader.sent_all()
-        return await _await_answer(reader, task, timeouts.idle, url)
+        try:
+            answer = await _await_answer(reader, task, job.timeouts.idle, job.url)
+        except ConnectionLostError:
+            if stale and not reader.heard:
+                raise _Stale from None
+            raise
+        return answer, whole and reader.reusable(answer)
     finally:
         await _reap(task)
 
@@ -375,7 +377,7 @@ class _Sender:
     async def _copy(self, fd: int, part: FileSlice, offset: int, end: int) -> None:
         """The bytes read into Python and sent, for a file that sendfile cannot take."""
         while offset < end:
-            data = os.pread(fd, min(SENDFILE_MAX, end - offset), offset)
+            data = os.pread(fd, min(COPY_MAX, end - offset), offset)
             if not data:
                 raise _changed(part, f"it shrank to {offset} bytes")
             await self.write(data)
@@ -386,4 +388,4 @@ def _changed(part: FileSlice, why: str) -> SourceChangedError:
     return SourceChangedError.during_upload(part.path, why)
 
 
-__all__ = ["SENDFILE_CALLS", "FileSlice", "Piece", "SendTimeouts", "send_request"]
+__all__ = ["SENDFILE_CALLS", "FileSlice", "Job", "Piece", "SendTimeouts", "send_request"]

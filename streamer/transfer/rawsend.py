@@ -3,9 +3,11 @@
 `send_body` is `Opener.send` with one difference: a body made of files and bytes (a plain
 file, a slice of one, a multipart form of files and fields) sent over plain http, direct (no
 proxy, no netrc credentials), with headers the raw path can write as they are, goes out on a
-socket of its own with ``sendfile`` (`lane.sendbody`). The choice is made before a byte is
-sent. Anything else (TLS, proxies, a stall window, a stream source, base64 parts, credentials
-in the URL) takes the aiohttp path. Redirects are planned by the same rules as the engine's
+socket of its own with ``sendfile`` (`lane.sendbody`). A caller with a `RawPool` (a tus run,
+an S3 upload's parts) sends its bodiless and bytes-only requests that way too, on the pool's
+kept connections (`lane.keepalive`). The choice is made before a byte is sent. Anything
+else (TLS, proxies, a stall window, a stream source, base64 parts, credentials in the URL)
+takes the aiohttp path. Redirects are planned by the same rules as the engine's
 (`core.redirects`, RFC 9110 15.4: 307/308 resend the body); when a hop is one the raw path
 cannot take, the engine asks again from the first request. A connection that cannot be made
 goes to the engine too (nothing was sent), which reports the failure in its usual words.
@@ -33,7 +35,8 @@ from ..http.bodies import Body, BytesBody, FileBody, MultipartBody
 from ..http.outgoing import body_for_hop
 from ..lane.answer import Answer
 from ..lane.connection import Handoff
-from ..lane.sendbody import FileSlice, Piece, SendTimeouts, send_request
+from ..lane.keepalive import RawPool
+from ..lane.sendbody import FileSlice, Job, Piece, SendTimeouts, send_request
 
 if TYPE_CHECKING:
     from .opener import Opener
@@ -42,6 +45,10 @@ _NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2 token
 _VALUE = re.compile(r"[\t\x20-\x7e]*")  # no CR, LF, NUL (no injected lines), ASCII only
 # Fields the raw path writes itself, or whose meaning it does not implement.
 _OWN = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"})
+# RFC 9112 9.3.1: a request found unanswered on a kept connection the server closed may go
+# again when repeating it is harmless: the idempotent methods (RFC 9110 9.2.2), and a tus
+# PATCH, whose Upload-Offset makes the server refuse a repeat (409) rather than apply it.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 class Reply(Protocol):
@@ -109,7 +116,7 @@ def body_pieces(body: Body) -> list[Piece] | None:
     return pieces
 
 
-def _fields(client: Opener, headers: Mapping[str, str], body: Body) -> list[tuple[str, str]]:
+def _fields(client: Opener, headers: Mapping[str, str], body: Body | None) -> list[tuple[str, str]]:
     """The request's fields as the engine sends them: its defaults under `headers` (which
     hold the client's own headers already, see `send_body`); a later name wins, any case."""
     cfg = client.config
@@ -119,25 +126,53 @@ def _fields(client: Opener, headers: Mapping[str, str], body: Body) -> list[tupl
         for name, value in layer.items():
             merged[name.lower()] = (name, value)
     merged.pop("content-length", None)
-    if "content-type" not in merged:
+    if body is not None and "content-type" not in merged:
         merged["content-type"] = ("Content-Type", body.content_type or "application/octet-stream")
     return list(merged.values())
 
 
+@dataclass(frozen=True)
+class _Plan:
+    origin: Origin
+    head: bytes
+    pieces: list[Piece]
+    expect: bool
+    resendable: bool
+
+
+def _pieces(body: Body | None, pooled: bool) -> list[Piece] | None:
+    """The body's pieces when the raw path should send it: with a file in it; with a pool
+    (a run of small requests on one connection) also bytes alone and no body at all."""
+    if body is None:
+        return [] if pooled else None
+    if body.length is None:
+        return None
+    pieces = body_pieces(body)
+    if pieces is None or not (pooled or any(isinstance(p, FileSlice) for p in pieces)):
+        return None  # without a pool, bytes alone gain nothing from sendfile
+    return pieces
+
+
 def _plan(
-    client: Opener, method: str, url: str, headers: Mapping[str, str], body: Body | None
-) -> tuple[Origin, bytes, list[Piece], bool] | None:
-    """(origin, request head, pieces, expect) when the raw path can send this, else None."""
-    if body is None or body.length is None or client.config.speed_limit is not None:
+    client: Opener,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: Body | None,
+    *,
+    pooled: bool,
+) -> _Plan | None:
+    """How the raw path sends this request, or None when it cannot (see module doc)."""
+    if client.config.speed_limit is not None:
         return None
     if not _NAME.fullmatch(method):  # a method is a token (RFC 9110 9.1): no injected lines
         return None
     simple = simple_request(url)
     if simple is None or simple[0].scheme != "http" or not client.plain_route(url):
         return None
-    pieces = body_pieces(body)
-    if pieces is None or not any(isinstance(p, FileSlice) for p in pieces):
-        return None  # bytes alone gain nothing from sendfile
+    pieces = _pieces(body, pooled)
+    if pieces is None:
+        return None
     fields = _fields(client, headers, body)
     expect = ""
     for name, value in fields:
@@ -149,16 +184,25 @@ def _plan(
     if expect not in ("", "100-continue"):
         return None
     origin, target = simple
-    return origin, _head(method, target, origin, fields, body.length), pieces, bool(expect)
+    length = None if body is None else body.length
+    head = _head(method, target, origin, fields, length)
+    again = method in _IDEMPOTENT or (method == "PATCH" and "upload-offset" in _names(fields))
+    return _Plan(origin, head, pieces, bool(expect), again)
+
+
+def _names(fields: list[tuple[str, str]]) -> set[str]:
+    return {name.lower() for name, _ in fields}
 
 
 def _head(
-    method: str, target: str, origin: Origin, fields: list[tuple[str, str]], length: int
+    method: str, target: str, origin: Origin, fields: list[tuple[str, str]], length: int | None
 ) -> bytes:
-    """The request head (RFC 9112 3): every part checked above (tokens, no CR/LF/NUL)."""
+    """The request head (RFC 9112 3): every part checked above (tokens, no CR/LF/NUL). No
+    Content-Length without a body (RFC 9110 8.6: none is expected for HEAD, OPTIONS, ...)."""
     lines = [f"{method} {target} HTTP/1.1", f"Host: {origin.authority}"]
     lines += [f"{name}: {value}" for name, value in fields]
-    lines.append(f"Content-Length: {length}")
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
@@ -174,9 +218,13 @@ async def send_body(
     cross_origin: bool = False,
     on_sent: Any = None,
     progress: ProgressCallback | None = None,
+    pool: RawPool | None = None,
 ) -> AsyncIterator[Reply]:
-    """`client.send`, zero-copy where the raw path can take the request (see module doc)."""
-    request = _Request(method, url, body, headers or {}, max_bytes, cross_origin, on_sent)
+    """`client.send`, zero-copy where the raw path can take the request (see module doc).
+
+    With a `pool` (a run of requests to one origin: tus), requests without a file go the raw
+    way too, and they share the pool's kept connection (`lane.keepalive`)."""
+    request = _Request(method, url, body, headers or {}, max_bytes, cross_origin, on_sent, pool)
     answer = await _raw_chain(client, request, progress)
     if answer is not None:
         yield answer
@@ -205,6 +253,7 @@ class _Request:
     max_bytes: int | None
     cross_origin: bool
     on_sent: Any
+    pool: RawPool | None
 
 
 async def _raw_chain(
@@ -217,8 +266,9 @@ async def _raw_chain(
     sent = {**cfg.headers, **req.headers}
     url, method, body = req.url, req.method, req.body
     policy = RedirectPolicy(cfg.max_redirects, cfg.allow_downgrade, req.cross_origin)
-    while (plan := _plan(client, method, url, sent, body)) is not None:
-        answer = await _raw(client, plan=plan, url=url, req=req)
+    pooled = req.pool is not None
+    while (plan := _plan(client, method, url, sent, body, pooled=pooled)) is not None:
+        answer = await _raw(client, plan, url, req, bodiless=method == "HEAD")
         if answer is None:
             return None
         location = answer.head.fields.get("location")
@@ -244,29 +294,28 @@ async def _raw_chain(
 
 
 async def _raw(
-    client: Opener, *, plan: tuple[Origin, bytes, list[Piece], bool], url: str, req: _Request
+    client: Opener, plan: _Plan, url: str, req: _Request, *, bodiless: bool
 ) -> Answer | None:
     """The raw exchange's answer; None when the engine should ask again (see module doc)."""
-    cfg, safe = client.config, redact_url(url)
-    origin, head, pieces, expect = plan
+    cfg = client.config
     timeouts = SendTimeouts(
         cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout, cfg.expect_timeout
     )
-    bound = (1 << 20) if req.max_bytes is None else req.max_bytes
+    job = Job(
+        plan.head,
+        plan.pieces,
+        plan.expect,
+        timeouts,
+        max_body=(1 << 20) if req.max_bytes is None else req.max_bytes,
+        url=redact_url(url),
+        on_sent=req.on_sent,
+        bodiless=bodiless,
+        resendable=plan.resendable,
+    )
     try:
-        answer = await send_request(
-            origin,
-            head,
-            pieces,
-            expect=expect,
-            timeouts=timeouts,
-            max_body=bound,
-            url=safe,
-            on_sent=req.on_sent,
-        )
+        return await send_request(job, plan.origin, req.pool)
     except Handoff:
         return None
-    return answer
 
 
 __all__ = ["RawStream", "Reply", "body_pieces", "send_body"]

@@ -57,6 +57,7 @@ from ..errors import (
 )
 from ..http.bodies import BytesBody, FileBody, file_identity
 from ..http.s3sign import require_signer, sign_headers
+from ..lane.keepalive import RawPool
 from ..results import S3UploadResult
 from ..storage.upload_state import drop_state, find_states, load_state, save_state
 from .retrying import with_retries
@@ -361,7 +362,9 @@ async def _send_parts(run: _Run, upload_id: str, parts: Sequence[Part]) -> dict[
                 read_size=PART_READ_SIZE,
             )
             headers = sign_headers("PUT", url, target.creds, target.endpoint.region)
-            _status, answer_headers, _ = await exchange(run.client, "PUT", url, headers, body)
+            _status, answer_headers, _ = await exchange(
+                run.client, "PUT", url, headers, body, pool=pool
+            )
             run.sent += part.length
             return etag_of(answer_headers, url)
 
@@ -369,4 +372,5 @@ async def _send_parts(run: _Run, upload_id: str, parts: Sequence[Part]) -> dict[
         run.confirm(part.length)
         return etag
 
-    return await run_parallel(parts, run.req.parallel, send)
+    with RawPool(run.req.parallel) as pool:  # plain http: parts on kept connections
+        return await run_parallel(parts, run.req.parallel, send)

@@ -36,6 +36,7 @@ from ..core.s3 import (
 )
 from ..errors import FileError, Result, S3Error, SourceChangedError
 from ..http.bodies import BytesBody, FileBody, file_identity
+from ..lane.keepalive import RawPool
 from ..results import S3UploadResult
 from ..storage.upload_state import drop_state, find_states, load_state, save_state
 from .retrying import with_retries
@@ -119,7 +120,8 @@ async def upload_presigned_parts(
     stored = size - sum(p.length for p in missing)
     confirmed = Confirmed(str(path), size, progress, stored)
     try:
-        await run_parallel(missing, parallel, _sender(client, run, retry, confirmed))
+        with RawPool(parallel) as pool:  # plain http: parts on kept connections
+            await run_parallel(missing, parallel, _sender(client, run, retry, confirmed, pool))
         parts = sorted(run.etags.items())
         etag = await _complete(client, run.checked, parts, retry)
     except (SourceChangedError, FileError, S3Error) as exc:
@@ -141,7 +143,7 @@ async def upload_presigned_parts(
 
 
 def _sender(
-    client: Opener, run: _Plan, retry: RetryPolicy, confirmed: Confirmed
+    client: Opener, run: _Plan, retry: RetryPolicy, confirmed: Confirmed, pool: RawPool
 ) -> Callable[[Part], Awaitable[str]]:
     """The coroutine function that sends one part, remembers its ETag and reports it."""
 
@@ -150,7 +152,7 @@ def _sender(
 
         async def attempt(_n: int) -> str:
             body = FileBody(run.path, start=part.offset, length=part.length, identity=run.identity)
-            _status, headers, _ = await exchange(client, "PUT", url, {}, body)
+            _status, headers, _ = await exchange(client, "PUT", url, {}, body, pool=pool)
             run.sent += part.length
             return etag_of(headers, url)
 

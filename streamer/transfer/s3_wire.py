@@ -19,6 +19,7 @@ from ..core.redact import redact_url
 from ..core.s3 import Part, s3_error
 from ..errors import ProtocolError, Result, S3Error
 from ..http.bodies import Body
+from ..lane.keepalive import RawPool
 from .rawsend import send_body
 
 if TYPE_CHECKING:
@@ -34,11 +35,18 @@ Answer = tuple[int, Mapping[str, str], bytes]
 
 
 async def exchange(
-    client: Opener, method: str, url: str, headers: Mapping[str, str], body: Body | None
+    client: Opener,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: Body | None,
+    *,
+    pool: RawPool | None = None,
 ) -> Answer:
-    """Send one request; an answer >= 400 (or a 200 carrying an <Error>) raises `S3Error`."""
+    """Send one request; an answer >= 400 (or a 200 carrying an <Error>) raises `S3Error`.
+    With a `pool` (the parts of one upload), a kept connection carries it when one is idle."""
     async with send_body(
-        client, method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT
+        client, method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT, pool=pool
     ) as st:
         answer = await st.read()
         status, reason, answer_headers = st.status, st.reason, dict(st.headers)

@@ -40,6 +40,7 @@ from ..errors import (
     UsageError,
 )
 from ..http.bodies import Body, BytesBody, FileBody
+from ..lane.keepalive import RawPool
 from ..results import TusResult
 from ..storage.upload_state import drop_state, load_state, save_state
 from .rawsend import send_body
@@ -85,6 +86,8 @@ class _Run:
     resumed_from: int | None = None
     sent: int = 0
     notes: list[str] = field(default_factory=list)
+    # Over plain http every request of the run goes the raw way on one kept connection.
+    pool: RawPool = field(default_factory=RawPool)
 
     @property
     def safe(self) -> str:
@@ -117,12 +120,20 @@ async def _call(
     url: str,
     headers: Mapping[str, str],
     *,
+    pool: RawPool,
     body: Body | None = None,
     on_sent: object = None,
 ) -> _Answer:
     """One request; the answer's status, headers and (for errors) the start of its body."""
     async with send_body(
-        client, method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT, on_sent=on_sent
+        client,
+        method,
+        url,
+        body=body,
+        headers=headers,
+        max_bytes=ANSWER_LIMIT,
+        on_sent=on_sent,
+        pool=pool,
     ) as stream:
         data = b""
         if method != "HEAD":
@@ -147,7 +158,7 @@ def _not_tus(run: _Run, what: str) -> StreamerError:
 
 async def _options(client: Opener, run: _Run) -> tus.ServerInfo:
     """The server's extensions (tus 1.0.0 OPTIONS); an endpoint refusing OPTIONS has none."""
-    answer = await _call(client, "OPTIONS", run.req.endpoint, run.req.headers)
+    answer = await _call(client, "OPTIONS", run.req.endpoint, run.req.headers, pool=run.pool)
     if answer.status >= 400:
         return tus.ServerInfo()  # the POST will tell whether a tus endpoint is there
     if not tus.speaks_tus(answer.headers):
@@ -164,7 +175,9 @@ async def _create(client: Opener, run: _Run) -> str:
     metadata = tus.encode_metadata(run.req.metadata)
     if metadata:
         headers["Upload-Metadata"] = metadata
-    answer = await _call(client, "POST", run.req.endpoint, headers, body=BytesBody(b""))
+    answer = await _call(
+        client, "POST", run.req.endpoint, headers, pool=run.pool, body=BytesBody(b"")
+    )
     if answer.status >= 400:
         limit = run.info.max_size if run.info is not None else None
         note = ""
@@ -182,7 +195,7 @@ async def _create(client: Opener, run: _Run) -> str:
 async def _head(client: Opener, run: _Run, url: str) -> int | None:
     """The server's offset of the upload (tus 1.0.0 HEAD); None when the server holds another
     length for it (then a new upload is made)."""
-    answer = await _call(client, "HEAD", url, _base_headers(run))
+    answer = await _call(client, "HEAD", url, _base_headers(run), pool=run.pool)
     if answer.status in _GONE:
         drop_state(KIND, run.key)
         raise StreamerError(
@@ -263,9 +276,8 @@ async def _patch(
         if progress is not None:
             progress(Progress(safe, Phase.UPLOADING, offset + done, run.size))
 
-    return await _call(
-        client, "PATCH", url, expect_headers(headers, body, None), body=body, on_sent=on_sent
-    )
+    headers = expect_headers(headers, body, None)
+    return await _call(client, "PATCH", url, headers, pool=run.pool, body=body, on_sent=on_sent)
 
 
 async def _send_rest(
@@ -357,7 +369,8 @@ async def run_tus(client: Opener, req: TusRequest, progress: ProgressCallback | 
             run.resumed_from = offset
         await _send_rest(client, run, offset, progress)
 
-    await with_retries(attempt, req.retry)
+    with run.pool:
+        await with_retries(attempt, req.retry)
     drop_state(KIND, run.key)
     assert run.url is not None
     if progress is not None:
@@ -384,7 +397,8 @@ async def abort_tus(client: Opener, req: TusRequest) -> str:
             url=redact_url(req.endpoint),
         )
     headers = {**req.headers, "Tus-Resumable": tus.TUS_VERSION}
-    answer = await _call(client, "DELETE", url, headers)
+    with RawPool() as pool:
+        answer = await _call(client, "DELETE", url, headers, pool=pool)
     if answer.status >= 400 and answer.status not in _GONE:
         raise answer.error(redact_url(url), "terminating the upload")
     drop_state(KIND, key)
