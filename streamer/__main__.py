@@ -14,8 +14,9 @@ def _exit(code: int) -> None:
     )
     if alone:
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None when the descriptor was closed at start
+                    stream.flush()
         except (OSError, ValueError):
             pass  # the usual exit reports it, as before
         else:
