@@ -553,3 +553,20 @@ async def test_serve_missing_directory_exits_2(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     run = await streamer("serve", str(missing), "--port", "0")
     assert_one_error_line(run, 2, str(missing))
+
+
+def test_a_command_with_standard_output_closed_ends_cleanly() -> None:
+    """`python -m streamer` leaves without the interpreter's teardown once main returned; a
+    standard stream closed before the start (None in `sys`) is skipped, not a traceback."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "--version"],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),  # the child starts with fd 1 closed
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
