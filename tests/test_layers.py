@@ -313,3 +313,53 @@ def test_a_download_and_an_upload_load_only_what_they_use(tmp_path: Path) -> Non
     assert _among(get, GET_LOADS_NONE_OF) == []
     assert _among(put, PUT_LOADS_NONE_OF) == []
     assert _among(tus, PUT_LOADS_NONE_OF) == []
+
+
+# Runs the command line with an audit hook that appends the pid of every process opening the
+# manifest (the workers are forked, so they inherit the hook; they leave with os._exit, so each
+# open is written at once).
+_OPENS = (
+    "import os, sys\n"
+    "manifest, log = sys.argv[1], sys.argv[2]\n"
+    "def hook(event, args):\n"
+    "    if event == 'open' and isinstance(args[0], (str, os.PathLike))\\\n"
+    "            and os.fspath(args[0]) == manifest:\n"
+    "        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)\n"
+    "        os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+    "        os.close(fd)\n"
+    "sys.addaudithook(hook)\n"
+    "from streamer.cli.main import main\n"
+    "raise SystemExit(main(sys.argv[3:]))\n"
+)
+
+
+def test_a_bulk_run_reads_its_manifest_once(tmp_path: Path) -> None:
+    """A manifest short enough to keep (cli/bulk.py KEEP_PARSED) is read and parsed once, by
+    the scan before the fork: its worker processes take their lines from the scan, so neither
+    reads nor parses it again; every job still runs, each in one worker."""
+    from tests.helpers import ENV, ThreadedServer
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    names = [f"f{i}.bin" for i in range(6)]
+    for i, name in enumerate(names):
+        (root / name).write_bytes(bytes([i]) * 1000)
+    manifest, log = tmp_path / "list.txt", tmp_path / "opens.log"
+    with ThreadedServer(root) as served:
+        base = served.rstrip("/")
+        manifest.write_text("# six files\n" + "".join(f"{base}/{n}\n" for n in names))
+        argv = ["get", "-i", str(manifest), "-d", str(out), "--processes", "2", "-q"]
+        with subprocess.Popen(
+            [sys.executable, "-c", _OPENS, str(manifest), str(log), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        ) as proc:
+            _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-800:]
+    assert [(out / n).read_bytes() for n in names] == [bytes([i]) * 1000 for i in range(6)]
+    journal = (out / ".streamer-journal.jsonl").read_text().splitlines()
+    assert len(journal) == len(names)  # each job ran once, in one of the two workers
+    assert log.read_text().split() == [str(proc.pid)]  # by the parent alone, once

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..client import Client
+from ..core.keyset import in_shard
 from ..core.manifest import BadLine, Job, parse_manifest
 from ..core.retry import RetryPolicy
 from ..core.sizes import format_size
@@ -33,6 +34,24 @@ from .options import client_config, parse_headers
 from .output import say, wants_bar
 from .shards import Counts, Throttled, emit, run_sharded, shard_count
 from .signals import stop_on_sigterm
+
+# A manifest of up to this many parsed lines is kept from the scan (~300 bytes a line, 6 MiB
+# at most) and shared by the run: its workers (forked, so the copy is free until written)
+# neither read nor parse it again. A longer one is read again by each worker, a line at a time.
+KEEP_PARSED = 20_000
+
+Parsed = tuple[Job | BadLine, ...] | None
+
+
+@contextmanager
+def _items(source: str, kept: Parsed, shard: tuple[int, int]) -> Iterator[Iterator[Job | BadLine]]:
+    """The parsed lines of `shard` (see `parse_manifest`): the scan's when it kept them, else
+    read again from `source`."""
+    if kept is not None:
+        yield in_shard(kept, shard)
+        return
+    with _lines(source) as f:
+        yield parse_manifest(f, shard)
 
 
 @contextmanager
@@ -189,13 +208,13 @@ def run_bulk(args: argparse.Namespace) -> int:
         say(f"streamer: output directory {out_dir} does not exist")
         return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
     dupes: frozenset[int] = frozenset()
-    total = None
+    total = kept = None
     if args.input_file != "-":  # a file can be read twice: find duplicate targets first
         try:
-            scan = scan_manifest(Path(args.input_file))
+            scan = scan_manifest(Path(args.input_file), KEEP_PARSED)
         except OSError as exc:
             raise _unreadable(args.input_file, exc) from None
-        dupes, total = frozenset(scan.duplicates), scan.jobs
+        dupes, total, kept = frozenset(scan.duplicates), scan.jobs, scan.kept
     journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME, out_dir)
     journal.load()
     opts = _options(args, dupes)
@@ -207,11 +226,11 @@ def run_bulk(args: argparse.Namespace) -> int:
     status = 0
     try:
         if processes == 1:
-            run(_go(args, out_dir, opts, journal, tally))
+            run(_go(args, out_dir, opts, journal, tally, kept=kept))
         else:
 
             def child(part: BulkOptions, shard: tuple[int, int], fd: int) -> Counts:
-                return _child(args, out_dir, part, journal, (shard, fd, bar))
+                return _child(args, out_dir, part, journal, (shard, fd, bar), kept=kept)
 
             def forked() -> None:
                 if bar:
@@ -236,13 +255,15 @@ def _child(
     opts: BulkOptions,
     journal: Journal,
     worker: tuple[tuple[int, int], int, bool],
+    *,
+    kept: Parsed,
 ) -> Counts:
     """One worker process's share of the run (cli_shards); returns its counts."""
     shard, fd, bar = worker
     tally = _Tally(None, bar=False)
     if bar:
         tally.progress = Throttled(fd, shard[0])
-    run(_go(args, out_dir, opts, journal, tally, shard=shard))
+    run(_go(args, out_dir, opts, journal, tally, shard=shard, kept=kept))
     if tally.progress is not None:
         tally.progress.flush()
     return tally.counts()
@@ -256,13 +277,14 @@ async def _go(
     tally: _Tally,
     *,
     shard: tuple[int, int] = (0, 1),
+    kept: Parsed = None,
 ) -> None:
     stop_on_sigterm()
     if not args.dry_run:  # a dry run creates no file, not even the journal
         journal.open()
     try:
-        with _lines(args.input_file) as f:
-            jobs = _jobs(parse_manifest(f, shard), args, tally)
+        with _items(args.input_file, kept, shard) as items:
+            jobs = _jobs(items, args, tally)
             config = replace(client_config(args, accept_gzip=args.compressed), report_phases=False)
             async with (
                 Client(config) as client,

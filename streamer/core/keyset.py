@@ -30,12 +30,14 @@ MAX_RECHECK = 100_000  # duplicate keys checked by name; past this they are take
 
 @dataclass(frozen=True)
 class Scan:
-    """What one read of a manifest found: the jobs, the keys claimed twice, the first bad line."""
+    """What one read of a manifest found: the jobs, the keys claimed twice, the first bad line,
+    and every parsed line when there were at most `keep` (see `scan_lines`), else None."""
 
     jobs: int
     duplicates: set[int]
     bad_lines: int
     first_bad: BadLine | None
+    kept: tuple[Job | BadLine, ...] | None = None
 
 
 class KeyCounter:
@@ -99,14 +101,21 @@ def _names(job: Job) -> Iterator[tuple[int, str]]:
             return
 
 
-def scan_lines(open_lines: Callable[[], Iterable[str]]) -> Scan:
+def scan_lines(open_lines: Callable[[], Iterable[str]], keep: int = 0) -> Scan:
     """Count the jobs of the manifest `open_lines()` gives and find the keys claimed twice.
 
-    `open_lines` is called once, and a second time only when some key was claimed twice."""
+    `open_lines` is called once, and a second time only when some key was claimed twice. A
+    manifest of at most `keep` parsed lines (jobs and bad lines) is also kept whole (~300 bytes
+    a line), so that its run need not read and parse it a second time."""
     counter = KeyCounter()
     jobs = bad = 0
     first_bad: BadLine | None = None
+    kept: list[Job | BadLine] | None = [] if keep > 0 else None
     for item in parse_manifest(open_lines()):
+        if kept is not None:
+            kept.append(item)
+            if len(kept) > keep:
+                kept = None
         if isinstance(item, BadLine):
             bad += 1
             first_bad = first_bad or item
@@ -118,7 +127,14 @@ def scan_lines(open_lines: Callable[[], Iterable[str]]) -> Scan:
     del counter
     if candidates and len(candidates) <= MAX_RECHECK:
         candidates = _recheck(open_lines(), candidates)
-    return Scan(jobs, candidates, bad, first_bad)
+    return Scan(jobs, candidates, bad, first_bad, None if kept is None else tuple(kept))
+
+
+def in_shard(kept: Iterable[Job | BadLine], shard: tuple[int, int]) -> Iterator[Job | BadLine]:
+    """The kept lines `parse_manifest(lines, shard)` would give: those whose line number is k
+    modulo n (a bad CSV header included, which only its owner reports)."""
+    k, n = shard
+    return (item for item in kept if item.line % n == k)
 
 
 def _recheck(lines: Iterable[str], candidates: set[int]) -> set[int]:
@@ -139,4 +155,4 @@ def _recheck(lines: Iterable[str], candidates: set[int]) -> set[int]:
     return real
 
 
-__all__ = ["MAX_RECHECK", "KeyCounter", "Scan", "scan_lines"]
+__all__ = ["MAX_RECHECK", "KeyCounter", "Scan", "in_shard", "scan_lines"]

@@ -14,9 +14,10 @@ def manifest_lines(path: Path) -> Iterator[str]:
         yield from f
 
 
-def scan_manifest(path: Path) -> Scan:
-    """Jobs, duplicate target keys and bad lines of a manifest file, in bounded memory."""
-    return scan_lines(lambda: manifest_lines(path))
+def scan_manifest(path: Path, keep: int = 0) -> Scan:
+    """Jobs, duplicate target keys and bad lines of a manifest file, in bounded memory (and
+    its parsed lines when there are at most `keep`: see `scan_lines`)."""
+    return scan_lines(lambda: manifest_lines(path), keep)
 
 
 __all__ = ["manifest_lines", "scan_manifest"]

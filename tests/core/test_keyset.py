@@ -100,3 +100,33 @@ def test_memory_is_eight_bytes_a_name() -> None:
     assert scan.jobs == n and scan.duplicates == set()
     assert peak < 12 * n + (64 << 10), peak
     assert target_key("f00000000.bin") != 0
+
+
+SHARDED = [
+    "# comment\n",
+    "url,path\n",
+    "http://h/a,a\n",
+    "\n",
+    "http://h/b,b\n",
+    "ftp://h/c,c\n",
+    "http://h/d,\n",
+    "http://h/e,e\n",
+]
+
+
+def test_kept_lines_are_the_parsed_lines_and_shard_like_a_reread() -> None:
+    """A manifest of at most `keep` lines is kept as `parse_manifest` gives it, and `in_shard`
+    gives worker k of n what `parse_manifest(lines, (k, n))` gives it (a bad CSV header only
+    to its owner); one line more than `keep` keeps nothing."""
+    from streamer.core.keyset import in_shard
+    from streamer.core.manifest import parse_manifest
+
+    cases = [*CASES[:4], SHARDED, ["url,bogus\n", "http://h/a\n", "http://h/b\n", "http://h/c"]]
+    for lines in cases:
+        kept = scan_lines(Reads(lines), keep=len(lines)).kept
+        assert kept is not None and list(kept) == list(parse_manifest(lines)), lines
+        for n in (1, 2, 3):
+            for k in range(n):
+                assert list(in_shard(kept, (k, n))) == list(parse_manifest(lines, (k, n)))
+    assert scan_lines(Reads(CASES[4]), keep=1999).kept is None
+    assert scan_lines(Reads(CASES[4])).kept is None  # nothing kept unless asked
