@@ -28,7 +28,6 @@ from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .environment import plain_environment
 from .errors import StreamerError, UsageError
-from .results import DownloadResult, FetchResult, UploadResult
 from .s3client import S3Uploads
 from .tusclient import TusUploads
 
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from .http.bodies import Body, FilePart, Source, TextPart
     from .http.engine import Engine
     from .http.stream import Stream
+    from .results import DownloadResult, FetchResult, UploadResult
     from .transfer.bulk import BulkOptions
     from .transfer.handover import BulkRun
 
@@ -210,6 +210,8 @@ class Client(TusUploads, S3Uploads):
             progress=progress,
         ) as stream:
             body = await stream.read()
+            from .results import FetchResult  # results load with the first that needs one
+
             return FetchResult(
                 url=stream.url,
                 final_url=redact_url(stream.final_url),

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .core.events import ProgressCallback
 from .core.retry import RetryPolicy
-from .results import S3UploadResult
 
 if TYPE_CHECKING:
+    from .results import S3UploadResult
     from .transfer.opener import Opener
 
 

@@ -12,10 +12,10 @@ from .client import DEFAULT_FETCH_LIMIT, Client
 from .core.checksum import Checksum
 from .core.events import ProgressCallback
 from .errors import UsageError
-from .results import DownloadResult, FetchResult, TusResult, UploadResult
 
 if TYPE_CHECKING:
     from .http.bodies import Source
+    from .results import DownloadResult, FetchResult, TusResult, UploadResult
 
 T = TypeVar("T")
 

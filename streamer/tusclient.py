@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, cast
 
 from .core.events import ProgressCallback
 from .core.retry import RetryPolicy
-from .results import TusResult
 
 if TYPE_CHECKING:
+    from .results import TusResult
     from .transfer.opener import Opener
 
 

@@ -230,6 +230,23 @@ PUT_LOADS_NONE_OF = (
     "streamer.transfer.s3",
     "encodings.idna",  # to an IP literal (127.0.0.1 here): no resolver thread, no IDNA codec
 )
+# A bulk run whose files all take the lane (small, plain http), bar off: no aiohttp, no bar, no
+# server, no upload machinery, and none of the full engine's download path or its result types
+# (transfer/download.py and what it pulls in: ~10 ms before the first request).
+BULK_LOADS_NONE_OF = (
+    *NO_COMMAND_LOADS,
+    "aiohttp",
+    "tqdm",
+    "aiofiles",
+    "streamer.server",
+    "streamer.http",
+    "streamer.transfer.upload",
+    "streamer.transfer.download",
+    "streamer.transfer.fastopen",
+    "streamer.transfer.fastpath",
+    "streamer.storage.direct",
+    "streamer.results",
+)
 # Runs the command line in a fresh interpreter, then writes the names of the loaded modules.
 _LOADED = (
     "import json, sys\n"
@@ -363,3 +380,22 @@ def test_a_bulk_run_reads_its_manifest_once(tmp_path: Path) -> None:
     journal = (out / ".streamer-journal.jsonl").read_text().splitlines()
     assert len(journal) == len(names)  # each job ran once, in one of the two workers
     assert log.read_text().split() == [str(proc.pid)]  # by the parent alone, once
+
+
+def test_a_bulk_run_of_small_files_loads_only_the_lane(tmp_path: Path) -> None:
+    """`get -i` whose files all take the lane (bar off) loads neither aiohttp nor the full
+    engine's download path nor the result types of single transfers (they load with the first
+    job handed to the engine), nor a bar, server or upload machinery."""
+    from tests.helpers import ThreadedServer
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    (root / "small.bin").write_bytes(b"x" * 4096)
+    manifest = tmp_path / "list.txt"
+    with ThreadedServer(root) as served:
+        manifest.write_text(served.rstrip("/") + "/small.bin\n")
+        loaded = _loaded_by(tmp_path, "get", "-i", str(manifest), "-d", str(out), "-q")
+    assert (out / "small.bin").read_bytes() == b"x" * 4096
+    assert "streamer.lane.fetch" in loaded  # it did take the lane
+    assert _among(loaded, BULK_LOADS_NONE_OF) == []

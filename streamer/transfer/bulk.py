@@ -25,7 +25,6 @@ from ..core.targets import DuplicateFinder, owner_key, target_key
 from ..errors import FileExistsError_, Result, StreamerError, UsageError
 from ..lane.fetch import QuickDone, QuickPath
 from ..storage.journal import Done, Journal
-from .download import DownloadRequest, run_download
 from .handover import Outbox, ungrouped
 from .retrying import retry_delay
 
@@ -272,6 +271,8 @@ class _Run:
         self, job: Job, target: tuple[str, int], path: Path, policy: RetryPolicy, started: float
     ) -> JobResult:
         """The full engine: resume, redirects, any framing, retries with `policy`."""
+        from .download import DownloadRequest, run_download  # loads with the first such job
+
         req = DownloadRequest(
             job.url,
             path,
