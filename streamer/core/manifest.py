@@ -183,13 +183,13 @@ class Job:
             raise UsageError(why)
         if self.checksum is not None:
             object.__setattr__(self, "checksum", _normal_checksum(self.checksum))
-        _check_headers(self.headers)
-        if self.max_bytes is not None and (
-            isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int)
-        ):
-            raise UsageError("max_bytes must be an integer or a size string")
-        if self.max_bytes is not None and self.max_bytes < 0:
-            raise UsageError(f"bad max_bytes: must not be negative: {self.max_bytes}")
+        if self.headers:
+            _check_headers(self.headers)
+        if self.max_bytes is not None:
+            if isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int):
+                raise UsageError("max_bytes must be an integer or a size string")
+            if self.max_bytes < 0:
+                raise UsageError(f"bad max_bytes: must not be negative: {self.max_bytes}")
 
 
 def _normal_checksum(text: str) -> str:
@@ -344,10 +344,13 @@ def _job_from_row(table: _Table, text: str, number: int) -> Job:
 
 
 def _job_from_plain(text: str, number: int) -> Job:
-    url, *rest = text.split(None, 1)
-    if rest:
-        raise UsageError("unexpected text after URL")
-    return Job(url, line=number)
+    """A plain line, stripped: one URL and nothing else."""
+    if " " in text or "\t" in text or not text.isprintable():  # else `text` is the one word
+        url, *rest = text.split(None, 1)
+        if rest:
+            raise UsageError("unexpected text after URL")
+        text = url
+    return Job(text, line=number)
 
 
 def _bad(number: int, text: str, reason: str) -> BadLine:
@@ -355,11 +358,10 @@ def _bad(number: int, text: str, reason: str) -> BadLine:
     return BadLine(number, cut, reason)
 
 
-def _parse_line(table: _Table | None, text: str, number: int) -> Job | BadLine:
+def _parse_line(table: _Table | None, text: str, stripped: str, number: int) -> Job | BadLine:
     try:
         if table is not None:
             return _job_from_row(table, text, number)
-        stripped = text.strip()
         if stripped.startswith(("{", "[")):
             return _job_from_json(stripped, number)
         return _job_from_plain(stripped, number)
@@ -400,7 +402,7 @@ def parse_manifest(
                 continue
             if number % n != k:
                 continue
-        yield _parse_line(table, text, number)
+        yield _parse_line(table, text, stripped, number)
 
 
 # ---- targets and duplicates ------------------------------------------------------------------

@@ -75,7 +75,15 @@ def test_plain_url_is_stripped() -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["https://a.example/x out.bin", "https://a.example/x # mirror", "http://a/x\tb"]
+    "line",
+    [
+        "https://a.example/x out.bin",
+        "https://a.example/x # mirror",
+        "http://a/x\tb",
+        "http://a/x\x1fb",
+        "http://a/x\xa0b",
+        "http://a/x\u3000b",
+    ],
 )
 def test_text_after_plain_url_is_bad(line: str) -> None:
     """A plain line is a URL alone: anything after white space is refused, never guessed at."""
