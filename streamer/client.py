@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ClientConfig, TLSOptions
 from .core.decode import ACCEPT_ENCODING
-from .core.events import ProgressCallback
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .environment import plain_environment
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     import ssl
 
     from .core.checksum import Checksum
+    from .core.events import ProgressCallback
     from .core.manifest import Job
     from .http.bodies import Body, FilePart, Source, TextPart
     from .http.engine import Engine

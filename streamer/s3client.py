@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from .core.events import ProgressCallback
 from .core.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from .core.events import ProgressCallback
     from .results import S3UploadResult
     from .transfer.opener import Opener
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import DEFAULT_FETCH_LIMIT, Client
 from .core.checksum import Checksum
-from .core.events import ProgressCallback
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    from .core.events import ProgressCallback
     from .http.bodies import Source
     from .results import DownloadResult, FetchResult, TusResult, UploadResult
 

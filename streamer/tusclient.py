@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from .core.events import ProgressCallback
 from .core.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from .core.events import ProgressCallback
     from .results import TusResult
     from .transfer.opener import Opener
 

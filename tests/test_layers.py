@@ -246,6 +246,7 @@ BULK_LOADS_NONE_OF = (
     "streamer.transfer.fastpath",
     "streamer.storage.direct",
     "streamer.results",
+    "streamer.core.events",  # progress events: the bulk run reports results, not phases
 )
 # Runs the command line in a fresh interpreter, then writes the names of the loaded modules.
 _LOADED = (
