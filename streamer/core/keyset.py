@@ -91,14 +91,33 @@ class KeyCounter:
 def _names(job: Job) -> Iterator[tuple[int, str]]:
     """(key, normal name) of each name `job` writes, as `claimed_keys` gives the keys: its
     target, and for a name like ``a.part`` (another target's partial file) also ``a``."""
-    rel = target_for(job)
-    normal = normal_path(rel)
-    yield key_of_normal(normal), normal
+    for normal in _normal_names(target_for(job)):
+        yield key_of_normal(normal), normal
+
+
+def _normal_names(rel: str) -> Iterator[str]:
+    """The `normal_path` of each name a job for `rel` writes (see `_names`)."""
+    # One ASCII component is its own normal form (target_key's shortcut).
+    yield rel if rel.isascii() and "/" not in rel and rel != "." else normal_path(rel)
     for suffix in PARTIAL_SUFFIXES:
         if rel.endswith(suffix) and len(rel) > len(suffix):
-            owner = normal_path(rel[: -len(suffix)])
-            yield key_of_normal(owner), owner
+            yield normal_path(rel[: -len(suffix)])
             return
+
+
+def _repeated_names(items: Iterable[Job | BadLine]) -> set[int]:
+    """The keys of the names two jobs claim, found by name: exact, with no second reading (for
+    a manifest kept in memory, whose names fit a set)."""
+    seen: set[str] = set()
+    repeated: set[int] = set()
+    for item in items:
+        if isinstance(item, Job):
+            for name in _normal_names(target_for(item)):
+                if name in seen:
+                    repeated.add(key_of_normal(name))
+                else:
+                    seen.add(name)
+    return repeated
 
 
 def scan_lines(open_lines: Callable[[], Iterable[str]], keep: int = 0) -> Scan:
@@ -106,16 +125,18 @@ def scan_lines(open_lines: Callable[[], Iterable[str]], keep: int = 0) -> Scan:
 
     `open_lines` is called once, and a second time only when some key was claimed twice. A
     manifest of at most `keep` parsed lines (jobs and bad lines) is also kept whole (~300 bytes
-    a line), so that its run need not read and parse it a second time."""
+    a line), so that its run need not read and parse it a second time; its duplicates are then
+    found by name, in one reading."""
+    items = parse_manifest(open_lines())
+    head = list(itertools.islice(items, keep + 1)) if keep > 0 else []
+    if keep > 0 and len(head) <= keep:  # kept whole: its duplicates are found by name
+        bads = [item for item in head if isinstance(item, BadLine)]
+        first = bads[0] if bads else None
+        return Scan(len(head) - len(bads), _repeated_names(head), len(bads), first, tuple(head))
     counter = KeyCounter()
     jobs = bad = 0
     first_bad: BadLine | None = None
-    kept: list[Job | BadLine] | None = [] if keep > 0 else None
-    for item in parse_manifest(open_lines()):
-        if kept is not None:
-            kept.append(item)
-            if len(kept) > keep:
-                kept = None
+    for item in _emptied(head, items):
         if isinstance(item, BadLine):
             bad += 1
             first_bad = first_bad or item
@@ -127,7 +148,15 @@ def scan_lines(open_lines: Callable[[], Iterable[str]], keep: int = 0) -> Scan:
     del counter
     if candidates and len(candidates) <= MAX_RECHECK:
         candidates = _recheck(open_lines(), candidates)
-    return Scan(jobs, candidates, bad, first_bad, None if kept is None else tuple(kept))
+    return Scan(jobs, candidates, bad, first_bad)
+
+
+def _emptied(head: list[Job | BadLine], rest: Iterator[Job | BadLine]) -> Iterator[Job | BadLine]:
+    """`head`'s items, each let go as it is given (a long manifest is not held), then `rest`."""
+    head.reverse()
+    while head:
+        yield head.pop()
+    yield from rest
 
 
 def in_shard(kept: Iterable[Job | BadLine], shard: tuple[int, int]) -> Iterator[Job | BadLine]:

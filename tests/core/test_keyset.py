@@ -30,6 +30,19 @@ class Reads:
         return iter(self.lines)
 
 
+# Names that normalise alike or not: "./x//a" and "x/a", NFC and NFD, a partial's owner.
+NAMES = [
+    '{"url": "http://h/1", "path": "./x//a"}',
+    '{"url": "http://h/2", "path": "x/a"}',
+    '{"url": "http://h/3", "path": "caf\u00e9"}',
+    '{"url": "http://h/4", "path": "cafe\u0301"}',
+    '{"url": "http://h/5", "path": "d/e.part.json.tmp"}',
+    '{"url": "http://h/6", "path": "d/e"}',
+    "http://h/q/.",
+    "http://h/%2e",
+    "not a url",
+]
+
 CASES = [
     [
         "https://a.example/x/file.bin",
@@ -47,10 +60,15 @@ CASES = [
 
 
 def test_finds_what_prescan_finds() -> None:
-    """Same duplicate keys and job count as `prescan`, and the bad lines counted."""
-    for lines in CASES:
+    """Same duplicate keys and job count as `prescan`, and the bad lines counted; a manifest
+    kept whole (found by name) and one a line too long to keep (by key) alike."""
+    for lines in [*CASES, NAMES]:
         scan = scan_lines(Reads(lines))
         assert (scan.duplicates, scan.jobs) == prescan(lines), lines
+        for keep in (len(lines), len(lines) - 1):
+            other = scan_lines(Reads(lines), keep=keep)
+            assert (other.duplicates, other.jobs) == prescan(lines), (keep, lines)
+            assert (other.bad_lines, other.first_bad) == (scan.bad_lines, scan.first_bad)
     first = scan_lines(Reads(CASES[0]))
     assert first.bad_lines == 1 and first.first_bad is not None and first.first_bad.line == 6
 
@@ -61,6 +79,13 @@ def test_a_second_read_only_for_duplicates() -> None:
     scan_lines(clean)
     scan_lines(clashing)
     assert (clean.calls, clashing.calls) == (1, 2)
+
+
+def test_a_kept_manifest_is_read_once_even_with_duplicates() -> None:
+    """A manifest kept whole has its duplicates found by name, without a second reading."""
+    clashing = Reads(["http://h/a", "http://g/a", "http://h/b"])
+    scan = scan_lines(clashing, keep=3)
+    assert clashing.calls == 1 and scan.duplicates == {target_key("a")}
 
 
 def test_a_hash_collision_is_not_a_duplicate(monkeypatch: object) -> None:
