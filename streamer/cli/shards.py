@@ -3,7 +3,9 @@
 Small files make a bulk run CPU-bound in the interpreter (a few tens of microseconds of Python
 per file), so one process cannot keep up with the link on loopback or a LAN. The parent reads
 the manifest once (duplicates, count, journal), then forks N workers before any event loop or
-thread exists. Worker k takes the jobs whose manifest line number is k modulo N, with 1/N of
+thread exists; a short manifest is kept parsed from that reading (cli/bulk.py KEEP_PARSED), so
+the workers neither read nor parse it again. Worker k takes the jobs whose manifest line number
+is k modulo N, with 1/N of
 every shared limit (jobs, per-host cap, byte rate, memory budget), and appends to the same
 journal (O_APPEND, whole batches per write). Workers print their own --json lines and errors;
 they report counts to the parent through a pipe, which draws the one bar and the summary.
