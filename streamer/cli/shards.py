@@ -6,8 +6,9 @@ the manifest once (duplicates, count, journal), then forks N workers before any 
 thread exists; a short manifest is kept parsed from that reading (cli/bulk.py KEEP_PARSED), so
 the workers neither read nor parse it again. Worker k takes the jobs whose manifest line number
 is k modulo N, with 1/N of every shared limit (jobs, per-host cap, byte rate, memory budget),
-and appends to the same journal (O_APPEND, whole batches per write). Workers print their own --json lines and errors;
-they report counts to the parent through a pipe, which draws the one bar and the summary.
+and appends to the same journal (O_APPEND, whole batches per write). Workers print their own
+--json lines and errors; they report counts to the parent through a pipe, which draws the one
+bar and the summary.
 
 Signals: workers ignore SIGINT; Ctrl-C or SIGTERM to the parent makes it send each worker one
 SIGTERM, on which the worker cancels its run and saves its partials. A worker whose parent
