@@ -247,6 +247,8 @@ BULK_LOADS_NONE_OF = (
     "streamer.storage.direct",
     "streamer.results",
     "streamer.core.events",  # progress events: the bulk run reports results, not phases
+    "streamer.storage.partial",  # the lane writes no sidecar (atomic.SIDECAR_MIN)
+    "streamer.core.resume",
 )
 # Runs the command line in a fresh interpreter, then writes the names of the loaded modules.
 _LOADED = (

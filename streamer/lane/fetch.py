@@ -2,7 +2,7 @@
 
 The full engine (`downloading.py`) spends a few hundred microseconds of Python per file on
 resume planning, sidecars and aiohttp. A small body fetched from byte 0 needs none of that:
-with no sidecar (the full engine writes none below `partial.SIDECAR_MIN` either), the crash
+with no sidecar (the full engine writes none below `atomic.SIDECAR_MIN` either), the crash
 story is the same, in the same order:
 
 1. ``T.part`` is created exclusively and locked (flock), so a second writer is refused;
@@ -38,9 +38,8 @@ from ..core.manifest import Job
 from ..core.redact import redact_url
 from ..core.status import status_error
 from ..errors import FileExistsError_, Result, StreamerError
-from ..storage.atomic import NOFOLLOW, publish
+from ..storage.atomic import NOFOLLOW, SIDECAR_MIN, publish
 from ..storage.files import file_error
-from ..storage.partial import SIDECAR_MIN
 from .connection import Handoff, Lane, Reply, Timeouts
 
 # The largest body the lane takes; above it a resumable partial is worth its sidecar.

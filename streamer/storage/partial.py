@@ -32,6 +32,7 @@ from ..core.resume import (
     plan_request,
 )
 from ..errors import TargetBusyError
+from .atomic import SIDECAR_MIN
 from .files import (
     PartFile,
     StrayLink,
@@ -46,8 +47,6 @@ from .files import (
 CHECKPOINT_BYTES = 64 << 20
 CHECKPOINT_SECONDS = 1.0
 LOCK_POLL_SECONDS = 0.2
-# Bodies up to this size get no sidecar when they start from byte 0 (one fsync saved per file).
-SIDECAR_MIN = 2 << 20
 
 
 class Partial:
