@@ -8,7 +8,8 @@ bench_upload.py's ``raw*`` rows, not a client. Exit status 0 for a 2xx answer.
 Options: ``--form`` (a one-part multipart POST, as ``curl -F file=@FILE``), ``--count N``
 (bytes per sendfile call; default 1 MiB), ``--sndbuf N`` (SO_SNDBUF), ``--cork`` (TCP_CORK
 around head and body), ``--nodelay 0`` (leave Nagle on), ``--nonblock`` (a non-blocking
-socket and poll(), as an event loop sends), ``--phases`` (print when it connected, sent the
+socket and poll(), as an event loop sends), ``--expect`` (Expect: 100-continue, the body
+after the interim answer), ``--phases`` (print when it connected, sent the
 last byte and had the answer, in ms from its start, to stderr).
 """
 
@@ -21,11 +22,11 @@ import time
 
 def options(argv):
     opts = {"count": 1 << 20, "sndbuf": 0, "cork": False, "form": False, "nodelay": 1}
-    opts["phases"] = opts["nonblock"] = False
+    opts["phases"] = opts["nonblock"] = opts["expect"] = False
     i = 0
     while i < len(argv):
         name = argv[i].lstrip("-")
-        if name in ("cork", "form", "phases", "nonblock"):
+        if name in ("cork", "form", "phases", "nonblock", "expect"):
             opts[name] = True
             i += 1
         else:
@@ -65,7 +66,9 @@ def main(argv):
         post = f"\r\n--{b}--\r\n".encode()
     head = (
         f"{method} /{target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: floor\r\nAccept: */*\r\n"
-        f"Content-Type: {ctype}\r\nContent-Length: {size + len(pre) + len(post)}\r\n\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {size + len(pre) + len(post)}\r\n"
+        + ("Expect: 100-continue\r\n" if opts["expect"] else "")
+        + "\r\n"
     ).encode()
     sock = socket.create_connection((name, int(port or 80)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, opts["nodelay"])
@@ -74,7 +77,14 @@ def main(argv):
     if opts["cork"]:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
     t1 = time.perf_counter()
-    sock.sendall(head + pre)
+    if opts["expect"]:  # the head alone, then the body once the interim answer is in
+        sock.sendall(head)
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(4096)
+        sock.sendall(pre)
+    else:
+        sock.sendall(head + pre)
     with open(path, "rb") as f:
         if opts["nonblock"]:
             sendfile_polled(sock, f.fileno(), size, opts["count"])

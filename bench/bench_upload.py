@@ -65,6 +65,7 @@ RAW_VARIANTS = {
     "raw-sndbuf": "--sndbuf 4194304",
     "raw-nagle": "--nodelay 0",
     "raw-nonblock": "--nonblock",
+    "raw-expect": "--expect",  # Expect: 100-continue, as curl and streamer send for >= 1 MiB
 }
 for _name, _extra in RAW_VARIANTS.items():
     COMMANDS["put", _name] = f"python3 -S {RAWPUT} {{file}} {{url}} {_extra}".strip()

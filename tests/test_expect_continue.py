@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -173,4 +174,17 @@ async def test_expect_continue_can_be_turned_off(source: Path) -> None:
     async with raw_upload_server(script) as url, Client(trust_env=False) as client:
         await client.upload(url, source, expect_continue=False)
     assert b"expect:" not in script.heads[0].lower()
+    assert script.body_bytes == [len(BODY)]
+
+
+async def test_an_empty_expect_header_turns_it_off_as_in_curl(source: Path) -> None:
+    """`put -H 'Expect:'` (curl's idiom): no Expect header at all, empty or not, and the large
+    body goes at once, with no wait for a 100 (a real CLI process)."""
+    script = Script("continue")
+    async with raw_upload_server(script) as url:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streamer", "put", str(source), url, "-q", "-H", "Expect:"
+        )
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+    assert b"expect" not in script.heads[0].lower()
     assert script.body_bytes == [len(BODY)]

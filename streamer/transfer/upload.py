@@ -51,9 +51,15 @@ EXPECT_THRESHOLD = 1 << 20
 def expect_headers(
     headers: Mapping[str, str], body: Body, expect_continue: bool | None
 ) -> dict[str, str]:
-    """The request headers, with ``Expect: 100-continue`` when asked or when the body is big."""
+    """The request headers, with ``Expect: 100-continue`` when asked or when the body is big.
+
+    An Expect header with an empty value (curl's ``-H 'Expect:'``) means no expectation: it
+    is dropped, not sent empty, and the body goes at once."""
     out = dict(headers)
     wanted = expect_continue
+    for name in [k for k in out if k.lower() == "expect" and not out[k].strip()]:
+        del out[name]
+        wanted = False
     if wanted is None:
         wanted = body.length is None or body.length >= EXPECT_THRESHOLD
     if wanted and not any(k.lower() == "expect" for k in out):
