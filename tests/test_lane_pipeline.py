@@ -177,9 +177,19 @@ def check_files(out: Path, results: list[JobResult], skip: frozenset[str] = froz
     assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == names
 
 
-async def lane_gets(lane: Lane, srv: PipeServer, names: list[str]) -> list[Reply | BaseException]:
-    """One warm-up GET, then the GETs of `names` all at once; their replies or errors (the
-    bodies are checked here)."""
+async def lane_gets(
+    srv: PipeServer, names: list[str], *, idle: float = 5.0
+) -> tuple[list[Reply | BaseException], Lane]:
+    """On a lane of depth 8 (closed after): one warm-up GET, then the GETs of `names` all at
+    once; their replies or errors (the bodies are checked here), and the lane."""
+    lane = lane_for(8, idle)
+    try:
+        return await _gets(lane, srv, names), lane
+    finally:
+        lane.close()
+
+
+async def _gets(lane: Lane, srv: PipeServer, names: list[str]) -> list[Reply | BaseException]:
 
     async def one(name: str) -> Reply:
         url = srv.url(name)
@@ -253,11 +263,7 @@ async def test_lane_writes_a_pipeline_in_one_send(serve: Serve) -> None:
     the first goes out at once, the 5 behind it in one write (the server reads them together),
     and all are answered on that one connection."""
     srv = await serve(whole)
-    lane = lane_for(8)
-    try:
-        replies = await lane_gets(lane, srv, [f"b{i}.bin" for i in range(6)])
-    finally:
-        lane.close()
+    replies, _ = await lane_gets(srv, [f"b{i}.bin" for i in range(6)])
     assert all(isinstance(r, Reply) and r.read for r in replies), replies
     assert srv.connections == 1
     assert [s.waiting for s in srv.seen][-5:] == [5, 4, 3, 2, 1]
@@ -301,11 +307,11 @@ async def test_a_cut_pipeline_leaves_the_host_at_depth_one(serve: Serve) -> None
     srv = await serve(handler)
     lane = lane_for(8)
     try:
-        replies = await lane_gets(lane, srv, [f"c{i}.bin" for i in range(6)])
+        replies = await _gets(lane, srv, [f"c{i}.bin" for i in range(6)])
         assert all(isinstance(r, Reply) and r.read for r in replies), replies
         assert srv.cut == [4] and len(lane.shallow) == 1
         before = len(srv.seen)
-        again = await lane_gets(lane, srv, [f"d{i}.bin" for i in range(6)])
+        again = await _gets(lane, srv, [f"d{i}.bin" for i in range(6)])
     finally:
         lane.close()
     assert all(isinstance(r, Reply) and r.read for r in again), again
@@ -325,11 +331,7 @@ async def test_connection_close_mid_pipeline_requeues_the_rest(serve: Serve) -> 
         return await whole(seen, writer)
 
     srv = await serve(handler)
-    lane = lane_for(8)
-    try:
-        replies = await lane_gets(lane, srv, [f"e{i}.bin" for i in range(6)])
-    finally:
-        lane.close()
+    replies, lane = await lane_gets(srv, [f"e{i}.bin" for i in range(6)])
     assert all(isinstance(r, Reply) and r.read for r in replies), replies
     assert srv.cut == [4] and not lane.shallow
     assert sorted(s.target for s in srv.seen) == sorted(
@@ -349,11 +351,7 @@ async def test_server_answering_only_the_first_request_loses_no_file(serve: Serv
         return await whole(seen, writer)
 
     srv = await serve(handler)
-    lane = lane_for(8, idle=0.3)
-    try:
-        replies = await lane_gets(lane, srv, [f"g{i}.bin" for i in range(4)])
-    finally:
-        lane.close()
+    replies, lane = await lane_gets(srv, [f"g{i}.bin" for i in range(4)], idle=0.3)
     assert all(isinstance(r, Reply) and r.read for r in replies), replies
     assert len(lane.shallow) == 1
 
@@ -402,11 +400,7 @@ async def test_a_body_cut_mid_pipeline_fails_its_file_and_requeues_the_rest(
         return await whole(seen, writer)
 
     srv = await serve(handler)
-    lane = lane_for(8)
-    try:
-        replies = await lane_gets(lane, srv, [f"h{i}.bin" for i in range(6)])
-    finally:
-        lane.close()
+    replies, _ = await lane_gets(srv, [f"h{i}.bin" for i in range(6)])
     cut = [r for r in replies if isinstance(r, BaseException)]
     assert len(cut) == 1 and isinstance(cut[0], BodyTruncatedError), replies
     assert cut[0].received == SIZE - SIZE // 2 and cut[0].expected == SIZE
