@@ -48,6 +48,19 @@ def sendfile_polled(sock, fd, size, count):
     sock.setblocking(True)
 
 
+def send_head(sock, head, pre, expect):
+    """The head and the form's preamble; with `expect`, the head alone first, the rest once
+    the interim answer is in."""
+    if not expect:
+        sock.sendall(head + pre)
+        return
+    sock.sendall(head)
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        interim += sock.recv(4096)
+    sock.sendall(pre)
+
+
 def main(argv):
     t0 = time.perf_counter()
     path, url, opts = argv[0], argv[1], options(argv[2:])
@@ -77,14 +90,7 @@ def main(argv):
     if opts["cork"]:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
     t1 = time.perf_counter()
-    if opts["expect"]:  # the head alone, then the body once the interim answer is in
-        sock.sendall(head)
-        interim = b""
-        while b"\r\n\r\n" not in interim:
-            interim += sock.recv(4096)
-        sock.sendall(pre)
-    else:
-        sock.sendall(head + pre)
+    send_head(sock, head, pre, opts["expect"])
     with open(path, "rb") as f:
         if opts["nonblock"]:
             sendfile_polled(sock, f.fileno(), size, opts["count"])
