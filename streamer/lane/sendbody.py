@@ -169,7 +169,6 @@ async def _exchange(sock: socket.socket, job: Job, reused: bool) -> tuple[Answer
     """The answer, and whether the connection may carry the next request."""
     reader = AnswerReader(sock, job.max_body, job.url, bodiless=job.bodiless)
     task = asyncio.ensure_future(reader.read())
-    stale = reused and job.resendable  # a failure before any answer byte: send once more
     whole = False
     try:
         sender = _Sender(sock, task, job.timeouts.idle, job.url, job.on_sent)
@@ -184,20 +183,14 @@ async def _exchange(sock: socket.socket, job: Job, reused: bool) -> tuple[Answer
         except _SendFailed as exc:
             # The server closed or reset the connection under our writes: its answer, when
             # it sent one first, is the result (see the module doc); else the write failed.
-            try:
-                return await _answer_after_failure(task, exc, job.timeouts.idle, job.url), False
-            except ConnectionLostError:
-                if stale and not reader.heard:
-                    raise _Stale from None
-                raise
+            return await _answer_after_failure(task, exc, job.timeouts.idle, job.url), False
         reader.sent_all()
-        try:
-            answer = await _await_answer(reader, task, job.timeouts.idle, job.url)
-        except ConnectionLostError:
-            if stale and not reader.heard:
-                raise _Stale from None
-            raise
+        answer = await _await_answer(reader, task, job.timeouts.idle, job.url)
         return answer, whole and reader.reusable(answer)
+    except ConnectionLostError:
+        if reused and job.resendable and not reader.heard:
+            raise _Stale from None  # lost before any answer byte: send once more
+        raise
     finally:
         await _reap(task)
 
