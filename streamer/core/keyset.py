@@ -97,8 +97,7 @@ def _names(job: Job) -> Iterator[tuple[int, str]]:
 
 def _normal_names(rel: str) -> Iterator[str]:
     """The `normal_path` of each name a job for `rel` writes (see `_names`)."""
-    # One ASCII component is its own normal form (target_key's shortcut).
-    yield rel if rel.isascii() and "/" not in rel and rel != "." else normal_path(rel)
+    yield normal_path(rel)
     for suffix in PARTIAL_SUFFIXES:
         if rel.endswith(suffix) and len(rel) > len(suffix):
             yield normal_path(rel[: -len(suffix)])

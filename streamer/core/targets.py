@@ -36,6 +36,8 @@ def owner_key(relpath: str) -> int | None:
 
 def normal_path(relpath: str) -> str:
     """The spelling `target_key` hashes: components joined by "/", NFC (see target_key)."""
+    if relpath.isascii() and "/" not in relpath and relpath != ".":
+        return relpath  # already normal: one component, and NFC leaves ASCII alone
     return unicodedata.normalize("NFC", "/".join(components(relpath)))
 
 
@@ -46,11 +48,7 @@ def target_key(relpath: str) -> int:
     a name (macOS file systems treat those as the same file). Collisions between distinct
     paths are a 2**-64 matter per pair.
     """
-    if relpath.isascii() and "/" not in relpath and relpath != ".":
-        normal = relpath  # already normal: one component, and NFC leaves ASCII alone
-    else:
-        normal = normal_path(relpath)
-    return key_of_normal(normal)
+    return key_of_normal(normal_path(relpath))
 
 
 def key_of_normal(normal: str) -> int:
