@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .core.checksum import Checksum
     from .core.events import ProgressCallback
     from .core.manifest import Job
+    from .core.ratelimit import Pacer
     from .http.bodies import Body, FilePart, Source, TextPart
     from .http.engine import Engine
     from .http.stream import Stream
@@ -154,11 +155,13 @@ class Client(TusUploads, S3Uploads):
         cross_origin: bool = False,
         on_sent: Any = None,
         progress: ProgressCallback | None = None,
+        throttle: Pacer | None = None,
     ) -> AsyncIterator[Stream]:
         """Send `body` with `method` and yield the answer as a `Stream` (uploads build on it).
 
         Redirects to another origin are not followed unless ``cross_origin``: a body meant for
-        one server is not handed to another by a Location header.
+        one server is not handed to another by a Location header. A `throttle` (one upload's
+        rate limit, `transfer.throttle`) paces the body.
         """
         from .http.outgoing import close_bodies
 
@@ -177,6 +180,7 @@ class Client(TusUploads, S3Uploads):
                 cross_origin=cross_origin,
                 on_sent=on_sent,
                 sending=sending,
+                throttle=throttle,
             )
             try:
                 yield stream

@@ -64,8 +64,9 @@ class ClientConfig:
     keyfile: str | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     accept_gzip: bool = False
-    # Bytes per second for each download (curl's --limit-rate; a --split file's segments share
-    # it). Bulk runs limit the whole run instead (BulkOptions.limit_rate).
+    # Bytes per second for each download and each upload (curl's --limit-rate): a --split
+    # file's segments share it, as do an S3 upload's parts and a tus upload's PATCHes. Bulk
+    # runs limit the whole run instead (BulkOptions.limit_rate).
     limit_rate: float | None = None
     user_agent: str = f"streamer/{__version__}"
     max_connections: int = 100

@@ -24,6 +24,14 @@ def size_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+def rate_arg(text: str) -> int:
+    """A byte rate (--limit-rate): a size of at least one byte per second."""
+    value = size_arg(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte/s, not {text!r}")
+    return value
+
+
 def seconds_arg(text: str) -> float:
     try:
         value = float(text)
@@ -166,6 +174,23 @@ def client_config(args: argparse.Namespace, *, accept_gzip: bool = False) -> Cli
         keyfile=args.key,
         accept_gzip=accept_gzip,
     )
+
+
+def add_upload_rate(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--limit-rate",
+        type=rate_arg,
+        metavar="SIZE",
+        help="upload rate limit in bytes/s (K, M, G, KiB...): for the whole upload, all the"
+        " parts of an S3 upload and all the PATCHes of a tus upload together",
+    )
+
+
+def upload_config(args: argparse.Namespace) -> ClientConfig:
+    """`client_config` with the upload's --limit-rate."""
+    from dataclasses import replace
+
+    return replace(client_config(args), limit_rate=args.limit_rate)
 
 
 def default_output(url: str, output: str | None, output_dir: str | None) -> Path:

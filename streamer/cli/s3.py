@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.sizes import format_size
 from ..errors import StreamerError, UsageError
-from .options import USAGE_EXIT, client_config, count_arg, parse_headers, size_arg
+from .options import USAGE_EXIT, count_arg, parse_headers, size_arg, upload_config
 from .output import error_line, report_failure, wants_bar
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ async def _upload(
 
     stop_on_sigterm()
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
-    async with Client(client_config(args)) as client:
+    async with Client(upload_config(args)) as client:
         if args.s3_presigned:
             plan = _load_plan(args.s3_presigned)
             return await client.upload_presigned_parts(

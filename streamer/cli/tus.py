@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..core.sizes import format_size
 from ..core.tus import CHECKSUM_ALGORITHMS, parse_meta_arg
 from ..errors import StreamerError, UsageError
-from .options import client_config, parse_headers, size_arg
+from .options import parse_headers, size_arg, upload_config
 from .output import report_failure, wants_bar
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def run_tus_command(args: argparse.Namespace) -> int:
     from .signals import stop_on_sigterm
 
     try:
-        config = client_config(args)
+        config = upload_config(args)
         headers = parse_headers(args.header, args.url)
         metadata = [parse_meta_arg(m) for m in args.meta]
         if args.chunk_size is not None and args.chunk_size <= 0:

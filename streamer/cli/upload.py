@@ -16,7 +16,13 @@ from ..core.wire import with_file_name
 from ..errors import StreamerError
 from . import s3
 from .curlopts import emit_write_out
-from .options import USAGE_EXIT, add_transfer_options, client_config, parse_headers
+from .options import (
+    USAGE_EXIT,
+    add_transfer_options,
+    add_upload_rate,
+    parse_headers,
+    upload_config,
+)
 from .output import error_line, report_failure, say, wants_bar
 from .tus import add_tus_options, run_tus_command
 
@@ -32,6 +38,7 @@ def add_upload_commands(sub: Any) -> None:
     put.add_argument("-X", "--request", default="PUT", metavar="METHOD")
     put.add_argument("--content-type", metavar="MIME")
     add_transfer_options(put)
+    add_upload_rate(put)
     add_tus_options(put)
     post = sub.add_parser("post", help="send a multipart/form-data form (curl -F)")
     post.add_argument("url", metavar="URL")
@@ -51,6 +58,7 @@ def add_upload_commands(sub: Any) -> None:
         help="follow redirects to another origin with the body",
     )
     add_transfer_options(post)
+    add_upload_rate(post)
     put.add_argument(
         "--location-trusted",
         action="store_true",
@@ -73,7 +81,7 @@ def run_upload_command(args: argparse.Namespace) -> int:
     from ..sync import run
     from .signals import stop_on_sigterm
 
-    config = client_config(args)
+    config = upload_config(args)
     headers = parse_headers(args.header, args.url)
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     label = args.file if args.command == "put" else "form"

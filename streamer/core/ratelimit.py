@@ -12,10 +12,33 @@ The clock is the caller's (a monotonic time in seconds); this module never reads
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
+from typing import Protocol
 
 from streamer.errors import UsageError
 
-__all__ = ["HostLimiter", "TokenBucket"]
+__all__ = ["BURST_SECONDS", "MIN_BURST", "HostLimiter", "Pacer", "TokenBucket", "burst_for"]
+
+# A quarter of a second's worth may go at once (but at least 64 KiB, one socket read or so),
+# so the average holds from the first second on whatever the chunk size.
+BURST_SECONDS = 0.25
+MIN_BURST = 1 << 16
+
+
+def burst_for(rate: float) -> int:
+    """The bytes a `rate` bytes/s limit lets go at once: its bucket's size, and the largest
+    slice an upload sends before it waits (large enough to keep the waits few)."""
+    return max(int(_positive("rate", rate) * BURST_SECONDS), MIN_BURST)
+
+
+class Pacer(Protocol):
+    """A byte-rate limit as a sender sees it: send at most `slice` bytes at a time, then await
+    the pacer with the count sent (it sleeps while the bucket is in debt)."""
+
+    @property
+    def slice(self) -> int: ...
+
+    def __call__(self, n: int) -> Awaitable[None]: ...
 
 
 def _positive(name: str, value: float) -> float:

@@ -19,6 +19,7 @@ from yarl import URL
 
 from ..config import ClientConfig
 from ..core.events import Phase, ProgressCallback
+from ..core.ratelimit import Pacer
 from ..core.redact import redact_url
 from ..core.redirects import RedirectPolicy, follows, plan_redirect
 from ..core.stall import StallMonitor
@@ -94,10 +95,12 @@ class Engine:
         cross_origin: bool = True,
         on_sent: Any = None,
         sending: list[AsyncGenerator[bytes, None]] | None = None,
+        throttle: Pacer | None = None,
     ) -> Stream:
         """Send the request, following redirects under `plan_redirect`'s rules (RFC 9110 15.4).
 
-        The chunk generator of every body sent is added to ``sending``, for the caller to close.
+        The chunk generator of every body sent is added to ``sending``, for the caller to close;
+        `throttle` paces every body sent (see `outgoing.counted`).
         """
         safe_url = redact_url(url)
         request_url, auth = split_userinfo(url)
@@ -111,6 +114,7 @@ class Engine:
             on_phase=phase_reporter(safe_url, progress),
             on_sent=on_sent,
             sending=[] if sending is None else sending,
+            throttle=throttle,
         )
         hops = 0
         while True:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..core.events import Phase, Progress, ProgressCallback
+from ..core.ratelimit import Pacer
 from ..core.redact import redact_url
 from ..errors import UsageError
 from .bodies import Body, closing_chunks
@@ -73,12 +74,27 @@ async def counted(body: Body, ctx: SimpleNamespace) -> AsyncGenerator[bytes, Non
     """The body's chunks, counting what was handed to the connection (for progress)."""
     ctx.sent = 0
     on_sent = getattr(ctx, "on_sent", None)
+    throttle: Pacer | None = getattr(ctx, "throttle", None)
     async with closing_chunks(body.open()) as chunks:
         async for chunk in chunks:
-            yield chunk
-            ctx.sent += len(chunk)
-            if on_sent is not None:
-                on_sent(ctx.sent)
+            for piece in _slices(chunk, throttle):
+                if throttle is not None:
+                    # Paid before it goes: aiohttp stops asking once Content-Length bytes
+                    # are out, so a wait after the last piece would never be awaited.
+                    await throttle(len(piece))
+                yield piece
+                ctx.sent += len(piece)
+                if on_sent is not None:
+                    on_sent(ctx.sent)
+
+
+def _slices(chunk: bytes, throttle: Pacer | None) -> list[bytes]:
+    """`chunk` whole, or in pieces of at most the throttle's slice (a 1 MiB file read must
+    not go out at once under a 64 KiB/s limit)."""
+    if throttle is None or len(chunk) <= throttle.slice:
+        return [chunk]
+    view, step = memoryview(chunk), throttle.slice
+    return [bytes(view[i : i + step]) for i in range(0, len(chunk), step)]
 
 
 def phase_reporter(url: str, progress: ProgressCallback | None) -> Any:

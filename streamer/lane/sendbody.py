@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.http1 import Origin
+from ..core.ratelimit import Pacer
 from ..errors import (
     ConnectionLostError,
     FileError,
@@ -104,7 +105,9 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
 class Job:
     """One request for `send_request`: its head, the body's pieces and how to read the answer.
     `bodiless`: the answer has no body whatever its fields say (a HEAD's, RFC 9110 9.3.2);
-    `resendable`: the request may go once more when a kept connection turns out closed."""
+    `resendable`: the request may go once more when a kept connection turns out closed;
+    `throttle`: the body goes in slices of at most its `slice` bytes, each followed by a wait
+    (curl's --limit-rate), still by sendfile."""
 
     head: bytes
     pieces: Sequence[Piece]
@@ -115,6 +118,7 @@ class Job:
     on_sent: OnSent | None = None
     bodiless: bool = False
     resendable: bool = False
+    throttle: Pacer | None = None
 
 
 class _Stale(Exception):
@@ -171,7 +175,7 @@ async def _exchange(sock: socket.socket, job: Job, reused: bool) -> tuple[Answer
     task = asyncio.ensure_future(reader.read())
     whole = False
     try:
-        sender = _Sender(sock, task, job.timeouts.idle, job.url, job.on_sent)
+        sender = _Sender(sock, task, job.timeouts.idle, job.url, job.on_sent, throttle=job.throttle)
         try:
             await sender.write(job.head)
             if not job.expect or await _continued(reader, task, job.timeouts.expect):
@@ -261,9 +265,13 @@ class _Sender:
         idle: float | None,
         url: str,
         on_sent: OnSent | None,
+        *,
+        throttle: Pacer | None = None,
     ) -> None:
         self._sock, self._fd, self._answer = sock, sock.fileno(), answer
         self._idle, self._url, self._on_sent = idle, url, on_sent
+        self._throttle = throttle
+        self._paid = 0  # body bytes the throttle was paid for and not yet sent
         self.body_sent = 0
         self._head_done = False
 
@@ -291,20 +299,33 @@ class _Sender:
                 f"timed out: the server took no bytes of the body for {idle:g} s", url=self._url
             )
 
+    async def _most(self, n: int) -> int:
+        """How many of the next `n` bytes may go now: all of them, or with a throttle (body
+        bytes only) what was paid for, paying for up to one slice first when nothing is (a
+        send that takes fewer leaves the rest paid for the next one)."""
+        if self._throttle is None or not self._head_done:
+            return n
+        if self._paid == 0:
+            self._paid = min(n, self._throttle.slice)
+            await self._throttle(self._paid)
+        return min(n, self._paid)
+
     def _count(self, n: int) -> None:
         if not self._head_done:
             return
         self.body_sent += n
+        self._paid = max(0, self._paid - n)
         if self._on_sent is not None:
             self._on_sent(self.body_sent)
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
+            count = await self._most(len(view))  # a throttle's wait: the answer may come
             if self._answer.done():
                 raise _Answered
             try:
-                n = self._sock.send(view)
+                n = self._sock.send(view[:count])
             except BlockingIOError:
                 await self._writable()
                 continue
@@ -347,10 +368,11 @@ class _Sender:
 
     async def _sendfile(self, fd: int, part: FileSlice, offset: int, end: int) -> None:
         while offset < end:
+            count = await self._most(min(SENDFILE_MAX, end - offset))
             if self._answer.done():
                 raise _Answered
             try:
-                n = os.sendfile(self._fd, fd, offset, min(SENDFILE_MAX, end - offset))
+                n = os.sendfile(self._fd, fd, offset, count)
             except BlockingIOError:
                 await self._writable()
                 continue

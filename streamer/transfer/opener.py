@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ClientConfig
 from ..core.events import ProgressCallback
+from ..core.ratelimit import Pacer
 
 if TYPE_CHECKING:
     from ..http.bodies import Body
@@ -51,8 +52,9 @@ class Opener(Protocol):
         cross_origin: bool = False,
         on_sent: Any = None,
         progress: ProgressCallback | None = None,
+        throttle: Pacer | None = None,
     ) -> AbstractAsyncContextManager[Stream]:
-        """Send `body` and open the answer."""
+        """Send `body` (held to `throttle`'s rate when given) and open the answer."""
         ...
 
     def plain_route(self, url: str) -> bool:

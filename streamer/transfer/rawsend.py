@@ -28,6 +28,7 @@ from ..core.events import Phase, Progress, ProgressCallback
 from ..core.http1 import Origin, simple_request
 from ..core.limits import BodyLimit
 from ..core.multipart import PART_TAIL, closing, part_head
+from ..core.ratelimit import Pacer
 from ..core.redact import redact_url
 from ..core.redirects import RedirectPolicy, follows, plan_redirect
 from ..errors import BodyTooLarge, StreamerError, evolve
@@ -219,12 +220,16 @@ async def send_body(
     on_sent: Any = None,
     progress: ProgressCallback | None = None,
     pool: RawPool | None = None,
+    throttle: Pacer | None = None,
 ) -> AsyncIterator[Reply]:
     """`client.send`, zero-copy where the raw path can take the request (see module doc).
 
     With a `pool` (a run of requests to one origin: tus), requests without a file go the raw
-    way too, and they share the pool's kept connection (`lane.keepalive`)."""
-    request = _Request(method, url, body, headers or {}, max_bytes, cross_origin, on_sent, pool)
+    way too, and they share the pool's kept connection (`lane.keepalive`). A `throttle`
+    holds the body to its rate on either path (the caller shares one across requests)."""
+    request = _Request(
+        method, url, body, headers or {}, max_bytes, cross_origin, on_sent, pool, throttle
+    )
     answer = await _raw_chain(client, request, progress)
     if answer is not None:
         yield answer
@@ -240,6 +245,7 @@ async def send_body(
         cross_origin=cross_origin,
         on_sent=on_sent,
         progress=progress,
+        throttle=throttle,
     ) as stream:
         yield stream
 
@@ -254,6 +260,7 @@ class _Request:
     cross_origin: bool
     on_sent: Any
     pool: RawPool | None
+    throttle: Pacer | None
 
 
 async def _raw_chain(
@@ -311,6 +318,7 @@ async def _raw(
         on_sent=req.on_sent,
         bodiless=bodiless,
         resendable=plan.resendable,
+        throttle=req.throttle,
     )
     try:
         return await send_request(job, plan.origin, req.pool)

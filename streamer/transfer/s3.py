@@ -62,6 +62,7 @@ from ..results import S3UploadResult
 from ..storage.upload_state import drop_state, find_states, load_state, save_state
 from .retrying import with_retries
 from .s3_wire import Answer, Confirmed, etag_of, exchange, object_headers, run_parallel
+from .throttle import RateThrottle, upload_throttle
 
 if TYPE_CHECKING:
     from .opener import Opener
@@ -120,6 +121,9 @@ class _Run:
     sent: int = 0
     notes: list[str] = field(default_factory=list)
     confirmed: Confirmed | None = None
+    # The client's limit_rate for the whole upload: all the parts in flight share it, as the
+    # segments of a --split download share theirs.
+    throttle: RateThrottle | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -141,7 +145,7 @@ async def upload_s3(client: Opener, req: S3UploadRequest) -> S3UploadResult:
             path=str(req.path),
             result=Result.SOURCE_READ_ERROR,
         ) from exc
-    run = _Run(client, req, file_identity(st))
+    run = _Run(client, req, file_identity(st), throttle=upload_throttle(client.config.limit_rate))
     size = st.st_size
     part_size = choose_part_size(size, req.part_size)
     if size <= part_size:
@@ -180,7 +184,9 @@ async def _put_object(run: _Run) -> str:
         headers = sign_headers(
             "PUT", url, target.creds, target.endpoint.region, headers=run.headers
         )
-        _status, answer_headers, _ = await exchange(run.client, "PUT", url, headers, body)
+        _status, answer_headers, _ = await exchange(
+            run.client, "PUT", url, headers, body, throttle=run.throttle
+        )
         run.sent += body.length or 0
         return etag_of(answer_headers, url)
 
@@ -363,7 +369,7 @@ async def _send_parts(run: _Run, upload_id: str, parts: Sequence[Part]) -> dict[
             )
             headers = sign_headers("PUT", url, target.creds, target.endpoint.region)
             _status, answer_headers, _ = await exchange(
-                run.client, "PUT", url, headers, body, pool=pool
+                run.client, "PUT", url, headers, body, pool=pool, throttle=run.throttle
             )
             run.sent += part.length
             return etag_of(answer_headers, url)

@@ -41,6 +41,7 @@ from ..results import S3UploadResult
 from ..storage.upload_state import drop_state, find_states, load_state, save_state
 from .retrying import with_retries
 from .s3_wire import Confirmed, etag_of, exchange, run_parallel
+from .throttle import RateThrottle, upload_throttle
 
 if TYPE_CHECKING:
     from .opener import Opener
@@ -59,6 +60,7 @@ class _Plan:
     etags: dict[int, str] = field(default_factory=dict)
     sent: int = 0
     notes: list[str] = field(default_factory=list)
+    throttle: RateThrottle | None = None  # one rate for all the parts (the client's limit)
 
     def remember(self, number: int, etag: str) -> None:
         self.etags[number] = etag
@@ -115,6 +117,7 @@ async def upload_presigned_parts(
     when the plan has a ``complete_url``; see the module docstring."""
     started = time.monotonic()
     run = _open(path, plan)
+    run.throttle = upload_throttle(client.config.limit_rate)
     size = run.identity[0]
     missing = [p for p in run.checked.parts(size) if p.number not in run.etags]
     stored = size - sum(p.length for p in missing)
@@ -152,7 +155,9 @@ def _sender(
 
         async def attempt(_n: int) -> str:
             body = FileBody(run.path, start=part.offset, length=part.length, identity=run.identity)
-            _status, headers, _ = await exchange(client, "PUT", url, {}, body, pool=pool)
+            _status, headers, _ = await exchange(
+                client, "PUT", url, {}, body, pool=pool, throttle=run.throttle
+            )
             run.sent += part.length
             return etag_of(headers, url)
 

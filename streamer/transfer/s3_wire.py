@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.events import Phase, Progress, ProgressCallback
+from ..core.ratelimit import Pacer
 from ..core.redact import redact_url
 from ..core.s3 import Part, s3_error
 from ..errors import ProtocolError, Result, S3Error
@@ -42,11 +43,20 @@ async def exchange(
     body: Body | None,
     *,
     pool: RawPool | None = None,
+    throttle: Pacer | None = None,
 ) -> Answer:
     """Send one request; an answer >= 400 (or a 200 carrying an <Error>) raises `S3Error`.
-    With a `pool` (the parts of one upload), a kept connection carries it when one is idle."""
+    With a `pool` (the parts of one upload), a kept connection carries it when one is idle;
+    a `throttle` (one for all the parts of an upload) paces its body."""
     async with send_body(
-        client, method, url, body=body, headers=headers, max_bytes=ANSWER_LIMIT, pool=pool
+        client,
+        method,
+        url,
+        body=body,
+        headers=headers,
+        max_bytes=ANSWER_LIMIT,
+        pool=pool,
+        throttle=throttle,
     ) as st:
         answer = await st.read()
         status, reason, answer_headers = st.status, st.reason, dict(st.headers)

@@ -6,30 +6,38 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from ..core.ratelimit import TokenBucket
+from ..core.ratelimit import TokenBucket, burst_for
 
 Throttle = Callable[[int], Awaitable[None]]
 
-# A quarter of a second's worth may go at once (but at least 64 KiB, one socket read or so),
-# so the average holds from the first second on whatever the chunk size.
-_BURST_SECONDS = 0.25
-_MIN_BURST = 1 << 16
 
-
-def rate_throttle(rate: float) -> Throttle:
+class RateThrottle:
     """An awaitable that, called with each chunk's size, keeps the average at `rate` bytes/s.
 
-    One throttle may be shared by several streams (the segments of a --split download): the
-    bucket's debt makes them take turns, so the limit is for the file, not per connection.
+    One throttle may be shared by several streams (the segments of a --split download, the
+    parts of an S3 upload, the PATCHes of a tus upload): the bucket's debt makes them take
+    turns, so the limit is for the file, not per connection. An upload sends at most `slice`
+    bytes between two calls (a `core.ratelimit.Pacer`), so no send outruns the bucket.
     """
-    bucket = TokenBucket(rate, max(rate * _BURST_SECONDS, _MIN_BURST), time.monotonic())
 
-    async def throttle(n: int) -> None:
-        wait = bucket.take(n, time.monotonic())
+    def __init__(self, rate: float) -> None:
+        self.slice = burst_for(rate)
+        self._bucket = TokenBucket(rate, self.slice, time.monotonic())
+
+    async def __call__(self, n: int) -> None:
+        wait = self._bucket.take(n, time.monotonic())
         if wait > 0:
             await asyncio.sleep(wait)
 
-    return throttle
+
+def rate_throttle(rate: float) -> RateThrottle:
+    """The throttle of one transfer held to `rate` bytes/s (see `RateThrottle`)."""
+    return RateThrottle(rate)
 
 
-__all__ = ["Throttle", "rate_throttle"]
+def upload_throttle(rate: float | None) -> RateThrottle | None:
+    """One upload's throttle for the client's ``limit_rate`` (None: unlimited)."""
+    return None if rate is None else RateThrottle(rate)
+
+
+__all__ = ["RateThrottle", "Throttle", "rate_throttle", "upload_throttle"]

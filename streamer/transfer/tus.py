@@ -45,6 +45,7 @@ from ..results import TusResult
 from ..storage.upload_state import drop_state, load_state, save_state
 from .rawsend import send_body
 from .retrying import with_retries
+from .throttle import RateThrottle, upload_throttle
 from .upload import expect_headers
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class _Run:
     notes: list[str] = field(default_factory=list)
     # Over plain http every request of the run goes the raw way on one kept connection.
     pool: RawPool = field(default_factory=RawPool)
+    throttle: RateThrottle | None = None  # one rate for every PATCH of the run
 
     @property
     def safe(self) -> str:
@@ -123,6 +125,7 @@ async def _call(
     pool: RawPool,
     body: Body | None = None,
     on_sent: object = None,
+    throttle: RateThrottle | None = None,
 ) -> _Answer:
     """One request; the answer's status, headers and (for errors) the start of its body."""
     async with send_body(
@@ -134,6 +137,7 @@ async def _call(
         max_bytes=ANSWER_LIMIT,
         on_sent=on_sent,
         pool=pool,
+        throttle=throttle,
     ) as stream:
         data = b""
         if method != "HEAD":
@@ -277,7 +281,16 @@ async def _patch(
             progress(Progress(safe, Phase.UPLOADING, offset + done, run.size))
 
     headers = expect_headers(headers, body, None)
-    return await _call(client, "PATCH", url, headers, pool=run.pool, body=body, on_sent=on_sent)
+    return await _call(
+        client,
+        "PATCH",
+        url,
+        headers,
+        pool=run.pool,
+        body=body,
+        on_sent=on_sent,
+        throttle=run.throttle,
+    )
 
 
 async def _send_rest(
@@ -362,6 +375,7 @@ async def run_tus(client: Opener, req: TusRequest, progress: ProgressCallback | 
         raise UsageError(f"chunk size must be positive: {req.chunk_size}")
     started = time.monotonic()
     run = _open_run(req)
+    run.throttle = upload_throttle(client.config.limit_rate)
 
     async def attempt(_n: int) -> None:
         offset = await _start(client, run)

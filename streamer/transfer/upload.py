@@ -4,6 +4,8 @@ Bodies stream from their source in bounded chunks with an exact Content-Length w
 known (chunked otherwise). Retries reopen the source, so a retry sends identical bytes. PUT is
 idempotent (RFC 9110 9.2.2) and retried under the policy; POST is retried only when the
 request never left (the connection could not be made), never once its body may have started.
+The client's ``limit_rate`` holds the body to a byte rate (curl's --limit-rate), retries and
+307/308 resends included: one throttle for the whole upload.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..http.bodies import Body
 from ..results import UploadResult
 from .rawsend import send_body
 from .retrying import with_retries
+from .throttle import RateThrottle, upload_throttle
 
 if TYPE_CHECKING:
     from .opener import Opener
@@ -76,15 +79,17 @@ async def run_upload(
     client: Opener, req: UploadRequest, progress: ProgressCallback | None
 ) -> UploadResult:
     started = time.monotonic()
+    throttle = upload_throttle(client.config.limit_rate)
 
     async def attempt(n: int) -> UploadResult:
         try:
-            return await _send(client, req, progress, started, n)
+            return await _send(client, req, progress, (started, n), throttle)
         except _ExpectationFailed:
             # RFC 9110 10.1.1: a 417 means the server (or a proxy) will not do 100-continue;
             # the same request without the expectation is the way on.
             headers = {k: v for k, v in req.headers.items() if k.lower() != "expect"}
-            return await _send(client, replace(req, headers=headers), progress, started, n)
+            again = replace(req, headers=headers)
+            return await _send(client, again, progress, (started, n), throttle)
 
     def may_retry(exc: StreamerError) -> bool:
         return _may_retry(req.method, exc) and req.body.replayable
@@ -100,9 +105,11 @@ async def _send(
     client: Opener,
     req: UploadRequest,
     progress: ProgressCallback | None,
-    started: float,
-    attempts: int,
+    when: tuple[float, int],
+    throttle: RateThrottle | None,
 ) -> UploadResult:
+    """One attempt; `when`: the upload's start time and this attempt's number."""
+    started, attempts = when
     safe_url = redact_url(req.url)
     on_sent = _sent_reporter(safe_url, req.body.length, progress)
     async with send_body(
@@ -115,6 +122,7 @@ async def _send(
         cross_origin=req.cross_origin,
         on_sent=on_sent,
         progress=progress,
+        throttle=throttle,
     ) as stream:
         if stream.status == 417 and any(k.lower() == "expect" for k in req.headers):
             raise _ExpectationFailed
