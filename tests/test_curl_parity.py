@@ -129,6 +129,11 @@ CASES: dict[str, Case] = {
     "-T - URL": Case(
         ["-f", "-T", "-", "{u}/put/x"], ["put", "-", "{u}/put/x", "-q"], stdin=b"from a pipe\n" * 99
     ),
+    "-T FILE --limit-rate": Case(
+        ["-f", "-T", "my file.txt", "--limit-rate", "4M", "{u}/put/x"],
+        ["put", "my file.txt", "{u}/put/x", "--limit-rate", "4M", "-q"],
+        setup=_named,
+    ),
     "-F list": Case(
         ["-f", *[a for f in FORM for a in ("-F", f)], "{u}/form"],
         ["post", "{u}/form", *[a for f in FORM for a in ("-F", f)], "-q"],
