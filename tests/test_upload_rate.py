@@ -10,7 +10,9 @@ multipart upload whose concurrent parts share one rate.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -105,14 +107,36 @@ async def test_cli_put_through_aiohttp_holds_the_rate_without_a_stall(
     base: str, root: Path, source: Path
 ) -> None:
     """With a stall window (--speed-limit sends the body through aiohttp) the rate holds too,
-    and our own waits are not taken for a stall: 16 KiB/s over 1 s stays below the 64K rate."""
+    and our own waits are never taken for a stall: the window judges the peer (fast, on
+    loopback), so even a minimum of 1 MiB/s over 1 s lets a 64 KiB/s upload finish."""
+    limits = ("--limit-rate", "64KiB", "--speed-limit", "1M", "--speed-time", "1")
     started = time.monotonic()
-    limits = ("--limit-rate", "64KiB", "--speed-limit", "16K", "--speed-time", "1")
     run = await streamer("put", str(source), base + "engine.bin", *limits, "-q")
     elapsed = time.monotonic() - started
     assert run.rc == 0, run.err
     assert file_digest(root / "engine.bin") == file_digest(source)
     assert elapsed >= least(SIZE), elapsed
+
+
+async def test_a_peer_that_stops_answering_is_still_too_slow(source: Path) -> None:
+    """Throttled or not, a peer that takes the body and never answers ends the upload with
+    exit 28 once a stall window passes with nothing moving (the throttle's waits aside)."""
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            await reader.read()  # takes the body, answers nothing, until the client leaves
+        writer.close()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/f"
+    try:
+        limits = ("--limit-rate", "64K", "--speed-limit", "16K", "--speed-time", "1")
+        run = await streamer("put", str(source), url, *limits, "--read-timeout", "60")
+    finally:
+        server.close()
+        await server.wait_closed()
+    one_error_line(run, 28, "too slow")
 
 
 @pytest.mark.parametrize("encoder", ["", ";encoder=base64"])

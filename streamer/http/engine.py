@@ -34,6 +34,7 @@ from .outgoing import (
     counted,
     phase_reporter,
     split_userinfo,
+    stall_clock,
 )
 from .routes import NO_ROUTE, EnvRoutes
 from .stream import Stream, StreamOptions
@@ -115,6 +116,8 @@ class Engine:
             on_sent=on_sent,
             sending=[] if sending is None else sending,
             throttle=throttle,
+            paced=0.0,  # seconds the body waited for its throttle (see `outgoing.stall_clock`)
+            pacing_since=None,
         )
         hops = 0
         while True:
@@ -235,18 +238,20 @@ async def _watched(
     """Await `request` (the request sent, up to the final response head) under the stall
     window, as curl's --speed-limit/--speed-time cover the whole exchange: body bytes sent
     count as progress; a head dripped byte by byte, endless 1xx interim answers (RFC 9110
-    15.2) or a peer that stops reading the upload count as none, and end in TooSlowError."""
+    15.2) or a peer that stops reading the upload count as none, and end in TooSlowError.
+    The window's clock stops while the body waits for its own throttle (--limit-rate): the
+    peer is judged, never our pacing."""
     loop = asyncio.get_running_loop()
     assert opts.speed_limit is not None
-    stall = StallMonitor(opts.speed_limit, opts.speed_time, loop.time(), url=url)
+    stall = StallMonitor(opts.speed_limit, opts.speed_time, stall_clock(loop, ctx), url=url)
     task = asyncio.ensure_future(request)
     sent = 0
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=stall.deadline(loop.time()))
+            done, _ = await asyncio.wait({task}, timeout=stall.deadline(stall_clock(loop, ctx)))
             if done:
                 return task.result()
-            now, total = loop.time(), getattr(ctx, "sent", 0)
+            now, total = stall_clock(loop, ctx), getattr(ctx, "sent", 0)
             stall.feed(total - sent, now)  # raises TooSlowError when the window was too slow
             sent = total
     finally:

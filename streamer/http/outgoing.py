@@ -5,6 +5,7 @@ Helpers of `client.py` that do not need the client itself.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncGenerator
@@ -81,11 +82,31 @@ async def counted(body: Body, ctx: SimpleNamespace) -> AsyncGenerator[bytes, Non
                 if throttle is not None:
                     # Paid before it goes: aiohttp stops asking once Content-Length bytes
                     # are out, so a wait after the last piece would never be awaited.
-                    await throttle(len(piece))
+                    await _pay(throttle, len(piece), ctx)
                 yield piece
                 ctx.sent += len(piece)
                 if on_sent is not None:
                     on_sent(ctx.sent)
+
+
+async def _pay(throttle: Pacer, n: int, ctx: SimpleNamespace) -> None:
+    """Wait for the throttle, noting how long (the stall window does not count it)."""
+    loop = asyncio.get_running_loop()
+    ctx.pacing_since = loop.time()
+    try:
+        await throttle(n)
+    finally:
+        ctx.paced += loop.time() - ctx.pacing_since
+        ctx.pacing_since = None
+
+
+def stall_clock(loop: asyncio.AbstractEventLoop, ctx: SimpleNamespace) -> float:
+    """The loop's time less the time the body spent waiting for its own throttle, so far and
+    now: the clock of an upload's stall window (--speed-limit judges the peer, and a wait of
+    ours is no slowness of its)."""
+    now = loop.time()
+    since = getattr(ctx, "pacing_since", None)
+    return now - getattr(ctx, "paced", 0.0) - (0.0 if since is None else now - since)
 
 
 def _slices(chunk: bytes, throttle: Pacer | None) -> list[bytes]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamer.core.ratelimit import HostLimiter, TokenBucket
+from streamer.core.ratelimit import MIN_BURST, HostLimiter, TokenBucket, burst_for
 from streamer.errors import UsageError
 
 T0 = 1000.0  # the caller's monotonic clock at start
@@ -38,6 +38,19 @@ def test_take_rejects_negative_or_non_finite(n: float) -> None:
     """Only a finite, non-negative number of tokens can be taken."""
     with pytest.raises(UsageError):
         bucket().take(n, T0)
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"),
+    [(1, MIN_BURST), (64 << 10, 64 << 10), (256 << 10, 64 << 10), (4 << 20, 1 << 20), (1e9, 250e6)],
+)
+def test_burst_is_a_quarter_second_and_at_least_64_kib(rate: float, burst: int) -> None:
+    """burst_for (the bucket's size and an upload's largest slice): a quarter of a second's
+    worth, never under 64 KiB; a rate that is not positive and finite is a UsageError."""
+    assert burst_for(rate) == burst
+    for bad in (0, -1, math.nan, math.inf):
+        with pytest.raises(UsageError):
+            burst_for(bad)
 
 
 def test_burst_allowed_at_start() -> None:
