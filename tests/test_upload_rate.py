@@ -29,8 +29,9 @@ from streamer.lane import sendbody
 from streamer.server.app import running_server
 from tests.conftest import CLIENT_DEFAULTS
 from tests.helpers import file_digest, kill, one_error_line, spawn, streamer, wait_for
-from tests.s3_helpers import BUCKET, MIB, PART, env, make_file, sha
+from tests.s3_helpers import BUCKET, MIB, PART, env, make_file, make_plan, sha
 from tests.s3_helpers import streamer as s3_streamer
+from tests.seaweed import Seaweed
 from tests.tus_peer import TusPeer, start_tus
 
 __all__ = ["env"]  # the S3 fixture, used by name
@@ -244,4 +245,22 @@ async def test_s3_parts_in_parallel_share_one_rate(env: dict[str, str], tmp_path
     rc, _, err = await s3_streamer(env, "get", key, "-o", back, "-q")
     assert rc == 0, err
     assert sha(back) == sha(src)
+    assert elapsed >= least(src.stat().st_size, 4 * MIB), elapsed
+
+
+async def test_presigned_parts_share_the_clients_rate(
+    seaweed: Seaweed, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Client(limit_rate=4 MiB/s).upload_presigned_parts, two parts at once: the parts share
+    the client's rate (>= (N - burst)/R), and the object is the file byte for byte."""
+    src = make_file(tmp_path / "pre.bin", 2 * PART + 1)
+    plan = make_plan(seaweed, "rate/pre.bin", src.stat().st_size, complete=True)
+    async with Client(**CLIENT_DEFAULTS, limit_rate=4 * MIB) as client:
+        started = time.monotonic()
+        result = await client.upload_presigned_parts(src, plan, parallel=2)
+        elapsed = time.monotonic() - started
+    assert [n for n, _ in result.parts] == [1, 2, 3]
+    status, body = seaweed.fetch("GET", f"/{BUCKET}/rate/pre.bin")
+    assert status == 200
+    assert hashlib.sha256(body).hexdigest() == sha(src)
     assert elapsed >= least(src.stat().st_size, 4 * MIB), elapsed
