@@ -51,7 +51,8 @@ class Client(TusUploads, S3Uploads):
     """An HTTP client for streaming transfers; use as ``async with Client(**options) as c:``.
 
     Options are the fields of `ClientConfig` (headers, timeouts, max_redirects, proxy, TLS,
-    chunk_size, ...). One aiohttp session, with its connection pool, lives as long as the client.
+    chunk_size, limit_rate for each download and upload, ...). One aiohttp session, with its
+    connection pool, lives as long as the client.
     """
 
     def __init__(self, config: ClientConfig | None = None, **options: Any) -> None:
