@@ -32,8 +32,8 @@ def burst_for(rate: float) -> int:
 
 
 class Pacer(Protocol):
-    """A byte-rate limit as a sender sees it: send at most `slice` bytes at a time, then await
-    the pacer with the count sent (it sleeps while the bucket is in debt)."""
+    """A byte-rate limit as a sender sees it: await the pacer with the count about to go, at
+    most `slice` bytes (it sleeps while the bucket is in debt), then send them."""
 
     @property
     def slice(self) -> int: ...

@@ -106,8 +106,8 @@ class Job:
     """One request for `send_request`: its head, the body's pieces and how to read the answer.
     `bodiless`: the answer has no body whatever its fields say (a HEAD's, RFC 9110 9.3.2);
     `resendable`: the request may go once more when a kept connection turns out closed;
-    `throttle`: the body goes in slices of at most its `slice` bytes, each followed by a wait
-    (curl's --limit-rate), still by sendfile."""
+    `throttle`: the body goes in slices of at most its `slice` bytes, each paid for (waited
+    for) before it goes (curl's --limit-rate), still by sendfile."""
 
     head: bytes
     pieces: Sequence[Piece]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..core.manifest import Job, target_for
-from ..core.ratelimit import HostLimiter, TokenBucket
+from ..core.ratelimit import HostLimiter, TokenBucket, burst_for
 from ..core.redact import redact_url
 from ..core.retry import RetryPolicy
 from ..core.targets import DuplicateFinder, owner_key, target_key
@@ -159,7 +159,7 @@ class _Run:
         self.bucket: TokenBucket | None = None
         if opts.limit_rate is not None:
             now = time.monotonic()
-            self.bucket = TokenBucket(opts.limit_rate, max(opts.limit_rate / 4, 1 << 16), now)
+            self.bucket = TokenBucket(opts.limit_rate, burst_for(opts.limit_rate), now)
 
     def _ensure_dir(self, rel: str) -> None:
         """mkdir -p of `rel`'s parent, once per directory (most jobs share a few; the memo is

@@ -83,13 +83,13 @@ async def run_upload(
 
     async def attempt(n: int) -> UploadResult:
         try:
-            return await _send(client, req, progress, (started, n), throttle)
+            return await _send(client, req, progress, started, n, throttle=throttle)
         except _ExpectationFailed:
             # RFC 9110 10.1.1: a 417 means the server (or a proxy) will not do 100-continue;
             # the same request without the expectation is the way on.
             headers = {k: v for k, v in req.headers.items() if k.lower() != "expect"}
             again = replace(req, headers=headers)
-            return await _send(client, again, progress, (started, n), throttle)
+            return await _send(client, again, progress, started, n, throttle=throttle)
 
     def may_retry(exc: StreamerError) -> bool:
         return _may_retry(req.method, exc) and req.body.replayable
@@ -105,11 +105,11 @@ async def _send(
     client: Opener,
     req: UploadRequest,
     progress: ProgressCallback | None,
-    when: tuple[float, int],
+    started: float,
+    attempts: int,
+    *,
     throttle: RateThrottle | None,
 ) -> UploadResult:
-    """One attempt; `when`: the upload's start time and this attempt's number."""
-    started, attempts = when
     safe_url = redact_url(req.url)
     on_sent = _sent_reporter(safe_url, req.body.length, progress)
     async with send_body(
