@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ClientConfig, TLSOptions
 from .core.decode import ACCEPT_ENCODING
+from .core.headers import without
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .environment import plain_environment
@@ -107,8 +108,10 @@ class Client(TusUploads, S3Uploads):
             await engine.aclose()
 
     def _headers(self, extra: Mapping[str, str] | None, accept_gzip: bool) -> dict[str, str]:
-        merged = {"User-Agent": self.config.user_agent}
-        merged["Accept-Encoding"] = ACCEPT_ENCODING if accept_gzip else "identity"
+        """The client's own fields (less `omit_headers`), its config's, then the call's."""
+        coding = ACCEPT_ENCODING if accept_gzip else "identity"
+        own = [("User-Agent", self.config.user_agent), ("Accept-Encoding", coding)]
+        merged = dict(without(own, self.config.omit_headers))
         merged.update(self.config.headers)
         merged.update(extra or {})
         return merged
@@ -343,7 +346,7 @@ class Client(TusUploads, S3Uploads):
             url,
             body,
             method=method,
-            headers=expect_headers(headers or {}, body, expect_continue),
+            headers=expect_headers(headers or {}, body, self._expect(expect_continue)),
             retry=retry,
             cross_origin=cross_origin,
             progress=progress,
@@ -372,11 +375,15 @@ class Client(TusUploads, S3Uploads):
             url,
             body,
             method=method,
-            headers=expect_headers(headers or {}, body, expect_continue),
+            headers=expect_headers(headers or {}, body, self._expect(expect_continue)),
             retry=retry,
             cross_origin=cross_origin,
             progress=progress,
         )
+
+    def _expect(self, asked: bool | None) -> bool | None:
+        """No ``Expect: 100-continue`` of the client's own when `omit_headers` names Expect."""
+        return False if asked is None and "expect" in self.config.omit_headers else asked
 
     async def _upload(
         self,

@@ -56,6 +56,7 @@ class Engine:
             limit_per_host=cfg.max_per_host,
             expect_timeout=cfg.expect_timeout,
             phases=cfg.report_phases,
+            omit=cfg.omit_headers,
         )
         self.timeouts = Timeouts(cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout)
         # Proxy and ~/.netrc from the environment, looked up once per origin (see EnvRoutes).
@@ -172,7 +173,7 @@ class Engine:
             )
         data = None
         if body is not None:
-            headers = body_headers(headers, body)
+            headers = body_headers(headers, body, self.config.omit_headers)
             data = counted(body, ctx)
             ctx.sending.append(data)
         with mapped_errors(url, timeouts=self.timeouts):
