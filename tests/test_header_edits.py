@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer import ClientConfig, UsageError
+from streamer import Client, ClientConfig, UsageError
 from tests.helpers import ENV, Run, one_error_line, streamer
 
 BIG = bytes(range(256)) * 8192  # 2 MiB: --split 2 makes two 1 MiB segments of it
@@ -86,6 +86,8 @@ def _tus_answer(method: bytes, head: bytes, rec: Recorder) -> bytes:
 
 def _answer(head: bytes, rec: Recorder) -> bytes:
     method, target = head.split(b" ", 2)[:2]
+    if target == b"/redirect":
+        return b"HTTP/1.1 302 Found\r\nLocation: /big\r\nContent-Length: 0\r\n\r\n"
     if target.startswith(b"/files"):
         return _tus_answer(method, head, rec) + b"\r\n"
     if method in (b"PUT", b"POST"):
@@ -349,3 +351,33 @@ def test_the_api_refuses_omitting_framing_fields_and_contradictions() -> None:
         ClientConfig(omit_headers={"Transfer-Encoding"})
     with pytest.raises(UsageError, match="both in headers and in omit_headers"):
         ClientConfig(headers={"Accept": "text/plain"}, omit_headers={"accept"})
+
+
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["raw", "engine"])
+async def test_a_removed_field_stays_removed_after_a_redirect(fast: str, tmp_path: Path) -> None:
+    """The next hop of a redirect (RFC 9110 15.4) is built without the removed fields too,
+    on the raw download path and on the engine."""
+    env = {"STREAMER_FAST_BODY": fast}
+    async with recorder() as rec:
+        url, out = f"{rec.url}/redirect", str(tmp_path / "o")
+        run = await streamer("get", url, "-o", out, "-H", "User-Agent:", "-H", "Accept:", env=env)
+    assert run.rc == 0, run
+    assert [h.split(b" ")[1] for h in rec.heads] == [b"/redirect", b"/big"]
+    for fields in rec.fields():
+        assert not {"user-agent", "accept"} & {n for n, _ in fields}, fields
+
+
+async def test_the_api_omits_fields_on_stream_and_upload(tmp_path: Path) -> None:
+    """Client(omit_headers=...) leaves those fields out of `stream` and `upload` requests;
+    a field the call itself gives is sent (only the client's own defaults are omitted)."""
+    (tmp_path / "src").write_bytes(SMALL)
+    omit = {"User-Agent", "Accept", "Content-Type"}
+    async with recorder() as rec, Client(omit_headers=omit, trust_env=False) as client:
+        async with client.stream(f"{rec.url}/small") as st:
+            assert await st.read() == SMALL
+        await client.upload(f"{rec.url}/up", tmp_path / "src")
+        await client.upload(f"{rec.url}/up", SMALL, headers={"Accept": "text/plain"})
+    first, second, third = rec.fields()
+    for fields in (first, second):
+        assert not {"user-agent", "accept", "content-type"} & {n for n, _ in fields}, fields
+    assert ("accept", "text/plain") in third and "user-agent" not in dict(third), third
