@@ -6,11 +6,12 @@ the answer read up to its head. No checks, retries or redirects: a measuring sti
 bench_upload.py's ``raw*`` rows, not a client. Exit status 0 for a 2xx answer.
 
 Options: ``--form`` (a one-part multipart POST, as ``curl -F file=@FILE``), ``--count N``
-(bytes per sendfile call; default 1 MiB), ``--sndbuf N`` (SO_SNDBUF), ``--cork`` (TCP_CORK
-around head and body), ``--nodelay 0`` (leave Nagle on), ``--nonblock`` (a non-blocking
-socket and poll(), as an event loop sends), ``--expect`` (Expect: 100-continue, the body
-after the interim answer), ``--phases`` (print when it connected, sent the
-last byte and had the answer, in ms from its start, to stderr).
+(bytes per sendfile call, or per read with ``--copy``; default 1 MiB), ``--copy`` (read
+into a buffer and send it, as curl does, instead of sendfile), ``--sndbuf N`` (SO_SNDBUF),
+``--cork`` (TCP_CORK around head and body), ``--nodelay 0`` (leave Nagle on),
+``--nonblock`` (a non-blocking socket and poll(), as an event loop sends), ``--expect``
+(Expect: 100-continue, the body after the interim answer), ``--phases`` (print when it
+connected, sent the last byte and had the answer, in ms from its start, to stderr).
 """
 
 import os
@@ -22,11 +23,11 @@ import time
 
 def options(argv):
     opts = {"count": 1 << 20, "sndbuf": 0, "cork": False, "form": False, "nodelay": 1}
-    opts["phases"] = opts["nonblock"] = opts["expect"] = False
+    opts["phases"] = opts["nonblock"] = opts["expect"] = opts["copy"] = False
     i = 0
     while i < len(argv):
         name = argv[i].lstrip("-")
-        if name in ("cork", "form", "phases", "nonblock", "expect"):
+        if name in ("cork", "form", "phases", "nonblock", "expect", "copy"):
             opts[name] = True
             i += 1
         else:
@@ -46,6 +47,14 @@ def sendfile_polled(sock, fd, size, count):
         except BlockingIOError:
             poller.poll()
     sock.setblocking(True)
+
+
+def send_copied(sock, f, count):
+    """As curl sends a file: read `count` bytes into a buffer, send them, again."""
+    buf = bytearray(count)
+    view = memoryview(buf)
+    while n := f.readinto(buf):
+        sock.sendall(view[:n])
 
 
 def send_head(sock, head, pre, expect):
@@ -92,7 +101,9 @@ def main(argv):
     t1 = time.perf_counter()
     send_head(sock, head, pre, opts["expect"])
     with open(path, "rb") as f:
-        if opts["nonblock"]:
+        if opts["copy"]:
+            send_copied(sock, f, opts["count"])
+        elif opts["nonblock"]:
             sendfile_polled(sock, f.fileno(), size, opts["count"])
         else:
             fd, out, offset = f.fileno(), sock.fileno(), 0

@@ -209,14 +209,7 @@ def run_bulk(args: argparse.Namespace) -> int:
     if not out_dir.is_dir():
         say(f"streamer: output directory {out_dir} does not exist")
         return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
-    dupes: frozenset[int] = frozenset()
-    total = kept = None
-    if args.input_file != "-":  # a file can be read twice: find duplicate targets first
-        try:
-            scan = scan_manifest(Path(args.input_file), KEEP_PARSED)
-        except OSError as exc:
-            raise _unreadable(args.input_file, exc) from None
-        dupes, total, kept = frozenset(scan.duplicates), scan.jobs, scan.kept
+    dupes, total, kept = _scan(args.input_file)
     journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME, out_dir)
     journal.load()
     lines = parse_headers(args.header)
@@ -246,6 +239,24 @@ def run_bulk(args: argparse.Namespace) -> int:
     finally:
         if tally.bar is not None:
             tally.bar.close()
+    return _finish(args, tally, status)
+
+
+def _scan(input_file: str) -> tuple[frozenset[int], int | None, tuple[Job | BadLine, ...] | None]:
+    """The duplicate targets, the job count and (up to KEEP_PARSED lines) the parsed lines of
+    a manifest file, read once before any worker starts; nothing known for stdin, which can
+    be read only once."""
+    if input_file == "-":
+        return frozenset(), None, None
+    try:
+        scan = scan_manifest(Path(input_file), KEEP_PARSED)
+    except OSError as exc:
+        raise _unreadable(input_file, exc) from None
+    return frozenset(scan.duplicates), scan.jobs, scan.kept
+
+
+def _finish(args: argparse.Namespace, tally: _Tally, status: int) -> int:
+    """The exit status: a worker's signal status as it is, else the run's, after the summary."""
     if status:
         if status == 143:
             print("streamer: terminated; partial downloads are kept for resuming", file=sys.stderr)
