@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ClientConfig, TLSOptions
 from .core.decode import ACCEPT_ENCODING
-from .core.headers import without
+from .core.headers import refuse_omitting, without
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .environment import plain_environment
@@ -367,8 +367,11 @@ class Client(TusUploads, S3Uploads):
     ) -> UploadResult:
         """Send multipart/form-data (RFC 7578): `fields`, then `files` (TextPart too) in order."""
         pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
+        from .core.multipart import FORM_NEEDS
         from .http.bodies import MultipartBody
         from .transfer.upload import expect_headers
+
+        refuse_omitting(self.config.omit_headers, FORM_NEEDS, "a form is multipart/form-data")
 
         body = MultipartBody(pairs, list(files))
         return await self._upload(

@@ -45,7 +45,7 @@ class TusUploads:
         from .transfer.tus import TusRequest, run_tus
 
         omit = cast("Opener", self).config.omit_headers
-        refuse_omitting(omit, TUS_NEEDS, "tus 1.0.0 requests cannot work without it")
+        refuse_omitting(omit, TUS_NEEDS, "streamer will not send a broken tus request")
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or [])

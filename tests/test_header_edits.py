@@ -369,7 +369,8 @@ async def test_a_removed_field_stays_removed_after_a_redirect(fast: str, tmp_pat
 
 async def test_the_api_omits_fields_on_stream_and_upload(tmp_path: Path) -> None:
     """Client(omit_headers=...) leaves those fields out of `stream` and `upload` requests;
-    a field the call itself gives is sent (only the client's own defaults are omitted)."""
+    a field the call itself gives is sent (only the client's own defaults are omitted); a
+    form's Content-Type cannot be omitted."""
     (tmp_path / "src").write_bytes(SMALL)
     omit = {"User-Agent", "Accept", "Content-Type"}
     async with recorder() as rec, Client(omit_headers=omit, trust_env=False) as client:
@@ -377,6 +378,8 @@ async def test_the_api_omits_fields_on_stream_and_upload(tmp_path: Path) -> None
             assert await st.read() == SMALL
         await client.upload(f"{rec.url}/up", tmp_path / "src")
         await client.upload(f"{rec.url}/up", SMALL, headers={"Accept": "text/plain"})
+        with pytest.raises(UsageError, match="boundary"):  # as post -F: a form needs its type
+            await client.upload_form(f"{rec.url}/up", fields={"a": "b"})
     first, second, third = rec.fields()
     for fields in (first, second):
         assert not {"user-agent", "accept", "content-type"} & {n for n, _ in fields}, fields

@@ -48,7 +48,7 @@ def run_tus_command(args: argparse.Namespace) -> int:
 
     try:
         lines = parse_headers(args.header, args.url)
-        refuse_omitting(lines.omit, TUS_NEEDS, "tus 1.0.0 requests cannot work without it")
+        refuse_omitting(lines.omit, TUS_NEEDS, "streamer will not send a broken tus request")
         config = client_config(args, headers=lines)
         headers = lines.headers
         metadata = [parse_meta_arg(m) for m in args.meta]

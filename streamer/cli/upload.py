@@ -78,7 +78,7 @@ def run_upload_command(args: argparse.Namespace) -> int:
         from ..core.headers import refuse_omitting
         from ..core.multipart import FORM_NEEDS
 
-        refuse_omitting(lines.omit, FORM_NEEDS, "post -F sends multipart/form-data")
+        refuse_omitting(lines.omit, FORM_NEEDS, "a form is multipart/form-data")
     config = client_config(args, headers=lines)
     headers = lines.headers
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
