@@ -3,135 +3,23 @@
 ``-H 'Name:'`` removes a field streamer sends by itself, ``-H 'Name;'`` sends it empty, and
 ``-H @FILE`` reads such lines from FILE: for a single download (the raw fast path and the
 aiohttp engine), ``--split``, bulk runs on the lane (one process and worker processes), and
-uploads (``put`` on the raw path and from stdin on the engine, ``post -F``). Removing a field
-that frames the request, or one a protocol needs, is a usage error (exit 2).
+uploads (``put`` on the raw path and from stdin on the engine, ``post -F``, ``put --tus``).
+What cannot be removed is pinned in test_header_refusals.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from streamer import Client, ClientConfig, UsageError
-from tests.helpers import ENV, Run, one_error_line, streamer
-
-BIG = bytes(range(256)) * 8192  # 2 MiB: --split 2 makes two 1 MiB segments of it
-SMALL = b"small body " * 50  # a bulk job the lane takes
-ETAG = '"v1"'
-
-
-@dataclass
-class Recorder:
-    """A raw HTTP/1.1 server on 127.0.0.1 that keeps every request head byte for byte."""
-
-    heads: list[bytes] = field(default_factory=list)
-    url: str = ""
-    tus_offset: int = 0
-
-    def fields(self) -> list[list[tuple[str, str]]]:
-        """Each head's field lines as (lower-case name, value)."""
-        out = []
-        for head in self.heads:
-            lines = head.decode("latin-1").split("\r\n")[1:]
-            pairs = [line.partition(":") for line in lines if line]
-            out.append([(name.lower(), value.strip()) for name, _, value in pairs])
-        return out
-
-
-def _length(head: bytes) -> tuple[int, bool]:
-    lowered = head.lower()
-    found = re.search(rb"\r\ncontent-length: *([0-9]+)", lowered)
-    return (int(found.group(1)) if found else 0), b"transfer-encoding: chunked" in lowered
-
-
-async def _read_body(reader: asyncio.StreamReader, head: bytes) -> None:
-    length, chunked = _length(head)
-    if not chunked:
-        await reader.readexactly(length)
-        return
-    while True:  # RFC 9112 7.1: size line, data, CRLF; a zero size and the trailer end it
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")
-            return
-        await reader.readexactly(size + 2)
-
-
-TUS = b"Tus-Resumable: 1.0.0\r\n"
-
-
-def _tus_answer(method: bytes, head: bytes, rec: Recorder) -> bytes:
-    """Just enough of a tus 1.0.0 server (creation) for one small upload."""
-    if method == b"OPTIONS":
-        return b"HTTP/1.1 204 No Content\r\n" + TUS + b"Tus-Version: 1.0.0\r\n"
-    if method == b"POST":
-        return b"HTTP/1.1 201 Created\r\n" + TUS + b"Location: /files/1\r\nContent-Length: 0\r\n"
-    if method == b"PATCH":
-        rec.tus_offset += _length(head)[0]
-    offset = b"Upload-Offset: %d\r\nContent-Length: 0\r\n" % rec.tus_offset
-    return (
-        (b"HTTP/1.1 204 No Content\r\n" if method == b"PATCH" else b"HTTP/1.1 200 OK\r\n")
-        + TUS
-        + offset
-    )
-
-
-def _answer(head: bytes, rec: Recorder) -> bytes:
-    method, target = head.split(b" ", 2)[:2]
-    if target == b"/redirect":
-        return b"HTTP/1.1 302 Found\r\nLocation: /big\r\nContent-Length: 0\r\n\r\n"
-    if target.startswith(b"/files"):
-        return _tus_answer(method, head, rec) + b"\r\n"
-    if method in (b"PUT", b"POST"):
-        return b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
-    body = SMALL if target.startswith(b"/small") else BIG
-    asked = re.search(rb"\r\nrange: *bytes=([0-9]+)-([0-9]*)", head.lower())
-    common = f"ETag: {ETAG}\r\nAccept-Ranges: bytes\r\n".encode()
-    if asked is None:
-        return b"HTTP/1.1 200 OK\r\n" + common + b"Content-Length: %d\r\n\r\n" % len(body) + body
-    start = int(asked.group(1))
-    end = min(int(asked.group(2) or len(body) - 1), len(body) - 1)
-    part = body[start : end + 1]
-    return (
-        b"HTTP/1.1 206 Partial Content\r\n"
-        + common
-        + f"Content-Range: bytes {start}-{end}/{len(body)}\r\n".encode()
-        + b"Content-Length: %d\r\n\r\n" % len(part)
-        + part
-    )
-
-
-@contextlib.asynccontextmanager
-async def recorder() -> AsyncIterator[Recorder]:
-    """Serve keep-alive connections, one request after another, until the test ends."""
-    rec = Recorder()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            for _ in range(1000):  # bounded: no test sends this many on one connection
-                head = await reader.readuntil(b"\r\n\r\n")
-                rec.heads.append(head)
-                await _read_body(reader, head)
-                writer.write(_answer(head, rec))
-                await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    rec.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
-        yield rec
-    finally:
-        server.close()
-        await server.wait_closed()
-
+from streamer import Client, UsageError
+from tests.helpers import ENV, Run, streamer
+from tests.recorder import SMALL, Recorder, recorder
 
 # --- the paths: each runs one CLI process with the -H arguments given --------------------------
 
@@ -274,85 +162,6 @@ async def test_put_without_content_type_and_get_without_accept_encoding(tmp_path
         assert "content-type" not in names and "accept-encoding" not in names, fields
 
 
-@pytest.mark.parametrize("name", ["Host", "Content-Length", "Transfer-Encoding"])
-@pytest.mark.parametrize("command", ["get", "put"])
-async def test_removing_a_framing_field_is_a_usage_error(
-    command: str, name: str, tmp_path: Path
-) -> None:
-    """-H 'Host:' / 'Content-Length:' / 'Transfer-Encoding:' is refused (exit 2, one line
-    saying why) before any request: streamer never sends a request it cannot frame."""
-    (tmp_path / "src").write_bytes(SMALL)
-    async with recorder() as rec:
-        where = [str(tmp_path / "src"), f"{rec.url}/up"]
-        if command == "get":
-            where = [f"{rec.url}/big", "-o", str(tmp_path / "out")]
-        run = await streamer(command, *where, "-H", f"{name}:")
-    one_error_line(run, 2, f"cannot remove {name.lower()}", "cannot frame")
-    assert rec.heads == []
-
-
-@pytest.mark.parametrize(
-    ("argv", "fragments"),
-    [
-        (["put", "--tus", "{src}", "{url}/files", "-H", "Tus-Resumable:"], ["tus-resumable"]),
-        (["put", "--tus", "{src}", "{url}/files", "-H", "Content-Type:"], ["offset+octet"]),
-        (["post", "-F", "f=@{src}", "{url}/up", "-H", "Content-Type:"], ["boundary"]),
-        (["put", "{src}", "s3://bucket/key", "-H", "User-Agent:"], ["S3", "signed"]),
-    ],
-    ids=["tus-resumable", "tus-content-type", "form-content-type", "s3-any"],
-)
-async def test_removing_a_field_a_protocol_needs_is_a_usage_error(
-    argv: list[str], fragments: list[str], tmp_path: Path
-) -> None:
-    """tus cannot work without Tus-Resumable or its PATCH type, a form without the
-    Content-Type naming its boundary, and an S3 request is signed: -H cannot remove them
-    (exit 2, one line saying why), and nothing is sent."""
-    (tmp_path / "src").write_bytes(SMALL)
-    env = {"XDG_STATE_HOME": str(tmp_path / "state"), "AWS_ACCESS_KEY_ID": "k"}
-    async with recorder() as rec:
-        args = [a.format(src=tmp_path / "src", url=rec.url) for a in argv]
-        run = await streamer(*args, env={**env, "AWS_SECRET_ACCESS_KEY": "s"})
-    one_error_line(run, 2, "-H", *fragments)
-    assert rec.heads == []
-
-
-async def test_an_unreadable_header_file_is_a_usage_error_naming_it(tmp_path: Path) -> None:
-    """-H @FILE with no such FILE: exit 2, one line naming the file, no request."""
-    async with recorder() as rec:
-        missing = tmp_path / "no-such-headers"
-        run = await streamer(
-            "get", f"{rec.url}/big", "-o", str(tmp_path / "o"), "-H", f"@{missing}"
-        )
-    one_error_line(run, 2, "cannot read header file", str(missing))
-    assert rec.heads == []
-
-
-async def test_a_malformed_line_in_a_header_file_is_not_echoed(tmp_path: Path) -> None:
-    """A bad line read from -H @FILE is refused as on the command line: its first word is
-    named, the rest (often a credential) is not printed."""
-    (tmp_path / "h").write_text("X-Fine: yes\nAuthorization Bearer CANARY-7f3e\n")
-    async with recorder() as rec:
-        run = await streamer(
-            "get", f"{rec.url}/big", "-o", str(tmp_path / "o"), "-H", f"@{tmp_path / 'h'}"
-        )
-    one_error_line(run, 2, "bad header", "Authorization")
-    assert "CANARY" not in run.err + run.out
-    assert rec.heads == []
-
-
-def test_the_api_refuses_omitting_framing_fields_and_contradictions() -> None:
-    """ClientConfig.omit_headers (the API's -H 'Name:') lower-cases names, refuses Host /
-    Content-Length / Transfer-Encoding, and a name both set in headers and omitted."""
-    assert ClientConfig(omit_headers=["User-Agent", "ACCEPT"]).omit_headers == {
-        "user-agent",
-        "accept",
-    }
-    with pytest.raises(UsageError, match="cannot frame"):
-        ClientConfig(omit_headers={"Transfer-Encoding"})
-    with pytest.raises(UsageError, match="both in headers and in omit_headers"):
-        ClientConfig(headers={"Accept": "text/plain"}, omit_headers={"accept"})
-
-
 @pytest.mark.parametrize("fast", ["1", "0"], ids=["raw", "engine"])
 async def test_a_removed_field_stays_removed_after_a_redirect(fast: str, tmp_path: Path) -> None:
     """The next hop of a redirect (RFC 9110 15.4) is built without the removed fields too,
@@ -384,3 +193,22 @@ async def test_the_api_omits_fields_on_stream_and_upload(tmp_path: Path) -> None
     for fields in (first, second):
         assert not {"user-agent", "accept", "content-type"} & {n for n, _ in fields}, fields
     assert ("accept", "text/plain") in third and "user-agent" not in dict(third), third
+
+
+async def test_removing_authorization_drops_url_and_netrc_credentials(tmp_path: Path) -> None:
+    """-H 'Authorization:' removes the credentials streamer would send by itself, from the
+    URL's userinfo (RFC 7617) or from $NETRC, as curl drops its own -u header."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login n password CANARY-netrc\n")
+    netrc.chmod(0o600)
+    env = {"NETRC": str(netrc)}
+    async with recorder() as rec:
+        with_user = rec.url.replace("://", "://u:CANARY-url@") + "/big"
+        for url in (with_user, f"{rec.url}/big"):
+            for edit in ([], ["-H", "Authorization:"]):
+                run = await streamer(
+                    "get", url, "-o", str(tmp_path / "o"), "--clobber", *edit, env=env
+                )
+                assert run.rc == 0, run
+    sent = [dict(fields).get("authorization") for fields in rec.fields()]
+    assert [s is not None for s in sent] == [True, False, True, False], sent

@@ -209,10 +209,10 @@ def run_bulk(args: argparse.Namespace) -> int:
     if not out_dir.is_dir():
         say(f"streamer: output directory {out_dir} does not exist")
         return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
+    lines = parse_headers(args.header, download=True)  # a usage error before any work
     dupes, total, kept = _scan(args.input_file)
     journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME, out_dir)
     journal.load()
-    lines = parse_headers(args.header)
     opts = _options(args, dupes, lines)
     config = replace(
         client_config(args, accept_gzip=args.compressed, headers=lines), report_phases=False

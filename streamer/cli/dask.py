@@ -56,7 +56,7 @@ def run_dask(args: argparse.Namespace) -> int:
     # distributed logs its retries and disconnects; the user gets one line per failure.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
     tally = _Tally(None, bar=False)  # the bar opens once the manifest's jobs are counted
-    lines = parse_headers(args.header)
+    lines = parse_headers(args.header, download=True)
     try:
         results = distributed.as_completed(
             Path(args.input_file),

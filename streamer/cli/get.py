@@ -241,7 +241,7 @@ async def _download(
 
     stop_on_sigterm()
     url, resume_key = target
-    lines = parse_headers(args.header, url)
+    lines = parse_headers(args.header, url, download=True)
     config = client_config(args, accept_gzip=args.compressed, headers=lines)
     config = replace(config, limit_rate=args.limit_rate)
     headers = {**lines.headers, **time_cond_headers(args.time_cond)}

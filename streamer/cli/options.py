@@ -131,11 +131,12 @@ def add_transfer_options(p: argparse.ArgumentParser) -> None:
     add_output_options(p)
 
 
-def parse_headers(lines: list[str], url: str = "") -> HeaderLines:
+def parse_headers(lines: list[str], url: str = "", *, download: bool = False) -> HeaderLines:
     """curl's -H lines (`core.headers`: 'Name: value' adds, 'Name:' removes, 'Name;' sends
     it empty), '@FILE' reading such lines from FILE. A malformed line, an unreadable FILE or
-    the removal of a framing field (Host, Content-Length...) is a usage error."""
-    from ..core.headers import BadHeaderLine, omit_names, parse_lines
+    the removal of a framing field (Host, Content-Length...), or for a `download` of Range or
+    If-Range, is a usage error."""
+    from ..core.headers import BadHeaderLine, omit_names, parse_lines, refuse_omitting
 
     try:
         parsed = parse_lines(_expand_files(lines, url))
@@ -149,6 +150,10 @@ def parse_headers(lines: list[str], url: str = "") -> HeaderLines:
         ) from None
     try:
         omit_names(parsed.omit)
+        if download:
+            from ..core.ranges import RANGE_NEEDS
+
+            refuse_omitting(parsed.omit, RANGE_NEEDS, "a download cannot resume without it")
     except UsageError as exc:
         raise UsageError(exc.message, url=redact_url(url)) from None
     return parsed
