@@ -107,6 +107,8 @@ class ClientConfig:
         and omitted is a contradiction, refused rather than guessed."""
         from .core.headers import omit_names
 
+        if isinstance(self.omit_headers, str):  # a str is a collection of one-letter names
+            raise UsageError("omit_headers takes a collection of header names, not one string")
         omit = omit_names(self.omit_headers)
         object.__setattr__(self, "omit_headers", omit)  # frozen: normalised once, here
         both = sorted(name for name in self.headers if name.lower() in omit)

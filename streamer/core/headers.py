@@ -99,7 +99,7 @@ def refuse_omitting(omit: Iterable[str], needed: Mapping[str, str], because: str
     for name in sorted(omit):
         if name in needed:
             raise UsageError(
-                f"-H '{_title(name)}:' cannot remove {name}: {needed[name]}; {because}"
+                f"the {_title(name)} header cannot be removed: {needed[name]}; {because}"
             )
 
 
