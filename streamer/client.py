@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ClientConfig, TLSOptions
 from .core.decode import ACCEPT_ENCODING
+from .core.headers import refuse_omitting, without
 from .core.redact import redact_url
 from .core.retry import RetryPolicy
 from .environment import plain_environment
@@ -109,8 +110,10 @@ class Client(TusUploads, S3Uploads):
             await engine.aclose()
 
     def _headers(self, extra: Mapping[str, str] | None, accept_gzip: bool) -> dict[str, str]:
-        merged = {"User-Agent": self.config.user_agent}
-        merged["Accept-Encoding"] = ACCEPT_ENCODING if accept_gzip else "identity"
+        """The client's own fields (less `omit_headers`), its config's, then the call's."""
+        coding = ACCEPT_ENCODING if accept_gzip else "identity"
+        own = [("User-Agent", self.config.user_agent), ("Accept-Encoding", coding)]
+        merged = dict(without(own, self.config.omit_headers))
         merged.update(self.config.headers)
         merged.update(extra or {})
         return merged
@@ -348,7 +351,7 @@ class Client(TusUploads, S3Uploads):
             url,
             body,
             method=method,
-            headers=expect_headers(headers or {}, body, expect_continue),
+            headers=expect_headers(headers or {}, body, self._expect(expect_continue)),
             retry=retry,
             cross_origin=cross_origin,
             progress=progress,
@@ -369,19 +372,26 @@ class Client(TusUploads, S3Uploads):
     ) -> UploadResult:
         """Send multipart/form-data (RFC 7578): `fields`, then `files` (TextPart too) in order."""
         pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
+        from .core.multipart import FORM_NEEDS
         from .http.bodies import MultipartBody
         from .transfer.upload import expect_headers
+
+        refuse_omitting(self.config.omit_headers, FORM_NEEDS, "a form is multipart/form-data")
 
         body = MultipartBody(pairs, list(files))
         return await self._upload(
             url,
             body,
             method=method,
-            headers=expect_headers(headers or {}, body, expect_continue),
+            headers=expect_headers(headers or {}, body, self._expect(expect_continue)),
             retry=retry,
             cross_origin=cross_origin,
             progress=progress,
         )
+
+    def _expect(self, asked: bool | None) -> bool | None:
+        """No ``Expect: 100-continue`` of the client's own when `omit_headers` names Expect."""
+        return False if asked is None and "expect" in self.config.omit_headers else asked
 
     async def _upload(
         self,

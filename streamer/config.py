@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +49,10 @@ class ClientConfig:
     """
 
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Names of fields the client would send by itself that it must not send (curl's
+    # -H 'Name:'), any case: User-Agent, Accept, Accept-Encoding, Content-Type, Expect...
+    # Host, Content-Length and Transfer-Encoding frame the request and cannot be omitted.
+    omit_headers: Collection[str] = frozenset()
     connect_timeout: float | None = 30.0
     read_timeout: float | None = 60.0
     total_timeout: float | None = None
@@ -81,6 +85,7 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         _positive("chunk_size", self.chunk_size)
+        self._check_omit()
         if self.max_redirects < 0:
             raise UsageError(f"max_redirects must be >= 0, not {self.max_redirects}")
         for name in (
@@ -97,6 +102,19 @@ class ClientConfig:
             raise UsageError(f"speed_time must be > 0, not {self.speed_time}")
         if self.proxy is not None:
             _check_proxy(self.proxy)
+
+    def _check_omit(self) -> None:
+        """Lower-case `omit_headers` (refusing framing fields); a name both given in `headers`
+        and omitted is a contradiction, refused rather than guessed."""
+        from .core.headers import omit_names
+
+        if isinstance(self.omit_headers, str):  # a str is a collection of one-letter names
+            raise UsageError("omit_headers takes a collection of header names, not one string")
+        omit = omit_names(self.omit_headers)
+        object.__setattr__(self, "omit_headers", omit)  # frozen: normalised once, here
+        both = sorted(name for name in self.headers if name.lower() in omit)
+        if both:
+            raise UsageError(f"header {both[0]!r} is both in headers and in omit_headers")
 
     @property
     def tls(self) -> TLSOptions:

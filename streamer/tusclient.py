@@ -40,9 +40,12 @@ class TusUploads:
         Upload-Metadata after ``filename`` (the file's base name); ``checksum`` (sha1, md5,
         sha256) adds Upload-Checksum to every PATCH. See `streamer.transfer.tus`.
         """
-        from .core.tus import check_algorithm
+        from .core.headers import refuse_omitting
+        from .core.tus import TUS_NEEDS, check_algorithm
         from .transfer.tus import TusRequest, run_tus
 
+        omit = cast("Opener", self).config.omit_headers
+        refuse_omitting(omit, TUS_NEEDS, "streamer will not send a broken tus request")
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or [])

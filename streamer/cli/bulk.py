@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..client import Client
+from ..config import ClientConfig
+from ..core.headers import HeaderLines
 from ..core.keyset import in_shard
 from ..core.manifest import BadLine, Job, parse_manifest
 from ..core.retry import RetryPolicy
@@ -172,7 +174,7 @@ class _Tally:
         return text + (f"\nfailures: {why}" if why else "")
 
 
-def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
+def _options(args: argparse.Namespace, dupes: frozenset[int], lines: HeaderLines) -> BulkOptions:
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     return BulkOptions(
         jobs=args.jobs,
@@ -187,7 +189,7 @@ def _options(args: argparse.Namespace, dupes: frozenset[int]) -> BulkOptions:
         skip_duplicates=dupes,
         duplicates_known=args.input_file != "-",
         max_bytes=args.max_filesize,
-        headers=tuple(parse_headers(args.header).items()),
+        headers=lines.add,  # what -H removes goes with the client (client_config)
         no_clobber=args.no_clobber,
     )
 
@@ -207,10 +209,14 @@ def run_bulk(args: argparse.Namespace) -> int:
     if not out_dir.is_dir():
         say(f"streamer: output directory {out_dir} does not exist")
         return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
+    lines = parse_headers(args.header, download=True)  # a usage error before any work
     dupes, total, kept = _scan(args.input_file)
     journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME, out_dir)
     journal.load()
-    opts = _options(args, dupes)
+    opts = _options(args, dupes, lines)
+    config = replace(
+        client_config(args, accept_gzip=args.compressed, headers=lines), report_phases=False
+    )
     processes = shard_count(args, total)
     bar = wants_bar(args)
     # With workers the bar is made after the fork: tqdm starts a monitor thread with it, and
@@ -219,11 +225,11 @@ def run_bulk(args: argparse.Namespace) -> int:
     status = 0
     try:
         if processes == 1:
-            run(_go(args, out_dir, opts, journal, tally, kept=kept))
+            run(_go(args, (out_dir, config), opts, journal, tally, kept=kept))
         else:
 
             def child(part: BulkOptions, shard: tuple[int, int], fd: int) -> Counts:
-                return _child(args, out_dir, part, journal, (shard, fd, bar), kept=kept)
+                return _child(args, (out_dir, config), part, journal, (shard, fd, bar), kept=kept)
 
             def forked() -> None:
                 if bar:
@@ -262,7 +268,7 @@ def _finish(args: argparse.Namespace, tally: _Tally, status: int) -> int:
 
 def _child(
     args: argparse.Namespace,
-    out_dir: Path,
+    where: tuple[Path, ClientConfig],
     opts: BulkOptions,
     journal: Journal,
     worker: tuple[tuple[int, int], int, bool],
@@ -274,7 +280,7 @@ def _child(
     tally = _Tally(None, bar=False)
     if bar:
         tally.progress = Throttled(fd, shard[0])
-    run(_go(args, out_dir, opts, journal, tally, shard=shard, kept=kept))
+    run(_go(args, where, opts, journal, tally, shard=shard, kept=kept))
     if tally.progress is not None:
         tally.progress.flush()
     return tally.counts()
@@ -282,7 +288,7 @@ def _child(
 
 async def _go(
     args: argparse.Namespace,
-    out_dir: Path,
+    where: tuple[Path, ClientConfig],
     opts: BulkOptions,
     journal: Journal,
     tally: _Tally,
@@ -291,12 +297,12 @@ async def _go(
     kept: Parsed = None,
 ) -> None:
     stop_on_sigterm()
+    out_dir, config = where
     if not args.dry_run:  # a dry run creates no file, not even the journal
         journal.open()
     try:
         with _items(args.input_file, kept, shard) as items:
             jobs = _jobs(items, args, tally)
-            config = replace(client_config(args, accept_gzip=args.compressed), report_phases=False)
             async with (
                 Client(config) as client,
                 BulkRun(download_many(client, jobs, out_dir, opts, journal)) as run,

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..core.manifest import BadLine
 from ..errors import StreamerError, UsageError
 from .bulk import _options, _Tally
-from .options import client_config
+from .options import client_config, parse_headers
 from .output import wants_bar
 from .shards import emit
 
@@ -56,14 +56,15 @@ def run_dask(args: argparse.Namespace) -> int:
     # distributed logs its retries and disconnects; the user gets one line per failure.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
     tally = _Tally(None, bar=False)  # the bar opens once the manifest's jobs are counted
+    lines = parse_headers(args.header, download=True)
     try:
         results = distributed.as_completed(
             Path(args.input_file),
             Path(args.output_dir or "."),
             scheduler=args.dask,
             shards=args.shards,
-            options=_options(args, frozenset()),
-            config=replace(client_config(args), report_phases=False),
+            options=_options(args, frozenset(), lines),
+            config=replace(client_config(args, headers=lines), report_phases=False),
             on_bad_line=lambda bad: _bad_line(args, tally, bad),
             connect_timeout=min(args.connect_timeout, CONNECT_TIMEOUT),
             on_total=tally.open_bar if wants_bar(args) else None,

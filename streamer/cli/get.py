@@ -241,8 +241,10 @@ async def _download(
 
     stop_on_sigterm()
     url, resume_key = target
-    config = replace(client_config(args, accept_gzip=args.compressed), limit_rate=args.limit_rate)
-    headers = {**parse_headers(args.header, url), **time_cond_headers(args.time_cond)}
+    lines = parse_headers(args.header, url, download=True)
+    config = client_config(args, accept_gzip=args.compressed, headers=lines)
+    config = replace(config, limit_rate=args.limit_rate)
+    headers = {**lines.headers, **time_cond_headers(args.time_cond)}
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     async with Client(config) as client:
         if to_stdout:

@@ -13,6 +13,7 @@ from .curlopts import add_output_options
 
 if TYPE_CHECKING:
     from ..config import ClientConfig
+    from ..core.headers import HeaderLines
 
 USAGE_EXIT = 2
 
@@ -68,7 +69,8 @@ def add_transfer_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="'NAME: VALUE'",
-        help="extra request header (repeatable)",
+        help="extra request header (repeatable); 'NAME:' removes one streamer sends, "
+        "'NAME;' sends it empty, @FILE reads such lines from FILE",
     )
     p.add_argument("--connect-timeout", type=seconds_arg, metavar="SECONDS", default=30.0)
     p.add_argument(
@@ -137,28 +139,65 @@ def add_transfer_options(p: argparse.ArgumentParser) -> None:
     add_output_options(p)
 
 
-def parse_headers(lines: list[str], url: str = "") -> dict[str, str]:
-    """curl's -H 'Name: value' lines; a line without a colon is a usage error."""
-    headers: dict[str, str] = {}
+def parse_headers(lines: list[str], url: str = "", *, download: bool = False) -> HeaderLines:
+    """curl's -H lines (`core.headers`: 'Name: value' adds, 'Name:' removes, 'Name;' sends
+    it empty), '@FILE' reading such lines from FILE. A malformed line, an unreadable FILE or
+    the removal of a framing field (Host, Content-Length...), or for a `download` of Range or
+    If-Range, is a usage error."""
+    from ..core.headers import BadHeaderLine, omit_names, parse_lines, refuse_omitting
+
+    try:
+        parsed = parse_lines(_expand_files(lines, url))
+    except BadHeaderLine as exc:
+        # Not echoed: the rest of a malformed line is often a credential ("Authorization
+        # Bearer TOKEN"); its first word is enough to find it.
+        raise UsageError(
+            f"bad header starting {exc.first_word!r}: expected 'Name: value', 'Name:' or "
+            "'Name;' (the rest is not shown)",
+            url=redact_url(url),
+        ) from None
+    try:
+        omit_names(parsed.omit)
+        if download:
+            from ..core.ranges import RANGE_NEEDS
+
+            refuse_omitting(parsed.omit, RANGE_NEEDS, "a download cannot resume without it")
+    except UsageError as exc:
+        raise UsageError(exc.message, url=redact_url(url)) from None
+    return parsed
+
+
+def _expand_files(lines: list[str], url: str) -> list[str]:
+    """-H @FILE: FILE's lines in place of the option (CRLF endings and blank lines skipped),
+    so that a secret header need not be on the command line."""
+    out: list[str] = []
     for line in lines:
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip() or any(c in line for c in "\r\n"):
-            # Not echoed: the rest of a malformed line is often a credential ("Authorization
-            # Bearer TOKEN"); its first word is enough to find it.
-            first = line.split(maxsplit=1)[0][:40] if line.strip() else ""
+        if not line.startswith("@"):
+            out.append(line)
+            continue
+        try:
+            text = Path(line[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise UsageError(
-                f"bad header starting {first!r}: expected 'Name: value' (the rest is not shown)",
-                url=redact_url(url),
-            )
-        headers[name.strip()] = value.strip()
-    return headers
+                f"cannot read header file {line[1:]!r}: {why}", url=redact_url(url)
+            ) from None
+        out += [text_line for text_line in text.splitlines() if text_line.strip()]
+    return out
 
 
-def client_config(args: argparse.Namespace, *, accept_gzip: bool = False) -> ClientConfig:
-    """The client options that the transfer flags describe."""
+def client_config(
+    args: argparse.Namespace,
+    *,
+    accept_gzip: bool = False,
+    headers: HeaderLines | None = None,
+) -> ClientConfig:
+    """The client options that the transfer flags describe; the fields that -H lines remove
+    (`headers.omit`) go with the client, so that every request path leaves them out."""
     from ..config import ClientConfig  # its dataclasses load with the runner, not the parser
 
     return ClientConfig(
+        omit_headers=headers.omit if headers is not None else frozenset(),
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,
         total_timeout=args.max_time,
@@ -186,11 +225,11 @@ def add_upload_rate(p: argparse.ArgumentParser) -> None:
     )
 
 
-def upload_config(args: argparse.Namespace) -> ClientConfig:
+def upload_config(args: argparse.Namespace, headers: HeaderLines | None = None) -> ClientConfig:
     """`client_config` with the upload's --limit-rate."""
     from dataclasses import replace
 
-    return replace(client_config(args), limit_rate=args.limit_rate)
+    return replace(client_config(args, headers=headers), limit_rate=args.limit_rate)
 
 
 def default_output(url: str, output: str | None, output_dir: str | None) -> Path:

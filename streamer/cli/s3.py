@@ -88,7 +88,13 @@ def run_s3_put(args: argparse.Namespace) -> int:
     here of the bytes whose parts the server confirmed; -H headers and --content-type go with
     the request that creates the object (the type is otherwise guessed from FILE's name)."""
     label = args.url or args.file
-    headers = parse_headers(args.header, label if "://" in label else "")
+    lines = parse_headers(args.header, label if "://" in label else "")
+    if lines.omit:  # SigV4 signs the request's fields: a removal must not break a signature
+        error_line(
+            args, "-H 'Name:' (remove a header) does not apply to S3 uploads: they are signed"
+        )
+        return USAGE_EXIT
+    headers = lines.headers
     bar = None
     if wants_bar(args):
         from ..progress import TqdmProgress  # tqdm costs start-up; only load it for a bar

@@ -7,8 +7,9 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from ..core.headers import refuse_omitting
 from ..core.sizes import format_size
-from ..core.tus import CHECKSUM_ALGORITHMS, parse_meta_arg
+from ..core.tus import CHECKSUM_ALGORITHMS, TUS_NEEDS, parse_meta_arg
 from ..errors import StreamerError, UsageError
 from .options import parse_headers, size_arg, upload_config
 from .output import report_failure, wants_bar
@@ -46,8 +47,10 @@ def run_tus_command(args: argparse.Namespace) -> int:
     from .signals import stop_on_sigterm
 
     try:
-        config = upload_config(args)
-        headers = parse_headers(args.header, args.url)
+        lines = parse_headers(args.header, args.url)
+        refuse_omitting(lines.omit, TUS_NEEDS, "streamer will not send a broken tus request")
+        config = upload_config(args, lines)
+        headers = lines.headers
         metadata = [parse_meta_arg(m) for m in args.meta]
         if args.chunk_size is not None and args.chunk_size <= 0:
             raise UsageError("--chunk-size must be at least 1 byte")

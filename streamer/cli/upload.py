@@ -81,8 +81,14 @@ def run_upload_command(args: argparse.Namespace) -> int:
     from ..sync import run
     from .signals import stop_on_sigterm
 
-    config = upload_config(args)
-    headers = parse_headers(args.header, args.url)
+    lines = parse_headers(args.header, args.url)
+    if args.command == "post":
+        from ..core.headers import refuse_omitting
+        from ..core.multipart import FORM_NEEDS
+
+        refuse_omitting(lines.omit, FORM_NEEDS, "a form is multipart/form-data")
+    config = upload_config(args, lines)
+    headers = lines.headers
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
     label = args.file if args.command == "put" else "form"
     bar = None

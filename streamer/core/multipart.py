@@ -39,6 +39,7 @@ from streamer.errors import UsageError
 
 __all__ = [
     "DEFAULT_FILE_TYPE",
+    "FORM_NEEDS",
     "PART_TAIL",
     "Base64Lines",
     "FormField",
@@ -59,6 +60,9 @@ FormField = tuple[str, str]
 
 # RFC 7578 4.4: a file part without a known type is sent as application/octet-stream.
 DEFAULT_FILE_TYPE = "application/octet-stream"
+# A form body is read by its boundary, which only its Content-Type names (RFC 7578 4.1):
+# -H cannot remove it (core.headers.refuse_omitting).
+FORM_NEEDS = {"content-type": "it names the multipart boundary (RFC 7578 4.1)"}
 
 # RFC 2046 5.1.1: the CRLF ending each body part belongs to the next delimiter line.
 PART_TAIL = b"\r\n"

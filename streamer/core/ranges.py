@@ -18,6 +18,12 @@ from streamer.errors import ProtocolError
 
 # RFC 9110 5.6.1 / 5.6.3: list elements are separated by "," with optional whitespace (OWS).
 _OWS = " \t"
+# A download resumes and splits with range requests (RFC 9110 14.2, 13.1.5): -H cannot remove
+# these fields, which streamer sends for nothing else (core.headers.refuse_omitting).
+RANGE_NEEDS = {
+    "range": "resuming and --split ask for byte ranges with it (RFC 9110 14.2)",
+    "if-range": "a resumed range must come from the same file (RFC 9110 13.1.5)",
+}
 
 # RFC 9110 14.4: Content-Range = range-unit SP ( range-resp / unsatisfied-range ), with
 # range-resp = incl-range "/" ( complete-length / "*" ) and unsatisfied-range = "*/" length.
@@ -174,6 +180,7 @@ def parse_range(value: str, size: int) -> ByteRange | None:
 
 
 __all__ = [
+    "RANGE_NEEDS",
     "ByteRange",
     "ContentRange",
     "RangeNotSatisfiable",

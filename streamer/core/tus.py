@@ -19,6 +19,14 @@ from streamer.errors import ProtocolError, UsageError
 TUS_VERSION = "1.0.0"
 # tus 1.0.0 "PATCH": the body of every PATCH has this media type.
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+# Fields a tus client cannot leave out (tus 1.0.0 "Headers"), by lower-case name: -H cannot
+# remove them (core.headers.refuse_omitting).
+TUS_NEEDS = {
+    "tus-resumable": "every tus request but OPTIONS carries it (tus 1.0.0)",
+    "content-type": f"a PATCH body must be {OFFSET_CONTENT_TYPE} (tus 1.0.0)",
+    "upload-offset": "a PATCH says where its bytes go (tus 1.0.0)",
+    "upload-length": "the creation POST says the upload's size (tus 1.0.0 creation)",
+}
 # tus 1.0.0 "Checksum": the algorithms streamer can compute (hashlib names, as the spec's
 # registry spells them).
 CHECKSUM_ALGORITHMS: tuple[str, ...] = ("sha1", "md5", "sha256")
@@ -215,6 +223,7 @@ __all__ = [
     "CHECKSUM_ALGORITHMS",
     "OFFSET_CONTENT_TYPE",
     "STATE_VERSION",
+    "TUS_NEEDS",
     "TUS_VERSION",
     "ServerInfo",
     "check_algorithm",

@@ -19,6 +19,7 @@ from yarl import URL
 
 from ..config import ClientConfig
 from ..core.events import Phase, ProgressCallback
+from ..core.headers import without
 from ..core.ratelimit import Pacer
 from ..core.redact import redact_url
 from ..core.redirects import RedirectPolicy, follows, plan_redirect
@@ -58,6 +59,7 @@ class Engine:
             limit_per_host=cfg.max_per_host,
             expect_timeout=cfg.expect_timeout,
             phases=cfg.report_phases,
+            omit=cfg.omit_headers,
         )
         self.timeouts = Timeouts(cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout)
         # Proxy and ~/.netrc from the environment, looked up once per origin (see EnvRoutes).
@@ -104,7 +106,7 @@ class Engine:
         `throttle` paces every body sent (see `outgoing.counted`).
         """
         safe_url = redact_url(url)
-        request_url, auth = split_userinfo(url)
+        request_url, auth = self._userinfo(url)
         headers = {**auth, **headers}
         policy = RedirectPolicy(
             max_redirects=self.config.max_redirects,
@@ -143,7 +145,7 @@ class Engine:
                 raise evolve(exc, url=safe_url) from exc.__cause__
             body = body_for_hop(body, hop.drop_body, safe_url)
             ctx.on_phase(Phase.REDIRECTING)
-            request_url, hop_auth = split_userinfo(hop.url)
+            request_url, hop_auth = self._userinfo(hop.url)
             headers = hop.headers
             if hop_auth:  # credentials in the Location replace the ones we had
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
@@ -179,7 +181,7 @@ class Engine:
             )
         data = None
         if body is not None:
-            headers = body_headers(headers, body)
+            headers = body_headers(headers, body, self.config.omit_headers)
             data = counted(body, ctx)
             ctx.sending.append(data)
         with mapped_errors(url, timeouts=self.timeouts):
@@ -204,6 +206,12 @@ class Engine:
                 return await request
             return await _watched(request, opts, ctx, redact_url(url))
 
+    def _userinfo(self, url: str) -> tuple[str, dict[str, str]]:
+        """`split_userinfo`, less an Authorization the client omits (curl's
+        -H 'Authorization:' drops the credentials it would send by itself)."""
+        request_url, auth = split_userinfo(url)
+        return request_url, dict(without(auth.items(), self.config.omit_headers))
+
     def plain_route(self, url: str) -> bool:
         """Whether requests to `url`'s origin go direct and without netrc credentials."""
         if self.config.proxy is not None:
@@ -218,12 +226,18 @@ class Engine:
         if self._routes is None:
             return self.config.proxy, None, headers
         route = self._routes.lookup(url)
-        if route.authorization and not any(k.lower() == "authorization" for k in headers):
-            # netrc credentials only for a request without its own (aiohttp would refuse both)
+        wanted = "authorization" not in self.config.omit_headers
+        if (
+            route.authorization
+            and wanted
+            and not any(k.lower() == "authorization" for k in headers)
+        ):
+            # netrc credentials only for a request without its own (aiohttp would refuse both),
+            # and not when the client omits them (-H 'Authorization:')
             headers = {**headers, "Authorization": route.authorization}
         if self.config.proxy is not None or route.proxy is None:  # an explicit proxy wins
             return self.config.proxy, None, headers
-        if route.proxy_authorization is None:
+        if route.proxy_authorization is None or "proxy-authorization" in self.config.omit_headers:
             return route.proxy, None, headers
         # What aiohttp does with proxy_auth: on the request itself for http (it goes to the
         # proxy whole), on the CONNECT for https.

@@ -10,7 +10,7 @@ import asyncio
 import errno
 import functools
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -98,12 +98,15 @@ def make_session(
     limit_per_host: int = 0,
     expect_timeout: float = 1.0,
     phases: bool = True,
+    omit: Iterable[str] = (),
 ) -> aiohttp.ClientSession:
     """One aiohttp session; decoding is ours (core.decode), so aiohttp's is switched off.
 
     Keep ``trust_env`` False and pass what `EnvRoutes` finds with each request instead (aiohttp
     would look the environment up again, in a thread, for every request). The TLS context
     comes with each request that needs one (`Engine._request`), not with the connector.
+    `omit`: fields aiohttp would add by itself (Accept, User-Agent, Content-Type...) that
+    the client must not send (curl's -H 'Name:', `ClientConfig.omit_headers`).
     """
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host)
     # The connector's protocol factory is private; ours reads an early answer (lastwords.py).
@@ -118,6 +121,7 @@ def make_session(
         auto_decompress=False,
         read_bufsize=read_bufsize,
         headers=headers,
+        skip_auto_headers=omit,
         trust_env=trust_env,
         trace_configs=[_phase_tracer()] if phases else None,
         # Cookies are not kept between requests: a download engine is not a browser, and a cookie

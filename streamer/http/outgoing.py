@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -37,12 +37,17 @@ def split_userinfo(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
 
 
-def body_headers(headers: dict[str, str], body: Body) -> dict[str, str]:
-    """Content-Length when the body's length is known (else aiohttp sends it chunked)."""
+def body_headers(headers: dict[str, str], body: Body, omit: Collection[str] = ()) -> dict[str, str]:
+    """Content-Length when the body's length is known (else aiohttp sends it chunked), and
+    the body's Content-Type unless the call set one or the client omits it."""
     out = {k: v for k, v in headers.items() if k.lower() not in ("content-length",)}
     if body.length is not None:
         out["Content-Length"] = str(body.length)
-    if body.content_type and not any(k.lower() == "content-type" for k in out):
+    if (
+        body.content_type
+        and "content-type" not in omit
+        and "content-type" not in map(str.lower, out)
+    ):
         out["Content-Type"] = body.content_type
     return out
 

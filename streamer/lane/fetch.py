@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from ..config import ClientConfig
 from ..core.checksum import Checksum, Verifier
+from ..core.headers import without
 from ..core.http1 import Origin, merge_fields, simple_request
 from ..core.limits import BodyLimit
 from ..core.manifest import Job
@@ -91,7 +92,9 @@ class QuickPath:
         timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.total_timeout)
         self.lane = Lane(timeouts, tls, pipeline)
         self._fields = _base_fields(config) or []
-        self._send = [*self._fields, _IDENTITY]  # bodies are saved as sent (RFC 9110 12.5.3)
+        # Bodies are saved as sent (RFC 9110 12.5.3), unless the run omits Accept-Encoding.
+        self._tail = without([_IDENTITY], config.omit_headers)
+        self._send = [*self._fields, *self._tail]
         self._handoffs: dict[Origin, int] = {}
         self._usable_origins: dict[str, bool] = {}
 
@@ -116,7 +119,7 @@ class QuickPath:
             merged = merge_fields(self._fields, job.headers)
             if merged is None:
                 return None
-            fields = [*merged, _IDENTITY]
+            fields = [*merged, *self._tail]
         part = f"{path}.part"
         fd = _create_part(part)
         if fd is None:
@@ -212,7 +215,8 @@ class QuickPath:
 def _base_fields(config: ClientConfig) -> list[tuple[str, str]] | None:
     """The lane's fields for every request of `config` (its headers replacing the defaults),
     or None when one of them is not for the lane (see `merge_fields`)."""
-    return merge_fields([("User-Agent", config.user_agent)], config.headers.items())
+    own = without([("User-Agent", config.user_agent)], config.omit_headers)
+    return merge_fields(own, config.headers.items())
 
 
 def _create_part(part: str) -> int | None:

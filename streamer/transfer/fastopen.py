@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from ..core.events import Phase, Progress, ProgressCallback
+from ..core.headers import without
 from ..core.http1 import Origin, merge_fields, request_head, simple_request
 from ..core.redact import redact_url
 from ..core.redirects import Hop, RedirectPolicy, follows, plan_redirect
@@ -59,14 +60,15 @@ def request_fields(
     redirect's next hop (`first` False) has them all in `headers` already."""
     ranges = [(k, v) for k, v in headers.items() if k.lower() in _RANGE_FIELDS]
     rest = [(k, v) for k, v in headers.items() if k.lower() not in _RANGE_FIELDS]
+    omit = client.config.omit_headers
     if first:
-        base = [("User-Agent", client.config.user_agent), ("Accept", "*/*")]
+        base = without([("User-Agent", client.config.user_agent), ("Accept", "*/*")], omit)
         merged = merge_fields(base, client.config.headers.items(), rest)
     else:
         merged = merge_fields([(k, v) for k, v in rest if k.lower() != "accept-encoding"])
     if merged is None or not all(_VALUE.fullmatch(v) for _, v in ranges):
         return None
-    return [*merged, *ranges, ("Accept-Encoding", "identity")]
+    return [*merged, *ranges, *without([("Accept-Encoding", "identity")], omit)]
 
 
 async def open_fast(

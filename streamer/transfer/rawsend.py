@@ -25,6 +25,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..core.decode import ACCEPT_ENCODING, Decoder
 from ..core.events import Phase, Progress, ProgressCallback
+from ..core.headers import without
 from ..core.http1 import Origin, simple_request
 from ..core.limits import BodyLimit
 from ..core.multipart import PART_TAIL, closing, part_head
@@ -121,14 +122,16 @@ def _fields(client: Opener, headers: Mapping[str, str], body: Body | None) -> li
     """The request's fields as the engine sends them: its defaults under `headers` (which
     hold the client's own headers already, see `send_body`); a later name wins, any case."""
     cfg = client.config
-    defaults = {"User-Agent": cfg.user_agent, "Accept": "*/*", "Accept-Encoding": ACCEPT_ENCODING}
+    defaults = [("User-Agent", cfg.user_agent), ("Accept", "*/*")]
+    defaults += [("Accept-Encoding", ACCEPT_ENCODING)]
     merged: dict[str, tuple[str, str]] = {}
-    for layer in (defaults, headers):
-        for name, value in layer.items():
+    for layer in (without(defaults, cfg.omit_headers), headers.items()):
+        for name, value in layer:
             merged[name.lower()] = (name, value)
     merged.pop("content-length", None)
     if body is not None and "content-type" not in merged:
-        merged["content-type"] = ("Content-Type", body.content_type or "application/octet-stream")
+        kind = [("Content-Type", body.content_type or "application/octet-stream")]
+        merged.update((k.lower(), (k, v)) for k, v in without(kind, cfg.omit_headers))
     return list(merged.values())
 
 

@@ -280,7 +280,9 @@ async def _patch(
         if progress is not None:
             progress(Progress(safe, Phase.UPLOADING, offset + done, run.size))
 
-    headers = expect_headers(headers, body, None)
+    headers = expect_headers(
+        headers, body, False if "expect" in client.config.omit_headers else None
+    )
     return await _call(
         client,
         "PATCH",
