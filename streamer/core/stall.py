@@ -11,6 +11,12 @@ at most window + window/16: the bucketing only ever errs in the transfer's favou
 aborts a transfer that the exact rule would let run. Reads spaced a bucket or more apart
 are judged exactly.
 
+`OwnWaits` is the one place that says which seconds were our own pacing: a transfer held to
+--limit-rate waits for its throttle, and those waits are taken off the window's clock, so the
+window judges the peer, never us (curl counts them, and so aborts its own throttled transfer
+when --limit-rate is below --speed-limit; streamer does not). Every path, download or upload,
+feeds its window `OwnWaits.clock(now)` instead of `now`.
+
 The clock is the caller's (a monotonic time in seconds); this module never reads one.
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 from streamer.errors import TooSlowError, UsageError
 
@@ -101,3 +108,45 @@ class StallMonitor:
                 return max(last_time + self.window, earliest) - now
         # Unreachable: with every bucket gone `remaining` is 0, below the positive need.
         raise AssertionError("stall deadline not found")  # pragma: no cover
+
+
+class OwnWaits:
+    """The seconds one transfer spent waiting for its own throttle, so far and now.
+
+    `clock(now)` is `now` less those seconds: a stall window fed that clock stands still
+    while we pace ourselves and runs while we wait for the peer. A wait begun while one is
+    on (two pieces paid at once) is part of it; the total deadline (--max-time) keeps the
+    real clock: it bounds the transfer, our pacing included.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0.0  # seconds of the waits that have ended
+        self._since: float | None = None  # when the wait in progress began
+
+    @property
+    def waiting(self) -> bool:
+        return self._since is not None
+
+    def begin(self, now: float) -> None:
+        if self._since is None:
+            self._since = now
+
+    def end(self, now: float) -> None:
+        if self._since is not None:
+            self.total += max(0.0, now - self._since)
+            self._since = None
+
+    def clock(self, now: float) -> float:
+        """The stall window's time at `now`: the real time without our own waits."""
+        ongoing = 0.0 if self._since is None else max(0.0, now - self._since)
+        return now - self.total - ongoing
+
+    async def pay(
+        self, throttle: Callable[[int], Awaitable[None]], n: int, now: Callable[[], float]
+    ) -> None:
+        """Await `throttle(n)` (`n` bytes paid for), counting the wait as our own."""
+        self.begin(now())
+        try:
+            await throttle(n)
+        finally:
+            self.end(now())

@@ -23,7 +23,7 @@ from ..core.headers import without
 from ..core.ratelimit import Pacer
 from ..core.redact import redact_url
 from ..core.redirects import RedirectPolicy, follows, plan_redirect
-from ..core.stall import StallMonitor
+from ..core.stall import OwnWaits, StallMonitor
 from ..core.status import status_error
 from ..core.wire import wire_url
 from ..errors import StreamerError, UsageError, evolve
@@ -118,8 +118,7 @@ class Engine:
             on_sent=on_sent,
             sending=[] if sending is None else sending,
             throttle=throttle,
-            paced=0.0,  # seconds the body waited for its throttle (see `outgoing.stall_clock`)
-            pacing_since=None,
+            own_waits=OwnWaits(),  # the body's waits for its throttle (`outgoing.stall_clock`)
         )
         hops = 0
         while True:

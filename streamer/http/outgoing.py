@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from ..core.events import Phase, Progress, ProgressCallback
 from ..core.ratelimit import Pacer
 from ..core.redact import redact_url
+from ..core.stall import OwnWaits
 from ..errors import UsageError
 from .bodies import Body, closing_chunks
 
@@ -81,37 +82,26 @@ async def counted(body: Body, ctx: SimpleNamespace) -> AsyncGenerator[bytes, Non
     ctx.sent = 0
     on_sent = getattr(ctx, "on_sent", None)
     throttle: Pacer | None = getattr(ctx, "throttle", None)
+    clock = asyncio.get_running_loop().time
     async with closing_chunks(body.open()) as chunks:
         async for chunk in chunks:
             for piece in _slices(chunk, throttle):
                 if throttle is not None:
                     # Paid before it goes: aiohttp stops asking once Content-Length bytes
                     # are out, so a wait after the last piece would never be awaited.
-                    await _pay(throttle, len(piece), ctx)
+                    await ctx.own_waits.pay(throttle, len(piece), clock)
                 yield piece
                 ctx.sent += len(piece)
                 if on_sent is not None:
                     on_sent(ctx.sent)
 
 
-async def _pay(throttle: Pacer, n: int, ctx: SimpleNamespace) -> None:
-    """Wait for the throttle, noting how long (the stall window does not count it)."""
-    loop = asyncio.get_running_loop()
-    ctx.pacing_since = loop.time()
-    try:
-        await throttle(n)
-    finally:
-        ctx.paced += loop.time() - ctx.pacing_since
-        ctx.pacing_since = None
-
-
 def stall_clock(loop: asyncio.AbstractEventLoop, ctx: SimpleNamespace) -> float:
-    """The loop's time less the time the body spent waiting for its own throttle, so far and
-    now: the clock of an upload's stall window (--speed-limit judges the peer, and a wait of
-    ours is no slowness of its)."""
+    """The clock of an upload's stall window: the loop's time less the body's waits for its
+    own throttle (`core.stall.OwnWaits`; --speed-limit judges the peer, never our pacing)."""
+    waits: OwnWaits | None = getattr(ctx, "own_waits", None)
     now = loop.time()
-    since = getattr(ctx, "pacing_since", None)
-    return now - getattr(ctx, "paced", 0.0) - (0.0 if since is None else now - since)
+    return now if waits is None else waits.clock(now)
 
 
 def _slices(chunk: bytes, throttle: Pacer | None) -> list[bytes]:

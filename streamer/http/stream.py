@@ -17,7 +17,7 @@ import aiohttp
 from ..core.decode import Decoder
 from ..core.events import Phase, Progress, ProgressCallback
 from ..core.limits import BodyLimit
-from ..core.stall import StallMonitor
+from ..core.stall import OwnWaits, StallMonitor
 from ..core.text import field_text
 from ..errors import BodyTruncatedError, TransferTimeout, UsageError
 from .net import NO_TIMEOUTS, Timeouts, mapped_errors
@@ -75,6 +75,9 @@ class Stream:
         self.delivered = 0  # bytes handed to the caller (decoded)
         self.limit = BodyLimit(options.max_bytes, url=url)
         self.progress_base = 0  # bytes already held before this body (a resumed download)
+        # The reader's waits for its own throttle: `own_waits.pay` them, and the stall
+        # window's clock stands still meanwhile (`core.stall.OwnWaits`).
+        self.own_waits = OwnWaits()
         self._started = False
 
     def header_text(self, name: str) -> str | None:
@@ -161,9 +164,10 @@ class Stream:
     async def _raw_chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         opts = self._opts
-        stall = None
+        stall, clock = None, self.own_waits.clock
         if opts.speed_limit is not None:
-            stall = StallMonitor(opts.speed_limit, opts.speed_time, loop.time(), url=self.url)
+            start = clock(loop.time())
+            stall = StallMonitor(opts.speed_limit, opts.speed_time, start, url=self.url)
         read = self._resp.content.read
         size = opts.chunk_size
         with mapped_errors(
@@ -182,18 +186,20 @@ class Stream:
                     break
                 self.received += len(data)
                 if stall is not None:
-                    stall.feed(len(data), loop.time())
+                    stall.feed(len(data), clock(loop.time()))
                 yield data
         self._check_complete()
 
     async def _read_with_deadline(
         self, loop: asyncio.AbstractEventLoop, stall: StallMonitor | None, size: int
     ) -> bytes:
-        """One read bounded by the total deadline and by when the stall window would fail."""
+        """One read bounded by the total deadline and by when the stall window would fail
+        (the window's clock is `own_waits.clock`; no wait of ours happens within a read)."""
         total_at = self._opts.deadline if self._opts.deadline is not None else float("inf")
+        clock = self.own_waits.clock
         while True:
             now = loop.time()
-            stall_at = now + stall.deadline(now) if stall is not None else float("inf")
+            stall_at = now + stall.deadline(clock(now)) if stall is not None else float("inf")
             try:
                 async with asyncio.timeout_at(min(total_at, stall_at)):
                     return await self._resp.content.read(size)
@@ -206,7 +212,7 @@ class Stream:
                         f"timed out: total timeout{limit} for the transfer", url=self.url
                     ) from None
                 if stall is not None:
-                    stall.check(now)  # raises TooSlowError when the last window was too slow
+                    stall.check(clock(now))  # raises TooSlowError when the last window was too slow
 
     def _check_complete(self) -> None:
         """A body shorter than its declared length is an error, never a success (RFC 9112 8)."""

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import enum
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.http1 import MAX_HEAD, ChunkError, Dechunker, Head, head_end, parse_head
@@ -73,6 +73,7 @@ class BodyConnection(asyncio.BufferedProtocol):
         self._timers = ReadTimers(loop, url, watch, fail=self._fail, received=self._count)
         self._linger: asyncio.TimerHandle | None = None  # writes what a slow read left
         self._gone: tuple[Exception | None] | None = None  # lost before the body was asked for
+        self._pacing: asyncio.Task[None] | None = None  # our own --limit-rate wait (`pace`)
         self.closed = False
 
     # --- the exchange, as the caller sees it ----------------------------------------------------
@@ -134,7 +135,42 @@ class BodyConnection(asyncio.BufferedProtocol):
         if self.transport is not None and not self.closed and not self._done:
             self.transport.resume_reading()
 
+    def pace(self, throttle: Callable[[int], Awaitable[None]], n: int) -> None:
+        """Pay `throttle` for `n` body bytes (our own --limit-rate) with reading stopped; the
+        idle timer and the stall window stand still meanwhile (`ReadTimers.pause`), so that
+        they judge the peer, never our pacing. Waits paid while one is on follow it."""
+        if not self._done:  # else the last piece: paid all the same (see `paced`)
+            self._timers.pause()
+            if self.transport is not None and not self.closed:
+                self.transport.pause_reading()
+        self._pacing = self.loop.create_task(self._paced(self._pacing, throttle, n))
+
+    async def _paced(
+        self,
+        before: asyncio.Task[None] | None,
+        throttle: Callable[[int], Awaitable[None]],
+        n: int,
+    ) -> None:
+        if before is not None:
+            await before
+        await throttle(n)
+        if self._pacing is not asyncio.current_task():
+            return  # a later wait goes on: it resumes
+        self._pacing = None
+        if not self._done and not self.closed:
+            self._timers.resume()
+            if self.transport is not None:
+                self.transport.resume_reading()
+
+    async def paced(self) -> None:
+        """Wait until the last pace is paid (the body may have ended first)."""
+        if self._pacing is not None:
+            await self._pacing
+
     def _shut(self) -> None:
+        if self._pacing is not None:
+            self._pacing.cancel()
+            self._pacing = None
         self._timers.stop()
         if self._linger is not None:
             self._linger.cancel()

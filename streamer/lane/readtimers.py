@@ -4,6 +4,9 @@ Three clocks on reads, as `http.stream.Stream` keeps them: the idle (read) timeo
 two reads, the total deadline of the transfer, and the stall window (curl's --speed-limit
 over --speed-time, `core.stall`). One timer at a time, re-armed when it fires rather than
 on every read: a read only notes its time (`last`) and, with a stall window, its size.
+While the reader paces itself (--limit-rate: `pause` to `resume`) only the total deadline
+runs: the idle timer and the stall window judge the peer, never our own waits
+(`core.stall.OwnWaits`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..core.stall import StallMonitor
+from ..core.stall import OwnWaits, StallMonitor
 from ..errors import StreamerError, TransferTimeout
 
 
@@ -45,6 +48,7 @@ class ReadTimers:
         self._fail, self._received = fail, received
         self.last = 0.0  # loop.time() of the last read
         self.stall: StallMonitor | None = None
+        self.waits = OwnWaits()  # the stall window's clock is `waits.clock`
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -53,7 +57,8 @@ class ReadTimers:
         w = self.watch
         self.last = now = self.loop.time()
         if w.speed_limit is not None:
-            self.stall = StallMonitor(w.speed_limit, w.speed_time, now, url=self.url)
+            start = self.waits.clock(now)
+            self.stall = StallMonitor(w.speed_limit, w.speed_time, start, url=self.url)
         self.stop()
         self._arm(now)
 
@@ -61,11 +66,26 @@ class ReadTimers:
         """Count a read of `nbytes` in the stall window; False when that made it fail."""
         assert self.stall is not None
         try:
-            self.stall.feed(nbytes, self.last)
+            self.stall.feed(nbytes, self.waits.clock(self.last))
         except StreamerError as exc:
             self._fail(exc)
             return False
         return True
+
+    def pause(self) -> None:
+        """Our own pacing begins (the reader stopped reading): the deadline alone runs."""
+        now = self.loop.time()
+        self.waits.begin(now)
+        self.stop()
+        self._arm(now)
+
+    def resume(self) -> None:
+        """Our own pacing is over: the idle time and the stall window run on from now."""
+        now = self.loop.time()
+        self.waits.end(now)
+        self.last = now
+        self.stop()
+        self._arm(now)
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -73,13 +93,13 @@ class ReadTimers:
             self._timer = None
 
     def _arm(self, now: float) -> None:
-        w, when = self.watch, math.inf
-        if w.idle is not None:
+        w, when, ours = self.watch, math.inf, self.waits.waiting
+        if w.idle is not None and not ours:
             when = self.last + w.idle
         if w.deadline is not None:
             when = min(when, w.deadline)
-        if self.stall is not None:
-            when = min(when, now + self.stall.deadline(now))
+        if self.stall is not None and not ours:
+            when = min(when, now + self.stall.deadline(self.waits.clock(now)))
         if when != math.inf:
             self._timer = self.loop.call_at(when, self._on_timer)
 
@@ -91,13 +111,15 @@ class ReadTimers:
             total = "" if w.total is None else f" ({w.total:g} s)"
             message = f"timed out: total timeout{total} for the transfer{after}"
             self._fail(TransferTimeout(message, url=self.url))
+        elif self.waits.waiting:
+            self._arm(now)
         elif w.idle is not None and now - self.last >= w.idle:
             message = f"timed out: read timeout ({w.idle:g} s), no data from the server{after}"
             self._fail(TransferTimeout(message, url=self.url))
         else:
             try:
                 if self.stall is not None:
-                    self.stall.check(now)
+                    self.stall.check(self.waits.clock(now))
             except StreamerError as exc:
                 self._fail(exc)
                 return

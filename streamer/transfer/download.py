@@ -175,7 +175,7 @@ async def _transfer(job: _Job, plan: Plan) -> DownloadResult:
         headers,
         max_bytes=req.max_bytes,
         accept_gzip=req.accept_gzip,
-        fast=usable(job.client, req.url, decode=decode, throttled=req.throttle is not None),
+        fast=usable(job.client, req.url, decode=decode),
         progress=progress,
     ) as stream:
         offset = _judge(partial, plan, stream)
@@ -328,19 +328,20 @@ async def _pump(
 ) -> None:
     """Response chunks into the file (and the hash): the hot loop, kept free of extra work."""
     if isinstance(stream, FastStream):
-        await stream.pump(partial, verifier, durable=req.durable)  # never throttled (fastopen)
+        await stream.pump(partial, verifier, durable=req.durable, throttle=req.throttle)
         return
     throttle = req.throttle
     write = partial.part.write
     checkpoint = partial.maybe_checkpoint
     update = verifier.update if verifier is not None else None
+    pay, clock = stream.own_waits.pay, asyncio.get_running_loop().time
     async for chunk in stream:
         if update is not None:
             update(chunk)
         write(chunk)
         checkpoint()
         if throttle is not None:
-            await throttle(len(chunk))
+            await pay(throttle, len(chunk), clock)  # our pacing: not the peer's slowness
     await partial.settle()
 
 

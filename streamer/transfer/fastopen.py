@@ -2,7 +2,8 @@
 
 `open_answer` tries the raw path first for what it can do exactly as the engine would: an
 ``http://`` or ``https://`` URL sent as written, reached directly (no proxy, no netrc),
-with request fields the lane can write, no decoding asked and no rate limit. The head is
+with request fields the lane can write and no decoding asked (a rate limit is paid with
+reading stopped, `BodyConnection.pace`). The head is
 read on a raw connection (TLS with the client's one context); when it is one this path
 takes (200/206 framed by Content-Length, chunks or the close; 304; 416; any error status,
 whose body is never read) the download goes on with it. Redirects are followed here under
@@ -41,10 +42,10 @@ _RANGE_FIELDS = ("range", "if-range")  # written by the resume plan; checked, th
 _VALUE = re.compile(r"[\t\x20-\x7e]*")  # RFC 9110 5.5, visible ASCII only (as merge_fields)
 
 
-def usable(client: Opener, url: str, *, decode: bool, throttled: bool) -> bool:
+def usable(client: Opener, url: str, *, decode: bool) -> bool:
     """Whether this download may try the raw path at all (see the module's docstring)."""
     config = client.config
-    if not config.fast_body or decode or throttled or config.proxy is not None:
+    if not config.fast_body or decode or config.proxy is not None:
         return False
     if os.environ.get(ENV_SWITCH) == "0":
         return False
@@ -98,7 +99,7 @@ async def open_fast(
         hop = _plan_hop(stream, hop_url, fields, hops=hops, policy=policy, safe_url=safe_url)
         ask.phase(Phase.REDIRECTING)
         fields = request_fields(client, hop.headers, first=False)
-        if fields is None or not usable(client, hop.url, decode=False, throttled=False):
+        if fields is None or not usable(client, hop.url, decode=False):
             return None  # the engine follows the chain from the start
         hop_url, hops = hop.url, hops + 1
     if stream is not None and _taken(stream):

@@ -30,6 +30,7 @@ from ..core.text import field_text
 from ..errors import ProtocolError
 from ..lane.bulkbody import BodyConnection, Framing, Sink, Watch
 from ..storage import direct
+from .throttle import Throttle
 
 if TYPE_CHECKING:
     from ..storage.partial import Partial
@@ -94,21 +95,32 @@ class FastStream:
             return None
         return self.progress_base + self.content_length
 
-    async def pump(self, partial: Partial, verifier: Verifier | None, *, durable: bool) -> None:
+    async def pump(
+        self,
+        partial: Partial,
+        verifier: Verifier | None,
+        *,
+        durable: bool,
+        throttle: Throttle | None = None,
+    ) -> None:
         """The body into `partial` (and the hash), refusing a declared length over the limit
         before a byte is read; waits for the background syncs before returning. Not
-        `durable` (bulk runs sync the file system in batches): no background syncs."""
+        `durable` (bulk runs sync the file system in batches): no background syncs. With a
+        `throttle` (--limit-rate) each piece is paid for with reading stopped, and none of
+        that wait counts as the peer's slowness (`BodyConnection.pace`)."""
         assert self.framing is not None, "a body is read only from a 200 or a 206"
         self.limit.check_declared(self.content_length)
         self._report()
-        writer = self._direct_writer(partial) if durable else None
+        # Direct writes stop reading for their own reasons (hold/release): not with pacing.
+        writer = self._direct_writer(partial) if durable and throttle is None else None
         writeback = _WriteBack(partial if durable and writer is None else None)
         try:
             if writer is None:
-                sink = self._sink(partial, verifier, writeback)
+                sink = self._sink(partial, verifier, writeback, throttle)
             else:
                 sink = self._direct_sink(verifier, writer)
             await self._conn.pump(sink, self.framing, self.content_length)
+            await self._conn.paced()
         finally:
             await writeback.settle()
             if writer is not None:
@@ -157,10 +169,17 @@ class FastStream:
 
         return sink
 
-    def _sink(self, partial: Partial, verifier: Verifier | None, writeback: _WriteBack) -> Sink:
+    def _sink(
+        self,
+        partial: Partial,
+        verifier: Verifier | None,
+        writeback: _WriteBack,
+        throttle: Throttle | None,
+    ) -> Sink:
         write, checkpoint, feed = partial.part.write, partial.maybe_checkpoint, self.limit.feed
         update = verifier.update if verifier is not None else None
         report = self._report if self._ask.progress is not None else None
+        pace = self._conn.pace
 
         def sink(view: memoryview) -> None:
             feed(len(view))  # BodyTooLarge before the bytes are written
@@ -172,6 +191,8 @@ class FastStream:
             writeback.written(len(view))
             if report is not None:
                 report()
+            if throttle is not None:
+                pace(throttle, len(view))
 
         return sink
 

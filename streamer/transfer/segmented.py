@@ -138,8 +138,8 @@ class _Segmented:
             self.segments[index] = seg.advanced(written)
             self.maybe_checkpoint()
             self.report(Phase.BODY)
-            if throttle is not None:
-                await throttle(written)
+            if throttle is not None:  # one bucket for all; each stream's own waits
+                await stream.own_waits.pay(throttle, written, asyncio.get_running_loop().time)
             if self.segments[index].complete:
                 return
 

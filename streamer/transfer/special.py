@@ -87,7 +87,7 @@ async def run_into_special(
             verifier = None
             if isinstance(req.checksum, Checksum):
                 verifier = Verifier(req.checksum, url=url)
-            size = 0
+            size, clock = 0, asyncio.get_running_loop().time
             async for chunk in stream:
                 if verifier is not None:
                     verifier.update(chunk)
@@ -96,8 +96,8 @@ async def run_into_special(
                 except OSError as exc:
                     raise file_error(exc, req.path, "write", _WRITE, url) from exc
                 size += len(chunk)
-                if req.throttle is not None:
-                    await req.throttle(len(chunk))
+                if req.throttle is not None:  # our pacing, not the peer's slowness
+                    await stream.own_waits.pay(req.throttle, len(chunk), clock)
             if verifier is not None:
                 verifier.check()
     finally:

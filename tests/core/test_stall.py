@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamer.core.stall import BUCKETS_PER_WINDOW, StallMonitor
+from streamer.core.stall import BUCKETS_PER_WINDOW, OwnWaits, StallMonitor
 from streamer.errors import Result, TooSlowError, UsageError
 
 S = 1000.0  # the caller's monotonic clock at start
@@ -208,3 +208,43 @@ def test_check_raises_exactly_at_the_deadline(feeds: list[tuple[int, int]], prob
         copy.deepcopy(m).check(now + d - 0.001)
     with pytest.raises(TooSlowError):
         copy.deepcopy(m).check(now + d)
+
+
+def test_own_waits_stop_the_window_clock() -> None:
+    """OwnWaits.clock is the real time less our own waits, ended and ongoing; a second begin
+    during a wait is part of it, an end without a begin changes nothing."""
+    waits = OwnWaits()
+    assert waits.clock(S) == S
+    waits.begin(S + 1)
+    waits.begin(S + 2)  # paid again while waiting: one wait
+    assert waits.waiting and waits.clock(S + 3) == S + 1
+    waits.end(S + 4)
+    waits.end(S + 5)
+    assert not waits.waiting and waits.clock(S + 10) == S + 7
+
+
+def test_a_window_fed_through_own_waits_judges_only_the_peer() -> None:
+    """A transfer that reads fast, then waits 10 windows for its own throttle, then reads
+    again is not too slow; the same gap without the waits noted is."""
+    waits, paced = OwnWaits(), StallMonitor(MIN, WINDOW, S)
+    plain = StallMonitor(MIN, WINDOW, S)
+    for m in (paced, plain):
+        m.feed(NEED, S + WINDOW)  # a full window at the minimum: passes
+    waits.begin(S + WINDOW)
+    waits.end(S + 11 * WINDOW)
+    paced.feed(NEED // 2, waits.clock(S + 11 * WINDOW))
+    with pytest.raises(TooSlowError):
+        plain.feed(NEED // 2, S + 11 * WINDOW)
+
+
+async def test_own_waits_pay_counts_the_throttle_wait() -> None:
+    """OwnWaits.pay awaits the throttle with the byte count and counts its time as ours."""
+    ticks = iter([S, S + 3])
+    paid: list[int] = []
+
+    async def throttle(n: int) -> None:
+        paid.append(n)
+
+    waits = OwnWaits()
+    await waits.pay(throttle, 42, lambda: next(ticks))
+    assert paid == [42] and waits.clock(S + 5) == S + 2
