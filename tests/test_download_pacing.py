@@ -5,8 +5,9 @@ curl checks --speed-limit against the transfer's measured speed, and with --limi
 it curl aborts its own transfer (exit 28); streamer does not: the window's clock stops while
 a body waits for its own throttle (`core.stall.OwnWaits`), as it does for uploads. So a
 64 KiB/s download under a 1 MiB/s minimum over 1 s finishes, no sooner than
-(N - burst)/R, with the exact bytes; and a server that goes mute mid-body is still caught
-with exit 28 under the same options. One test each for the raw fast path, the aiohttp
+(N - burst)/R, with the exact bytes, from a server that sends everything within 0.6 s (an
+unpaced client never waits a full window for it); and a server that goes mute mid-body is
+still caught with exit 28 under the same options. One test each for the raw fast path, the aiohttp
 engine, --split, a bulk -i run over two processes, and the Python API.
 """
 
@@ -30,10 +31,10 @@ from tests.helpers import one_error_line, streamer
 
 KIB = 1 << 10
 RATE = 64 * KIB
-SIZE = 192 * KIB  # a bulk run's file, and the API's download
-# One get's body: at 192 KiB the engine's 1 MiB reads take the whole body, already buffered,
-# before the first second is over, so main's window never judged it; at 512 KiB they do not.
-BIG = 512 * KIB
+SIZE = 192 * KIB
+# Every answer's last quarter comes this long after the rest: within one window, yet read
+# only after the throttle's wait for the first part (which, counted, fails the window).
+LATE = 0.6
 LIMITS = ("--limit-rate", "64K", "--speed-limit", "1M", "--speed-time", "1")
 ENGINE = {"STREAMER_FAST_BODY": "0"}
 SILENCE = 30.0  # a mute server waits at most this long for the client to leave
@@ -51,10 +52,10 @@ def sha(body: bytes) -> str:
 
 @dataclass
 class Origin:
-    """A raw HTTP/1.1 server of one body per path (`data(size)`), with Range support, that
-    goes mute (sends nothing more, until the client leaves) at byte `mute_at` of the body."""
+    """A raw HTTP/1.1 server of one body per path (`data(SIZE)`), with Range support, that
+    sends each answer's last quarter `LATE` seconds after the rest, or goes mute (nothing
+    more, until the client leaves) at byte `mute_at` of the body."""
 
-    size: int = SIZE
     mute_at: int | None = None
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -80,24 +81,28 @@ class Origin:
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         request = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-        first, start, end = request.split(" ", 1)[0], 0, self.size - 1
+        first, start, end = request.split(" ", 1)[0], 0, SIZE - 1
         for line in request.split("\r\n"):
             if line.lower().startswith("range: bytes="):
                 lo, _, hi = line.split("=", 1)[1].partition("-")
                 start, end = int(lo), min(end, int(hi)) if hi else end
-        status = "206 Partial Content" if start or end < self.size - 1 else "200 OK"
+        status = "206 Partial Content" if start or end < SIZE - 1 else "200 OK"
         head = f"HTTP/1.1 {status}\r\nContent-Length: {end - start + 1}\r\n"
         if status.startswith("206"):
-            head += f"Content-Range: bytes {start}-{end}/{self.size}\r\n"
+            head += f"Content-Range: bytes {start}-{end}/{SIZE}\r\n"
         writer.write((head + "Accept-Ranges: bytes\r\n\r\n").encode("latin-1"))
         if first == "HEAD":
             return True
-        stop = end + 1 if self.mute_at is None else min(end + 1, max(start, self.mute_at))
-        writer.write(data(stop - start, start))
-        await writer.drain()
-        if stop <= end:
-            await reader.read()  # mute: nothing more, until the client leaves
-            return False
+        late = end + 1 - (end + 1 - start) // 4
+        for at, stop in ((start, late), (late, end + 1)):
+            if self.mute_at is not None and stop > self.mute_at:
+                writer.write(data(max(0, self.mute_at - at), at))
+                await reader.read()  # mute: nothing more, until the client leaves
+                return False
+            writer.write(data(stop - at, at))
+            await writer.drain()
+            if at == start:
+                await asyncio.sleep(LATE)
         return True
 
     async def __aenter__(self) -> Origin:
@@ -121,12 +126,6 @@ async def origin() -> AsyncIterator[Origin]:
 
 
 @pytest.fixture
-async def big() -> AsyncIterator[Origin]:
-    async with Origin(size=BIG) as server:
-        yield server
-
-
-@pytest.fixture
 async def mute() -> AsyncIterator[Origin]:
     async with Origin(mute_at=100 * KIB) as server:
         yield server
@@ -141,20 +140,22 @@ PATHS = {
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))
-async def test_get_paced_below_the_minimum_finishes(big: Origin, tmp_path: Path, path: str) -> None:
-    """get --limit-rate 64K --speed-limit 1M --speed-time 1 of 512 KiB (raw path, engine,
+async def test_get_paced_below_the_minimum_finishes(
+    origin: Origin, tmp_path: Path, path: str
+) -> None:
+    """get --limit-rate 64K --speed-limit 1M --speed-time 1 of 192 KiB (raw path, engine,
     --split 3): our own throttle's waits are not the peer's slowness, so the download ends
     with the exact bytes, no sooner than (N - burst)/R, on the path named."""
     extra, env = PATHS[path]
     target = tmp_path / "out.bin"
     started = time.monotonic()
     run = await streamer(
-        "get", big.url + "f", "-o", str(target), *LIMITS, *extra, "--json", env=env
+        "get", origin.url + "f", "-o", str(target), *LIMITS, *extra, "--json", env=env
     )
     elapsed = time.monotonic() - started
     assert run.rc == 0, run.err
-    assert sha(target.read_bytes()) == sha(data(BIG))
-    assert elapsed >= least(BIG), elapsed
+    assert sha(target.read_bytes()) == sha(BODY)
+    assert elapsed >= least(), elapsed
     if path != "split":
         assert run.json()["body_path"] == ("engine" if env else "raw"), run.out
 
@@ -207,11 +208,11 @@ async def test_bulk_paced_from_a_mute_peer_is_too_slow(mute: Origin, tmp_path: P
 
 
 async def test_api_paced_below_the_minimum_finishes(origin: Origin, tmp_path: Path) -> None:
-    """Client(limit_rate=64K, speed_limit=1M, speed_time=1).download, read 16 KiB at a time:
-    exact bytes, no stall, no sooner than (N - burst)/R."""
+    """Client(limit_rate=64K, speed_limit=1M, speed_time=1).download: exact bytes, no stall,
+    no sooner than (N - burst)/R."""
     target = tmp_path / "api.bin"
     options = {"limit_rate": RATE, "speed_limit": 1 << 20, "speed_time": 1}
-    async with Client(**options, chunk_size=16 * KIB) as client:
+    async with Client(**options) as client:
         started = time.monotonic()
         await client.download(origin.url + "f", target)
         elapsed = time.monotonic() - started
