@@ -10,8 +10,10 @@ Real processes and real peers (@tus/server, SeaweedFS) on 127.0.0.1.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +26,16 @@ from tests.faults import data
 from tests.helpers import file_digest, one_error_line
 from tests.helpers import streamer as run_cli
 from tests.range_origin import Origin, serving
-from tests.s3_helpers import BUCKET, PART, env, listed_parts, make_file, remembered_id, sha
+from tests.s3_helpers import (
+    BUCKET,
+    PART,
+    env,
+    listed_parts,
+    make_file,
+    make_plan,
+    remembered_id,
+    sha,
+)
 from tests.s3_helpers import streamer as s3_cli
 from tests.seaweed import Seaweed
 from tests.tus_peer import TusPeer, start_tus
@@ -66,6 +77,30 @@ async def test_tus_upload_shares_one_deadline(
     assert file_digest(tus_peer.stored(doc["url"])) == file_digest(src)
 
 
+async def test_tus_retries_each_get_a_fresh_deadline(
+    tus_peer: TusPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --retry, each attempt has its own --max-time (curl's rule) and --retry-max-time
+    bounds the retrying: --retry 9 lets each attempt resume from the server's offset until
+    the file, which needs more than one --max-time at this rate, is whole (0, exact bytes);
+    --retry-max-time 1 starts no retry after a first attempt timed out at 1.5 s (28)."""
+    state = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    monkeypatch.setenv("XDG_STATE_HOME", state["XDG_STATE_HOME"])
+    paced = ("--limit-rate", "256K", "--max-time", "1.5", "--retry-delay", "0.1", "--retry", "9")
+    sources = [tmp_path / "a.bin", tmp_path / "b.bin"]
+    for src in sources:
+        src.write_bytes(os.urandom(1 << 20))  # 4 s at 256K/s
+    args = ("put", "--tus", str(sources[0]), tus_peer.endpoint, "--chunk-size", "64K", "--json")
+    began = time.monotonic()
+    run = await run_cli(*args, *paced, env=state)
+    assert run.rc == 0, run.err
+    assert time.monotonic() - began > 1.5  # more than one attempt's time: a fresh deadline
+    assert file_digest(tus_peer.stored(run.json()["url"])) == file_digest(sources[0])
+    args = ("put", "--tus", str(sources[1]), tus_peer.endpoint, "--chunk-size", "64K")
+    run = await run_cli(*args, *paced, "--retry-max-time", "1", env=state)
+    one_error_line(run, 28, "timed out", "1.5 s")
+
+
 async def test_s3_multipart_shares_one_deadline(
     seaweed: Seaweed, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -92,6 +127,29 @@ async def test_s3_multipart_shares_one_deadline(
     rc, _, err = await s3_cli(env, "get", f"s3://{BUCKET}/{key}", "-o", back, "-q")
     assert rc == 0, err
     assert sha(back) == sha(src)
+
+
+async def test_presigned_plan_shares_one_deadline(
+    seaweed: Seaweed, env: dict[str, str], tmp_path: Path
+) -> None:
+    """put --s3-presigned -j 2 --max-time: the parts in flight and the completion share one
+    deadline; six parts at --limit-rate 8M end in 28 at 2 s, with no object yet; the rerun
+    of the same plan sends only the parts not confirmed and the object is exact."""
+    src = make_file(tmp_path / "pre.bin", 6 * PART + 5)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(make_plan(seaweed, "pre-mt.bin", src.stat().st_size, True)))
+    bare = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    args = ("put", "--s3-presigned", plan, src, "-j", "2")
+    rc, _out, err = await s3_cli(bare, *args, "--limit-rate", "8M", "--max-time", "2")
+    assert rc == 28, err
+    assert "timed out" in err and "Traceback" not in err
+    assert seaweed.fetch("HEAD", f"/{BUCKET}/pre-mt.bin")[0] == 404
+    rc, out, err = await s3_cli(bare, *args, "--json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["sent"] == src.stat().st_size - doc["resumed_parts"] * PART
+    status, body = seaweed.fetch("GET", f"/{BUCKET}/pre-mt.bin")
+    assert (status, hashlib.sha256(body).hexdigest()) == (200, sha(src))
 
 
 async def test_split_download_shares_one_deadline(tmp_path: Path) -> None:
