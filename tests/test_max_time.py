@@ -172,8 +172,8 @@ async def test_split_download_shares_one_deadline(tmp_path: Path) -> None:
         again = await run_cli(*args, "-q")
         assert again.rc == 0, again.err
     assert target.read_bytes() == data(size)
-    resumed = origin.ranges[asked:]
-    assert resumed and "bytes=0-" not in resumed and f"bytes={size // 2}-{size - 1}" not in resumed
+    starts = sorted(int((r or "=").split("=")[1].split("-")[0]) for r in origin.ranges[asked:])
+    assert len(starts) == 2 and 0 < starts[0] < size // 2 < starts[1] < size, starts
 
 
 async def test_bulk_gives_each_file_its_own_deadline(tmp_path: Path) -> None:
