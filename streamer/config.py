@@ -55,6 +55,9 @@ class ClientConfig:
     omit_headers: Collection[str] = frozenset()
     connect_timeout: float | None = 30.0
     read_timeout: float | None = 60.0
+    # Seconds for one file's whole transfer attempt (curl's --max-time): one request for a
+    # plain GET/PUT/POST, every request of a tus or S3 multipart upload or a split download
+    # (transfer/deadline.py); each retry gets a fresh one.
     total_timeout: float | None = None
     speed_limit: float | None = None
     speed_time: float = 30.0

@@ -1,6 +1,7 @@
 """A local origin with byte ranges (``bytes=A-B`` and ``bytes=A-``) and a strong ETag, for
 --split and resume tests: rate-limited (``rate`` bytes per second per response) or holding
-each response after ``hold`` bytes until ``release`` is set. Records every Range header.
+each response after ``hold`` bytes until ``release`` is set, or cutting each response after
+``cut`` bytes (a short body: the connection closes). Records every Range header.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Origin:
     rate: float | None = None  # bytes per second per response, None: as fast as it can
     hold: int | None = None  # send this many bytes per response, then wait for `release`
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    cut: int | None = None  # send at most this many bytes per response, then close
     ranges: list[str | None] = field(default_factory=list)
     port: int = 0
 
@@ -46,8 +48,11 @@ class Origin:
         resp = web.StreamResponse(status=status, headers=headers)
         resp.content_length = end - start
         await resp.prepare(request)
+        stop = end if self.cut is None else min(end, start + self.cut)
         with contextlib.suppress(ConnectionError):
-            await self._body(resp, start, end)
+            await self._body(resp, start, stop)
+        if stop < end and request.transport is not None:
+            request.transport.close()  # fewer bytes than Content-Length: a cut answer
         return resp
 
     async def _body(self, resp: web.StreamResponse, pos: int, end: int) -> None:

@@ -77,7 +77,8 @@ def add_transfer_options(p: argparse.ArgumentParser) -> None:
         "--max-time",
         type=seconds_arg,
         metavar="SECONDS",
-        help="maximum time for the whole transfer",
+        help="maximum time for each file's whole transfer (every request of a tus or S3 "
+        "upload, of a --split download; per attempt with --retry)",
     )
     p.add_argument(
         "--read-timeout",

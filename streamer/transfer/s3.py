@@ -60,6 +60,7 @@ from ..http.s3sign import require_signer, sign_headers
 from ..lane.keepalive import RawPool
 from ..results import S3UploadResult
 from ..storage.upload_state import drop_state, find_states, load_state, save_state
+from .deadline import FileDeadline, bounded
 from .retrying import with_retries
 from .s3_wire import Answer, Confirmed, etag_of, exchange, object_headers, run_parallel
 from .throttle import RateThrottle, upload_throttle
@@ -153,7 +154,11 @@ async def upload_s3(client: Opener, req: S3UploadRequest) -> S3UploadResult:
         etag = await _put_object(run)
         run.confirmed.finish()
         return _result(run, etag, (), 0, started)
-    etag, parts, resumed = await _multipart(run, part_size)
+    # One --max-time for create, every part in flight (and its retries) and complete; past
+    # it the parts in flight are cut and the upload is kept for a rerun, as on SIGTERM.
+    deadline = FileDeadline.start(client.config.total_timeout)
+    async with bounded(deadline, str(req.target.location), "upload"):
+        etag, parts, resumed = await _multipart(run, part_size)
     if run.confirmed is not None:
         run.confirmed.finish()
     return _result(run, etag, parts, resumed, started)

@@ -39,6 +39,7 @@ from ..http.bodies import BytesBody, FileBody, file_identity
 from ..lane.keepalive import RawPool
 from ..results import S3UploadResult
 from ..storage.upload_state import drop_state, find_states, load_state, save_state
+from .deadline import FileDeadline, bounded
 from .retrying import with_retries
 from .s3_wire import Confirmed, etag_of, exchange, run_parallel
 from .throttle import RateThrottle, upload_throttle
@@ -122,11 +123,15 @@ async def upload_presigned_parts(
     missing = [p for p in run.checked.parts(size) if p.number not in run.etags]
     stored = size - sum(p.length for p in missing)
     confirmed = Confirmed(str(path), size, progress, stored)
+    # One --max-time for every part in flight (and its retries) and complete (deadline.py).
+    deadline = FileDeadline.start(client.config.total_timeout)
     try:
-        with RawPool(parallel) as pool:  # plain http: parts on kept connections
-            await run_parallel(missing, parallel, _sender(client, run, retry, confirmed, pool))
-        parts = sorted(run.etags.items())
-        etag = await _complete(client, run.checked, parts, retry)
+        async with bounded(deadline, str(path), "upload"):
+            with RawPool(parallel) as pool:  # plain http: parts on kept connections
+                send = _sender(client, run, retry, confirmed, pool)
+                await run_parallel(missing, parallel, send)
+            parts = sorted(run.etags.items())
+            etag = await _complete(client, run.checked, parts, retry)
     except (SourceChangedError, FileError, S3Error) as exc:
         if not isinstance(exc, S3Error) or exc.result is Result.UPLOAD_EXPIRED:
             drop_state(KIND, run.key)

@@ -24,10 +24,11 @@ from ..core.resume import ResumeState, strong_validators
 from ..core.resume import total_from_response as resource_total
 from ..core.segments import Segment, check_segment_response, split
 from ..core.status import status_error
-from ..errors import BodyTooLarge, BodyTruncatedError, Result, StreamerError
+from ..errors import BodyTooLarge, BodyTruncatedError, Result, StreamerError, TransferTimeout
 from ..results import DownloadResult
 from ..storage.files import check_free_space, file_error, preflight
 from ..storage.partial import Partial
+from .deadline import FileDeadline, bounded
 from .download import DownloadRequest, final_target, run_download, with_rate_limit
 from .retrying import with_retries
 
@@ -156,6 +157,8 @@ async def run_segmented(
     req = with_rate_limit(req, client.config.limit_rate)  # one bucket for every segment
     safe_url = redact_url(req.url)
     started = time.monotonic()
+    # One --max-time for the probe, every segment and their re-requests (see deadline.py).
+    deadline = FileDeadline.start(client.config.total_timeout)
     preflight(req.path, no_clobber=req.no_clobber, url=safe_url)
     partial = Partial(req.path, url=redact_url(req.resume_key) if req.resume_key else safe_url)
     await partial.open_waiting(req.wait_lock)
@@ -164,7 +167,9 @@ async def run_segmented(
         if state is None:
             partial.part.close()
             return await run_download(client, req, progress)
-        return await _run(client, req, partial, state, started, progress=progress)
+        return await _run(
+            client, req, partial, state, started, progress=progress, deadline=deadline
+        )
     except _Restart as why:
         partial.discard()
         # run_download keeps notes on a Partial of its own: this one goes on its result.
@@ -233,6 +238,7 @@ async def _run(
     started: float,
     *,
     progress: ProgressCallback | None,
+    deadline: FileDeadline,
 ) -> DownloadResult:
     assert state.total is not None
     # --max-filesize holds here as on one stream: the complete length is known before a byte.
@@ -244,9 +250,10 @@ async def _run(
     await job.commit()
     resumed_from = sum(s.done for s in job.segments)
     try:
-        await _fetch_all(job)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        # SIGINT/SIGTERM: every segment's exact position, not the last timed checkpoint.
+        async with bounded(deadline, partial.url, "download"):
+            await _fetch_all(job)
+    except (asyncio.CancelledError, KeyboardInterrupt, TransferTimeout):
+        # SIGINT/SIGTERM/--max-time: every segment's exact position, not the last checkpoint.
         await asyncio.shield(job.commit())
         raise
     await _verify(req, partial, state.total)

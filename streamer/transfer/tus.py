@@ -43,6 +43,7 @@ from ..http.bodies import Body, BytesBody, FileBody
 from ..lane.keepalive import RawPool
 from ..results import TusResult
 from ..storage.upload_state import drop_state, load_state, save_state
+from .deadline import FileDeadline, bounded
 from .rawsend import send_body
 from .retrying import with_retries
 from .throttle import RateThrottle, upload_throttle
@@ -380,10 +381,14 @@ async def run_tus(client: Opener, req: TusRequest, progress: ProgressCallback | 
     run.throttle = upload_throttle(client.config.limit_rate)
 
     async def attempt(_n: int) -> None:
-        offset = await _start(client, run)
-        if run.resumed_from is None:
-            run.resumed_from = offset
-        await _send_rest(client, run, offset, progress)
+        # One --max-time for all the requests of the attempt (OPTIONS, POST, HEAD, PATCHes);
+        # past it the PATCH in flight is cut and the remembered URL stays for a rerun.
+        deadline = FileDeadline.start(client.config.total_timeout)
+        async with bounded(deadline, run.safe, "upload"):
+            offset = await _start(client, run)
+            if run.resumed_from is None:
+                run.resumed_from = offset
+            await _send_rest(client, run, offset, progress)
 
     with run.pool:
         await with_retries(attempt, req.retry)
