@@ -45,7 +45,8 @@ class ClientConfig:
 
     Timeouts are seconds (None: none). ``read_timeout`` is the idle time allowed between two
     reads; a slow drip that never goes idle is caught by ``speed_limit``/``speed_time`` instead
-    (like curl's options of those names).
+    (like curl's options of those names). Its window never counts the time a transfer waits
+    for its own ``limit_rate`` (curl's does): it judges the peer (`core.stall.OwnWaits`).
     """
 
     headers: Mapping[str, str] = field(default_factory=dict)
