@@ -7,7 +7,7 @@ a body waits for its own throttle (`core.stall.OwnWaits`), as it does for upload
 64 KiB/s download under a 1 MiB/s minimum over 1 s finishes, no sooner than
 (N - burst)/R, with the exact bytes, from a server that sends everything within 0.6 s (an
 unpaced client never waits a full window for it); and a server that goes mute mid-body is
-still caught with exit 28 under the same options. One test each for the raw fast path, the aiohttp
+still caught with exit 28 under the same options, and --max-time still counts our waits. One test each for the raw fast path, the aiohttp
 engine, --split, a bulk -i run over two processes, and the Python API.
 """
 
@@ -169,6 +169,18 @@ async def test_get_paced_from_a_mute_peer_is_too_slow(
     args = ("get", mute.url + "f", "-o", str(tmp_path / "out.bin"), *LIMITS, *extra)
     run = await streamer(*args, "--read-timeout", "60", env=env)
     one_error_line(run, 28, "too slow")
+
+
+@pytest.mark.parametrize("env", [{}, ENGINE], ids=["raw", "engine"])
+async def test_max_time_still_counts_our_pacing(
+    origin: Origin, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """--max-time bounds the whole transfer, our own waits included (as curl's does): a
+    192 KiB get at 32 KiB/s with --max-time 1 ends with exit 28 on the raw path and the
+    engine alike."""
+    args = ("get", origin.url + "f", "-o", str(tmp_path / "out.bin"), "--limit-rate", "32K")
+    run = await streamer(*args, "--max-time", "1", env=env)
+    one_error_line(run, 28, "total timeout")
 
 
 def _manifest(tmp_path: Path, base: str, count: int) -> Path:

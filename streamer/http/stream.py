@@ -9,7 +9,7 @@ limit on decoded bytes, and progress. Memory per stream is bounded by aiohttp's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -75,8 +75,8 @@ class Stream:
         self.delivered = 0  # bytes handed to the caller (decoded)
         self.limit = BodyLimit(options.max_bytes, url=url)
         self.progress_base = 0  # bytes already held before this body (a resumed download)
-        # The reader's waits for its own throttle: `own_waits.pay` them, and the stall
-        # window's clock stands still meanwhile (`core.stall.OwnWaits`).
+        # The reader's waits for its own throttle (`pay`): the stall window's clock stands
+        # still meanwhile (`core.stall.OwnWaits`).
         self.own_waits = OwnWaits()
         self._started = False
 
@@ -206,13 +206,25 @@ class Stream:
             except TimeoutError:
                 now = loop.time()
                 if now >= total_at:
-                    total = self._opts.timeouts.total
-                    limit = "" if total is None else f" ({total:g} s)"
-                    raise TransferTimeout(
-                        f"timed out: total timeout{limit} for the transfer", url=self.url
-                    ) from None
+                    raise self._total_timeout() from None
                 if stall is not None:
                     stall.check(clock(now))  # raises TooSlowError when the last window was too slow
+
+    async def pay(self, throttle: Callable[[int], Awaitable[None]], n: int) -> None:
+        """Wait for our own throttle (--limit-rate) after `n` bytes read: the stall window
+        does not count the wait (`own_waits`), the total deadline does (--max-time bounds
+        the transfer, as the raw path's `ReadTimers.pause` keeps it)."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(self._opts.deadline):
+                await self.own_waits.pay(throttle, n, loop.time)
+        except TimeoutError:
+            raise self._total_timeout() from None
+
+    def _total_timeout(self) -> TransferTimeout:
+        total = self._opts.timeouts.total
+        limit = "" if total is None else f" ({total:g} s)"
+        return TransferTimeout(f"timed out: total timeout{limit} for the transfer", url=self.url)
 
     def _check_complete(self) -> None:
         """A body shorter than its declared length is an error, never a success (RFC 9112 8)."""

@@ -334,14 +334,13 @@ async def _pump(
     write = partial.part.write
     checkpoint = partial.maybe_checkpoint
     update = verifier.update if verifier is not None else None
-    pay, clock = stream.own_waits.pay, asyncio.get_running_loop().time
     async for chunk in stream:
         if update is not None:
             update(chunk)
         write(chunk)
         checkpoint()
         if throttle is not None:
-            await pay(throttle, len(chunk), clock)  # our pacing: not the peer's slowness
+            await stream.pay(throttle, len(chunk))  # our pacing: not the peer's slowness
     await partial.settle()
 
 

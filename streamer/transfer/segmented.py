@@ -140,7 +140,7 @@ class _Segmented:
             self.maybe_checkpoint()
             self.report(Phase.BODY)
             if throttle is not None:  # one bucket for all; each stream's own waits
-                await stream.own_waits.pay(throttle, written, asyncio.get_running_loop().time)
+                await stream.pay(throttle, written)
             if self.segments[index].complete:
                 return
 

@@ -6,7 +6,6 @@ written; the limits (size, checksum, decoding bounds, rate) hold as for a file.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,14 +50,13 @@ async def run_to_sink(client: Opener, req: SinkRequest, sink: Sink) -> DownloadR
             if st.status >= 400:
                 raise status_error(st.url, st.status, st.reason, st.headers, now=time.time())
             verifier = Verifier(req.checksum, url=st.url) if req.checksum else None
-            clock = asyncio.get_running_loop().time
             async for chunk in st:
                 if verifier is not None:
                     verifier.update(chunk)
                 await sink(chunk)
                 written += len(chunk)
                 if req.throttle is not None:  # our pacing, not the peer's slowness
-                    await st.own_waits.pay(req.throttle, len(chunk), clock)
+                    await st.pay(req.throttle, len(chunk))
             if verifier is not None:
                 verifier.check()  # too late to hold the bytes back, not to fail the exit code
             return DownloadResult(

@@ -87,7 +87,7 @@ async def run_into_special(
             verifier = None
             if isinstance(req.checksum, Checksum):
                 verifier = Verifier(req.checksum, url=url)
-            size, clock = 0, asyncio.get_running_loop().time
+            size = 0
             async for chunk in stream:
                 if verifier is not None:
                     verifier.update(chunk)
@@ -97,7 +97,7 @@ async def run_into_special(
                     raise file_error(exc, req.path, "write", _WRITE, url) from exc
                 size += len(chunk)
                 if req.throttle is not None:  # our pacing, not the peer's slowness
-                    await stream.own_waits.pay(req.throttle, len(chunk), clock)
+                    await stream.pay(req.throttle, len(chunk))
             if verifier is not None:
                 verifier.check()
     finally:
