@@ -9,13 +9,19 @@ is never printed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+import select
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import streamer
+from tests.helpers import ENV, streamer
 from tests.recorder import SMALL, recorder
 from tests.test_header_edits import LEAST, PATHS
 
@@ -177,3 +183,74 @@ async def test_user_is_refused_where_it_cannot_travel_safely(
     assert run.rc == 2, run
     assert "-u" in run.err and len(run.err_lines) == 1, run.err
     assert not _leaks(run.out + run.err)
+
+
+# Make stdin (the pty) the controlling terminal, then become `python -m streamer ARGV`.
+_TTY_THEN_STREAMER = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'streamer', *sys.argv[1:]])"
+)
+
+
+def _on_terminal(argv: list[str], password: str) -> tuple[int, bytes, str]:
+    """Run ``streamer ARGV`` with a pseudo-terminal as its stdin and controlling terminal;
+    type `password` once the prompt shows. Returns (exit code, what the terminal showed,
+    stdout and stderr)."""
+    master, slave = os.openpty()
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _TTY_THEN_STREAMER, *argv],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=ENV,
+        start_new_session=True,  # a session leader without a terminal: it may take the pty
+    )
+    os.close(slave)
+    shown = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"password" not in shown and time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                shown += os.read(master, 4096)
+        os.write(master, password.encode() + b"\n")
+        out, _ = proc.communicate(timeout=60)
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed its side
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return proc.returncode, shown, out.decode()
+
+
+@pytest.mark.parametrize("path", ["get", "get-i-processes"])
+async def test_user_without_password_asks_on_the_terminal(path: str, tmp_path: Path) -> None:
+    """-u USER asks for the password on the terminal (getpass: not echoed); what is typed
+    goes out as Basic credentials, also from forked --processes workers, whose command line
+    is the parent's (no password on it)."""
+    async with recorder() as rec:
+        out = tmp_path / "out"
+        out.mkdir()
+        if path == "get":
+            argv = ["get", f"{rec.url}/big", "-o", str(out / "big"), "-q"]
+        else:
+            lines = [f"{rec.url}/small{i}" for i in range(4)]
+            (tmp_path / "m.txt").write_text("\n".join(lines) + "\n")
+            argv = ["get", "-i", str(tmp_path / "m.txt"), "-d", str(out), "--processes", "2"]
+        loop = asyncio.get_running_loop()
+        rc, shown, output = await loop.run_in_executor(
+            None, _on_terminal, [*argv, "-u", "alice", "-q"], PASSWORD
+        )
+    assert rc == 0, (shown, output)
+    assert b"Enter host password for user 'alice'" in shown
+    assert not _leaks(shown.decode(errors="replace") + output), shown
+    sent = [dict(f).get("authorization") for f in rec.fields()]
+    assert len(sent) >= LEAST.get(path, 1) and set(sent) == {BASIC}, sent
