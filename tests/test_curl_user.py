@@ -99,6 +99,21 @@ async def test_get_drops_user_credentials_on_another_origin(
     assert sent == ([BASIC] if trusted else [""])
 
 
+@pytest.mark.parametrize("trusted", [False, True], ids=["default", "location-trusted"])
+async def test_raw_download_path_keeps_a_cookie_only_when_trusted(
+    trusted: bool, tmp_path: Path
+) -> None:
+    """The raw fast path (a download without credentials of its own) follows a redirect to
+    another origin itself; a -H Cookie goes along only with --location-trusted."""
+    async with recorder() as first, recorder() as second:
+        first.away = second.url
+        extra = ["--location-trusted"] if trusted else []
+        out = str(tmp_path / "o")
+        run = await streamer("get", f"{first.url}/away/big", "-o", out, "-H", "Cookie: c=1", *extra)
+    assert run.rc == 0, run
+    assert [dict(f).get("cookie") for f in second.fields()] == ["c=1" if trusted else None]
+
+
 async def test_bulk_drops_user_credentials_on_another_origin(tmp_path: Path) -> None:
     """A -i job redirected to another origin keeps -u's credentials only when trusted."""
     for trusted in (False, True):
