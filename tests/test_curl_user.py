@@ -160,7 +160,7 @@ async def test_user_without_password_and_no_terminal_is_a_usage_error(tmp_path: 
 
 async def test_password_is_never_printed_on_failure_or_in_json(tmp_path: Path) -> None:
     """Neither the password nor its base64 appears in the output of a 401, a refused
-    connection, or a --json summary of a success."""
+    connection, a --json summary of a success or of a bulk run, nor in its journal."""
     async with recorder() as rec:
         runs = [
             await streamer("get", f"{rec.url}/deny", "-o", str(tmp_path / "o"), *SUGAR),
@@ -169,9 +169,14 @@ async def test_password_is_never_printed_on_failure_or_in_json(tmp_path: Path) -
         ]
         (tmp_path / "src").write_bytes(SMALL)
         runs.append(await streamer("put", str(tmp_path / "src"), f"{rec.url}/deny", *SUGAR))
+        (tmp_path / "m.txt").write_text(f"{rec.url}/small\n{rec.url}/deny\n")
+        bulk = ["get", "-i", str(tmp_path / "m.txt"), "-d", str(tmp_path), "--json"]
+        runs.append(await streamer(*bulk, "--journal", str(tmp_path / "j.jsonl"), *SUGAR))
     closed = rec.url  # the recorder is gone: its port refuses connections now
     runs.append(await streamer("get", f"{closed}/big", "-o", str(tmp_path / "o"), *SUGAR))
-    assert [r.rc for r in runs] == [22, 22, 0, 22, 7], runs
+    assert [r.rc for r in runs] == [22, 22, 0, 22, 22, 7], runs
+    journal = (tmp_path / "j.jsonl").read_text()
+    assert "/small" in journal and not _leaks(journal)
     assert json.loads(runs[2].out)["result"] == "success"
     for run in runs:
         assert not _leaks(run.out + run.err), run
