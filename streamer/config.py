@@ -64,6 +64,9 @@ class ClientConfig:
     speed_time: float = 30.0
     max_redirects: int = 8
     allow_downgrade: bool = False
+    # curl's --location-trusted: credentials (Authorization, Cookie) follow a redirect to
+    # another origin; by default they are dropped there (RFC 9110 15.4, core.redirects).
+    location_trusted: bool = False
     proxy: str | None = None
     trust_env: bool = True
     verify: bool = True

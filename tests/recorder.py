@@ -1,7 +1,8 @@
 """A raw HTTP/1.1 server on 127.0.0.1 that records every request head byte for byte.
 
-It answers GET (200, or 206 for a Range), PUT and POST (201), a 302 at /redirect, and just
-enough of tus 1.0.0 (creation) under /files for one small upload; connections are kept alive.
+It answers GET (200, or 206 for a Range), PUT and POST (201), a 302 at /redirect, a 307 from
+/away/PATH to `Recorder.away` + /PATH (another origin), a 401 at /deny, and just enough of
+tus 1.0.0 (creation) under /files for one small upload; connections are kept alive.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Recorder:
     heads: list[bytes] = field(default_factory=list)
     url: str = ""
     tus_offset: int = 0
+    away: str = ""  # where /away/PATH redirects to: another recorder's URL
 
     def fields(self) -> list[list[tuple[str, str]]]:
         """Each head's field lines as (lower-case name, value)."""
@@ -77,6 +79,14 @@ def _answer(head: bytes, rec: Recorder) -> bytes:
     method, target = head.split(b" ", 2)[:2]
     if target == b"/redirect":
         return b"HTTP/1.1 302 Found\r\nLocation: /big\r\nContent-Length: 0\r\n\r\n"
+    if target.startswith(b"/away/"):  # 307: the method and body go along (RFC 9110 15.4.8)
+        where = rec.away.encode() + target[5:]
+        return (
+            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % where
+        )
+    if target == b"/deny":
+        challenge = b'WWW-Authenticate: Basic realm="r"\r\n'  # RFC 7617 2
+        return b"HTTP/1.1 401 Unauthorized\r\n" + challenge + b"Content-Length: 0\r\n\r\n"
     if target.startswith(b"/files"):
         return _tus_answer(method, head, rec) + b"\r\n"
     if method in (b"PUT", b"POST"):

@@ -32,7 +32,7 @@ from ..storage.manifests import scan_manifest
 from ..sync import run
 from ..transfer.bulk import BulkOptions, JobResult, download_many
 from ..transfer.handover import BulkRun
-from .options import client_config, parse_headers
+from .options import client_config, parse_headers, request_lines
 from .output import say, wants_bar
 from .shards import Counts, Throttled, emit, run_sharded, shard_count
 from .signals import stop_on_sigterm
@@ -209,7 +209,7 @@ def run_bulk(args: argparse.Namespace) -> int:
     if not out_dir.is_dir():
         say(f"streamer: output directory {out_dir} does not exist")
         return exit_code(Result.DOWNLOAD_FILE_CANT_OPEN)
-    lines = parse_headers(args.header, download=True)  # a usage error before any work
+    lines = parse_headers(request_lines(args), download=True)  # a usage error before any work
     dupes, total, kept = _scan(args.input_file)
     journal = Journal(Path(args.journal) if args.journal else out_dir / JOURNAL_NAME, out_dir)
     journal.load()

@@ -45,6 +45,10 @@ CONTRACT: dict[str, Rule] = {
     "no_clobber": Rule(ALL),
     "no_resume": Rule(ALL),
     "header": Rule(ALL),
+    "user": Rule(ALL),  # refused with --dask by cli/dask.py: the password would travel
+    "user_agent": Rule(ALL),
+    "referer": Rule(ALL),
+    "location_trusted": Rule(ALL),
     "connect_timeout": Rule(ALL),
     "max_time": Rule(ALL),
     "read_timeout": Rule(ALL),

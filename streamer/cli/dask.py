@@ -17,7 +17,7 @@ from pathlib import Path
 from ..core.manifest import BadLine
 from ..errors import StreamerError, UsageError
 from .bulk import _options, _Tally
-from .options import client_config, parse_headers
+from .options import client_config, parse_headers, request_lines
 from .output import wants_bar
 from .shards import emit
 
@@ -30,6 +30,12 @@ _REFUSED = (
         "host_request_rate",
         "--host-request-rate",
         "a per-host spacing cannot be kept across machines",
+    ),
+    (
+        "user",
+        "-u/--user",
+        "the password would travel in the task graph to the scheduler and every worker; "
+        "give the workers a ~/.netrc",
     ),
 )
 CONNECT_TIMEOUT = 20.0  # seconds: the scheduler, then a first worker (at most --connect-timeout)
@@ -56,7 +62,7 @@ def run_dask(args: argparse.Namespace) -> int:
     # distributed logs its retries and disconnects; the user gets one line per failure.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
     tally = _Tally(None, bar=False)  # the bar opens once the manifest's jobs are counted
-    lines = parse_headers(args.header, download=True)
+    lines = parse_headers(request_lines(args), download=True)
     try:
         results = distributed.as_completed(
             Path(args.input_file),

@@ -23,11 +23,12 @@ from .options import (
     count_arg,
     default_output,
     parse_headers,
+    request_lines,
     seconds_arg,
     size_arg,
 )
 from .output import error_line, report_failure, report_success, wants_bar
-from .s3 import add_endpoint_options, presigned_get
+from .s3 import add_endpoint_options, presigned_get, refuse_user
 
 if TYPE_CHECKING:
     from ..results import DownloadResult
@@ -211,6 +212,7 @@ def run_get(args: argparse.Namespace) -> int:
     fetch_url, resume_key = url, None
     try:
         if is_s3_url(url):  # a presigned GET: the whole download path, --split included
+            refuse_user(args)
             fetch_url, resume_key = presigned_get(url, args.endpoint_url, args.region)
         result = run(_download(args, (fetch_url, resume_key), path, bar, to_stdout))
     except StreamerError as exc:
@@ -241,7 +243,7 @@ async def _download(
 
     stop_on_sigterm()
     url, resume_key = target
-    lines = parse_headers(args.header, url, download=True)
+    lines = parse_headers(request_lines(args), url, download=True)
     config = client_config(args, accept_gzip=args.compressed, headers=lines)
     config = replace(config, limit_rate=args.limit_rate)
     headers = {**lines.headers, **time_cond_headers(args.time_cond)}

@@ -20,7 +20,7 @@ from ..core.redact import redact_url
 from ..errors import StreamerError, exit_code
 from . import get, serve, upload
 from .curlopts import apply_silence
-from .options import USAGE_EXIT, size_arg
+from .options import USAGE_EXIT, ask_password, size_arg
 from .output import error_line
 
 
@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    ask_password(args)  # -u USER: before any work, on the terminal
     if args.command == "get":
         return get.run_command(parser, args)
     if args.command in ("put", "post"):

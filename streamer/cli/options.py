@@ -72,6 +72,7 @@ def add_transfer_options(p: argparse.ArgumentParser) -> None:
         help="extra request header (repeatable); 'NAME:' removes one streamer sends, "
         "'NAME;' sends it empty, @FILE reads such lines from FILE",
     )
+    add_credential_options(p)
     p.add_argument("--connect-timeout", type=seconds_arg, metavar="SECONDS", default=30.0)
     p.add_argument(
         "--max-time",
@@ -140,6 +141,55 @@ def add_transfer_options(p: argparse.ArgumentParser) -> None:
     add_output_options(p)
 
 
+def add_credential_options(p: argparse.ArgumentParser) -> None:
+    """curl's -u, -A, -e (sugar over -H lines, see `request_lines`) and --location-trusted."""
+    p.add_argument(
+        "-u",
+        "--user",
+        metavar="USER[:PASSWORD]",
+        help="HTTP Basic credentials; without :PASSWORD it is asked for on the terminal",
+    )
+    p.add_argument("-A", "--user-agent", metavar="NAME", help="User-Agent to send ('' sends none)")
+    p.add_argument("-e", "--referer", metavar="URL", help="Referer to send")
+    p.add_argument(
+        "--location-trusted",
+        action="store_true",
+        help="credentials follow redirects to other origins (uploads: the body too)",
+    )
+
+
+def ask_password(args: argparse.Namespace) -> None:
+    """-u USER without :PASSWORD: ask on the terminal (never echoed), as curl does; without a
+    terminal on stdin that is a usage error rather than a hang or an empty password."""
+    user = getattr(args, "user", None)
+    if user is None or ":" in user:
+        return
+    import sys
+
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "-u USER without :PASSWORD asks for the password, but stdin is not a terminal; "
+            "give -u USER:PASSWORD or an Authorization line with -H @FILE"
+        )
+    import getpass
+
+    from ..core.text import printable
+
+    try:
+        password = getpass.getpass(f"Enter host password for user '{printable(user)}': ")
+    except EOFError:
+        raise UsageError("no password was given for -u") from None
+    args.user = f"{user}:{password}"
+
+
+def request_lines(args: argparse.Namespace) -> list[str]:
+    """The -H lines of a command, -u/-A/-e first as the lines they stand for (a later -H
+    about the same name wins, as in curl)."""
+    from ..core.headers import option_lines
+
+    return [*option_lines(args.user, args.user_agent, args.referer), *args.header]
+
+
 def parse_headers(lines: list[str], url: str = "", *, download: bool = False) -> HeaderLines:
     """curl's -H lines (`core.headers`: 'Name: value' adds, 'Name:' removes, 'Name;' sends
     it empty), '@FILE' reading such lines from FILE. A malformed line, an unreadable FILE or
@@ -206,6 +256,7 @@ def client_config(
         speed_time=args.speed_time,
         max_redirects=args.max_redirs,
         allow_downgrade=args.proto_redir_downgrade,
+        location_trusted=args.location_trusted,
         proxy=args.proxy,
         trust_env=not args.noproxy_env,
         verify=not args.insecure,

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.sizes import format_size
 from ..errors import StreamerError, UsageError
-from .options import USAGE_EXIT, count_arg, parse_headers, size_arg, upload_config
+from .options import (
+    USAGE_EXIT,
+    count_arg,
+    parse_headers,
+    request_lines,
+    size_arg,
+    upload_config,
+)
 from .output import error_line, report_failure, wants_bar
 
 if TYPE_CHECKING:
@@ -60,6 +67,16 @@ def add_put_options(put: argparse.ArgumentParser) -> None:
     )
 
 
+def refuse_user(args: argparse.Namespace) -> None:
+    """-u has no place in an S3 request: SigV4 (or the presigned URL's query) is its one
+    authentication, and a second Authorization would only make S3 refuse it."""
+    if args.user is not None:
+        raise UsageError(
+            "-u/--user does not apply to s3:// or presigned S3 transfers: they are signed with"
+            " the AWS credentials (AWS_ACCESS_KEY_ID, ...), not HTTP Basic"
+        )
+
+
 def route_put(args: argparse.Namespace) -> int | None:
     """`put` to s3:// or with --s3-presigned: run it, and give its exit code; None for any
     other URL (the caller sends the file as usual)."""
@@ -70,6 +87,7 @@ def route_put(args: argparse.Namespace) -> int | None:
         raise UsageError("give FILE URL, or --s3-presigned PLAN.json FILE")
     if presigned is None and not is_s3_url(args.url):
         return None
+    refuse_user(args)
     if args.write_out is not None or args.file == "-":
         what = "-w/--write-out" if args.write_out is not None else "- (stdin)"
         error_line(args, f"{what} does not apply to S3 uploads")
@@ -88,7 +106,7 @@ def run_s3_put(args: argparse.Namespace) -> int:
     here of the bytes whose parts the server confirmed; -H headers and --content-type go with
     the request that creates the object (the type is otherwise guessed from FILE's name)."""
     label = args.url or args.file
-    lines = parse_headers(args.header, label if "://" in label else "")
+    lines = parse_headers(request_lines(args), label if "://" in label else "")
     if lines.omit:  # SigV4 signs the request's fields: a removal must not break a signature
         error_line(
             args, "-H 'Name:' (remove a header) does not apply to S3 uploads: they are signed"

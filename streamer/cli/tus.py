@@ -11,7 +11,7 @@ from ..core.headers import refuse_omitting
 from ..core.sizes import format_size
 from ..core.tus import CHECKSUM_ALGORITHMS, TUS_NEEDS, parse_meta_arg
 from ..errors import StreamerError, UsageError
-from .options import parse_headers, size_arg, upload_config
+from .options import parse_headers, request_lines, size_arg, upload_config
 from .output import report_failure, wants_bar
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def run_tus_command(args: argparse.Namespace) -> int:
     from .signals import stop_on_sigterm
 
     try:
-        lines = parse_headers(args.header, args.url)
+        lines = parse_headers(request_lines(args), args.url)
         refuse_omitting(lines.omit, TUS_NEEDS, "streamer will not send a broken tus request")
         config = upload_config(args, lines)
         headers = lines.headers

@@ -21,6 +21,7 @@ from .options import (
     add_transfer_options,
     add_upload_rate,
     parse_headers,
+    request_lines,
     upload_config,
 )
 from .output import error_line, report_failure, say, wants_bar
@@ -52,18 +53,8 @@ def add_upload_commands(sub: Any) -> None:
         ' ;filename=NAME ;headers=LINE ;encoder=base64 (quote a value with "...")',
     )
     post.add_argument("-X", "--request", default="POST", metavar="METHOD")
-    post.add_argument(
-        "--location-trusted",
-        action="store_true",
-        help="follow redirects to another origin with the body",
-    )
     add_transfer_options(post)
     add_upload_rate(post)
-    put.add_argument(
-        "--location-trusted",
-        action="store_true",
-        help="follow redirects to another origin with the body",
-    )
     s3.add_put_options(put)
 
 
@@ -81,7 +72,7 @@ def run_upload_command(args: argparse.Namespace) -> int:
     from ..sync import run
     from .signals import stop_on_sigterm
 
-    lines = parse_headers(args.header, args.url)
+    lines = parse_headers(request_lines(args), args.url)
     if args.command == "post":
         from ..core.headers import refuse_omitting
         from ..core.multipart import FORM_NEEDS

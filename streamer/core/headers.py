@@ -17,6 +17,7 @@ Transfer-Encoding is refused (`FRAMING`), as are the fields a protocol cannot wo
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -108,6 +109,29 @@ def without(fields: Iterable[tuple[str, str]], omit: Collection[str]) -> list[tu
     return [(name, value) for name, value in fields if name.lower() not in omit]
 
 
+def basic_credentials(user_password: str) -> str:
+    """The Authorization value for curl's ``-u USER:PASSWORD``: Basic with the UTF-8 bytes of
+    ``USER:PASSWORD`` in base64 (RFC 7617 2, 2.1). Bytes that are no UTF-8 (a surrogate-escaped
+    argument) go as they were given."""
+    raw = user_password.encode("utf-8", "surrogateescape")
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def option_lines(
+    user: str | None = None, user_agent: str | None = None, referer: str | None = None
+) -> list[str]:
+    """curl's -u, -A and -e as the -H lines they stand for, to go *before* the -H lines (a
+    later -H about the same name wins, as in curl). ``-A ''`` removes the User-Agent."""
+    lines = []
+    if user is not None:
+        lines.append(f"Authorization: {basic_credentials(user)}")
+    if user_agent is not None:
+        lines.append(f"User-Agent: {user_agent}" if user_agent.strip() else "User-Agent:")
+    if referer is not None:
+        lines.append(f"Referer: {referer}" if referer.strip() else "Referer:")
+    return lines
+
+
 def _title(name: str) -> str:
     return "-".join(part.capitalize() for part in name.split("-"))
 
@@ -116,7 +140,9 @@ __all__ = [
     "FRAMING",
     "BadHeaderLine",
     "HeaderLines",
+    "basic_credentials",
     "omit_names",
+    "option_lines",
     "parse_line",
     "parse_lines",
     "refuse_omitting",

@@ -48,6 +48,7 @@ _FOLLOWABLE_SCHEMES = frozenset({"http", "https"})
 # (4.4 HTTP-redirect fetch) and curl drop them on a cross-origin hop; Proxy-Authorization is
 # really for the proxy, but the brief's rule is to drop it as well and re-add it per request.
 _ORIGIN_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_PROXY_AUTH = "proxy-authorization"  # dropped even when trusted: it is added again per route
 
 # Headers that describe the request body; meaningless once the body is dropped. The brief's
 # list plus Fetch's "request-body-header names" (Content-Language, Content-Location).
@@ -71,6 +72,10 @@ class RedirectPolicy:
     max_redirects: int = 8
     allow_downgrade: bool = False  # https -> http
     allow_cross_origin: bool = True  # uploads set False
+    # curl's --location-trusted: Authorization and Cookie go on to the other origin too (the
+    # user vouches for every host the redirects lead to). Proxy-Authorization is still
+    # dropped: it is the proxy's, added again to each request for its route.
+    keep_credentials: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,7 +191,9 @@ def _next_method(status: int, method: str) -> tuple[str, bool]:
     return method, False
 
 
-def _next_headers(headers: Mapping[str, str], *, same: bool, drop_body: bool) -> dict[str, str]:
+def _next_headers(
+    headers: Mapping[str, str], *, same: bool, drop_body: bool, trusted: bool = False
+) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in headers.items():
         lower = name.lower()
@@ -194,7 +201,7 @@ def _next_headers(headers: Mapping[str, str], *, same: bool, drop_body: bool) ->
         # next request to the old virtual host.
         if lower == "host":
             continue
-        if not same and lower in _ORIGIN_CREDENTIALS:
+        if not same and lower in _ORIGIN_CREDENTIALS and not (trusted and lower != _PROXY_AUTH):
             continue
         if drop_body and lower in _BODY_HEADERS:
             continue
@@ -227,5 +234,7 @@ def plan_redirect(
     target, parts = _resolve(url, status, location)
     same = _check_target(url, source, target, parts, policy)
     new_method, drop_body = _next_method(status, method.upper())
-    new_headers = _next_headers(headers, same=same, drop_body=drop_body)
+    new_headers = _next_headers(
+        headers, same=same, drop_body=drop_body, trusted=policy.keep_credentials
+    )
     return Hop(url=target, method=new_method, drop_body=drop_body, headers=new_headers)

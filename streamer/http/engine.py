@@ -112,6 +112,7 @@ class Engine:
             max_redirects=self.config.max_redirects,
             allow_downgrade=self.config.allow_downgrade,
             allow_cross_origin=cross_origin,
+            keep_credentials=self.config.location_trusted,
         )
         ctx = SimpleNamespace(
             on_phase=phase_reporter(safe_url, progress),

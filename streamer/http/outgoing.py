@@ -6,7 +6,6 @@ Helpers of `client.py` that do not need the client itself.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import AsyncGenerator, Collection
 from types import SimpleNamespace
@@ -14,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..core.events import Phase, Progress, ProgressCallback
+from ..core.headers import basic_credentials
 from ..core.ratelimit import Pacer
 from ..core.redact import redact_url
 from ..core.stall import OwnWaits
@@ -33,9 +33,9 @@ def split_userinfo(url: str) -> tuple[str, dict[str, str]]:
     if parts.username is None:
         return url, {}
     user, password = unquote(parts.username), unquote(parts.password or "")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
+    auth = basic_credentials(f"{user}:{password}")
+    return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": auth}
 
 
 def body_headers(headers: dict[str, str], body: Body, omit: Collection[str] = ()) -> dict[str, str]:

@@ -88,7 +88,9 @@ async def open_fast(
     config, safe_url = client.config, redact_url(url)
     phase = _phases(client, safe_url, progress)
     ask = Ask(max_bytes, progress, _watch(client), phase, config.chunk_size, tls=client.tls_context)
-    policy = RedirectPolicy(config.max_redirects, config.allow_downgrade)
+    policy = RedirectPolicy(
+        config.max_redirects, config.allow_downgrade, keep_credentials=config.location_trusted
+    )
     hop_url, hops = url, 0
     while True:
         stream = await _exchange(hop_url, fields, ask, safe_url, hops)

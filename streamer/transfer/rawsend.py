@@ -275,7 +275,9 @@ async def _raw_chain(
     # so that the redirect rules drop credentials from both on a hop to another origin.
     sent = {**cfg.headers, **req.headers}
     url, method, body = req.url, req.method, req.body
-    policy = RedirectPolicy(cfg.max_redirects, cfg.allow_downgrade, req.cross_origin)
+    policy = RedirectPolicy(
+        cfg.max_redirects, cfg.allow_downgrade, req.cross_origin, cfg.location_trusted
+    )
     pooled = req.pool is not None
     while (plan := _plan(client, method, url, sent, body, pooled=pooled)) is not None:
         answer = await _raw(client, plan, url, req, bodiless=method == "HEAD")

@@ -8,7 +8,9 @@ from streamer.core.headers import (
     FRAMING,
     BadHeaderLine,
     HeaderLines,
+    basic_credentials,
     omit_names,
+    option_lines,
     parse_line,
     parse_lines,
     refuse_omitting,
@@ -101,3 +103,32 @@ def test_without_drops_omitted_defaults_in_order() -> None:
     defaults = [("User-Agent", "s/1"), ("Accept", "*/*"), ("Accept-Encoding", "identity")]
     assert without(defaults, frozenset({"accept"})) == [defaults[0], defaults[2]]
     assert without(defaults, frozenset()) == defaults
+
+
+def test_basic_credentials_are_rfc7617_utf8_base64() -> None:
+    """-u USER:PASSWORD is Basic base64(UTF-8 of USER:PASSWORD) (RFC 7617 2, 2.1): the
+    first colon splits, later ones belong to the password; an empty password is allowed."""
+    assert basic_credentials("Aladdin:open sesame") == "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+    assert basic_credentials("test:123£") == "Basic dGVzdDoxMjPCow=="  # RFC 7617 2.1's example
+    assert basic_credentials("u:a:b") == "Basic " + "dTphOmI="
+    assert basic_credentials("u:") == "Basic dTo="
+
+
+def test_option_lines_stand_for_header_lines_before_the_h_lines() -> None:
+    """-u, -A, -e become the -H lines they stand for; -A '' removes the User-Agent; a later
+    -H line about the same name wins (curl's order)."""
+    lines = option_lines("u:p", "agent/1", "http://r/")
+    assert lines == ["Authorization: Basic dTpw", "User-Agent: agent/1", "Referer: http://r/"]
+    assert option_lines(user_agent="") == ["User-Agent:"]
+    assert option_lines() == []
+    parsed = parse_lines([*lines, "Authorization:", "Referer: http://h/"])
+    assert parsed.add == (("User-Agent", "agent/1"), ("Referer", "http://h/"))
+    assert parsed.omit == frozenset({"authorization"})
+
+
+def test_option_line_with_a_line_break_is_refused_without_its_value() -> None:
+    """-A or -e with CR/LF could inject a field: refused like a bad -H line, naming the field
+    only."""
+    with pytest.raises(BadHeaderLine) as caught:
+        parse_lines(option_lines(referer="http://r/\r\nX-Evil: 1"))
+    assert caught.value.first_word == "Referer"

@@ -361,3 +361,13 @@ def test_broken_request_url_is_a_usage_error() -> None:
     """An unparsable request URL is the caller's bug: UsageError, not a Location problem."""
     with pytest.raises(UsageError):
         plan("/x", url="http://[::1/start")
+
+
+def test_location_trusted_keeps_credentials_but_not_the_proxys() -> None:
+    """keep_credentials (curl's --location-trusted) sends Authorization and Cookie on to
+    another origin; Proxy-Authorization is the proxy's and still goes."""
+    policy = RedirectPolicy(keep_credentials=True)
+    hop = plan("https://b.example/x", status=307, method="PUT", headers=ALL_HEADERS, policy=policy)
+    assert hop.headers == {
+        k: v for k, v in ALL_HEADERS.items() if k not in {"PROXY-AUTHORIZATION", "Host"}
+    }
