@@ -7,8 +7,9 @@ a body waits for its own throttle (`core.stall.OwnWaits`), as it does for upload
 64 KiB/s download under a 1 MiB/s minimum over 1 s finishes, no sooner than
 (N - burst)/R, with the exact bytes, from a server that sends everything within 0.6 s (an
 unpaced client never waits a full window for it); and a server that goes mute mid-body is
-still caught with exit 28 under the same options, and --max-time still counts our waits. One test each for the raw fast path, the aiohttp
-engine, --split, a bulk -i run over two processes, and the Python API.
+still caught with exit 28 under the same options, and --max-time still counts our waits.
+One test each for the raw fast path, the aiohttp engine, --split, a bulk -i run over two
+processes, and the Python API.
 """
 
 from __future__ import annotations
