@@ -124,8 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=1800.0, help="start no run after this (s)")
     p.add_argument(
         "--body-buffer",
-        default="1020k",
-        help="nginx's client_body_buffer_size (1020k: its writes stay off 1 MiB boundaries)",
+        default="1m",
+        help="nginx's client_body_buffer_size (1m; 1020k keeps its writes off 1 MiB boundaries)",
     )
     args = p.parse_args(argv)
     args.ops = [op.strip() for op in args.ops.split(",") if op.strip()]
@@ -137,15 +137,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def nginx_conf(work: Path, www: Path, port: int, body_buffer: str = "1020k") -> str:
+def nginx_conf(work: Path, www: Path, port: int, body_buffer: str = "1m") -> str:
     """PUT: the dav module. POST: the body kept as a file (client_body_in_file_only on), read
     in full before proxying to a socket that does not exist; the 502 becomes a 200.
 
     nginx writes the body to its temp file one full `body_buffer` at a time. With 1m and no
     body bytes read with the head (an `Expect: 100-continue` request has none), every write is
     1 MiB at a 1 MiB boundary, which this VM's page cache takes ~4x slower than writes off
-    those boundaries (`_pagecache.py`): the rows would measure that, not the clients. 1020k
-    keeps nginx's writes large and off those boundaries."""
+    those boundaries (`_pagecache.py`). 1020k keeps nginx's writes off those boundaries; it
+    made every client fast in one run and changed nothing in another (bench/README.md,
+    "Uploads: what the receiver costs"), so the default stays 1m, as in the older rows."""
     ng = work / "nginx"
     user = "user root;\n" if os.geteuid() == 0 else ""  # else workers run as nobody
     temps = "".join(
