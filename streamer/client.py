@@ -351,7 +351,7 @@ class Client(TusUploads, S3Uploads):
             url,
             body,
             method=method,
-            headers=expect_headers(headers or {}, body, self._expect(expect_continue)),
+            headers=expect_headers(headers or {}, body, expect_continue, self.config.omit_headers),
             retry=retry,
             cross_origin=cross_origin,
             progress=progress,
@@ -383,15 +383,11 @@ class Client(TusUploads, S3Uploads):
             url,
             body,
             method=method,
-            headers=expect_headers(headers or {}, body, self._expect(expect_continue)),
+            headers=expect_headers(headers or {}, body, expect_continue, self.config.omit_headers),
             retry=retry,
             cross_origin=cross_origin,
             progress=progress,
         )
-
-    def _expect(self, asked: bool | None) -> bool | None:
-        """No ``Expect: 100-continue`` of the client's own when `omit_headers` names Expect."""
-        return False if asked is None and "expect" in self.config.omit_headers else asked
 
     async def _upload(
         self,

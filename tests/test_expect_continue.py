@@ -188,3 +188,21 @@ async def test_an_empty_expect_header_turns_it_off_as_in_curl(source: Path) -> N
         assert await asyncio.wait_for(proc.wait(), 60) == 0
     assert b"expect" not in script.heads[0].lower()
     assert script.body_bytes == [len(BODY)]
+
+
+async def test_omitting_expect_in_the_api_turns_it_off_for_files_and_forms(source: Path) -> None:
+    """`Client(omit_headers={"Expect"})` is the API's -H 'Expect:': neither a large file
+    upload nor a large form announces the body, and each body goes at once."""
+    from streamer import FilePart
+
+    script = Script("continue")
+    async with (
+        raw_upload_server(script) as url,
+        Client(trust_env=False, omit_headers={"Expect"}) as client,
+    ):
+        await client.upload(url, source)
+        await client.upload_form(url, files=[FilePart("f", source)])
+    assert len(script.heads) == 2
+    assert all(b"expect" not in head.lower() for head in script.heads)
+    assert script.body_bytes[0] == len(BODY)
+    assert script.body_bytes[1] > len(BODY)  # the file part and its framing

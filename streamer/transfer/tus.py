@@ -281,9 +281,7 @@ async def _patch(
         if progress is not None:
             progress(Progress(safe, Phase.UPLOADING, offset + done, run.size))
 
-    headers = expect_headers(
-        headers, body, False if "expect" in client.config.omit_headers else None
-    )
+    headers = expect_headers(headers, body, None, client.config.omit_headers)
     return await _call(
         client,
         "PATCH",

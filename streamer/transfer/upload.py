@@ -11,7 +11,7 @@ The client's ``limit_rate`` holds the body to a byte rate (curl's --limit-rate),
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -52,14 +52,18 @@ EXPECT_THRESHOLD = 1 << 20
 
 
 def expect_headers(
-    headers: Mapping[str, str], body: Body, expect_continue: bool | None
+    headers: Mapping[str, str],
+    body: Body,
+    expect_continue: bool | None,
+    omit: Collection[str] = (),
 ) -> dict[str, str]:
     """The request headers, with ``Expect: 100-continue`` when asked or when the body is big.
 
     An Expect header with an empty value (curl's ``-H 'Expect:'``) means no expectation: it
-    is dropped, not sent empty, and the body goes at once."""
+    is dropped, not sent empty, and the body goes at once; so does a client whose `omit`
+    (`ClientConfig.omit_headers`) names Expect, unless the call asks for it."""
     out = dict(headers)
-    wanted = expect_continue
+    wanted = False if expect_continue is None and "expect" in omit else expect_continue
     for name in [k for k in out if k.lower() == "expect" and not out[k].strip()]:
         del out[name]
         wanted = False
