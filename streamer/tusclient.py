@@ -40,12 +40,10 @@ class TusUploads:
         Upload-Metadata after ``filename`` (the file's base name); ``checksum`` (sha1, md5,
         sha256) adds Upload-Checksum to every PATCH. See `streamer.transfer.tus`.
         """
-        from .core.headers import refuse_omitting
-        from .core.tus import TUS_NEEDS, check_algorithm
+        from .core.tus import check_algorithm
         from .transfer.tus import TusRequest, run_tus
 
-        omit = cast("Opener", self).config.omit_headers
-        refuse_omitting(omit, TUS_NEEDS, "streamer will not send a broken tus request")
+        self._refuse_broken()
         if retry is None or isinstance(retry, int):
             retry = RetryPolicy(retries=retry or 0)
         pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or [])
@@ -67,6 +65,16 @@ class TusUploads:
         """Terminate the remembered tus upload of `path` to `endpoint` (DELETE); its URL."""
         from .transfer.tus import TusRequest, abort_tus
 
+        self._refuse_broken()
         return await abort_tus(
             cast("Opener", self), TusRequest(endpoint, Path(path), headers=dict(headers or {}))
         )
+
+    def _refuse_broken(self) -> None:
+        """UsageError when the client omits a field every tus request needs (curl's -H
+        'Name:' on Tus-Resumable, Upload-Offset...): refused, not sent broken."""
+        from .core.headers import refuse_omitting
+        from .core.tus import TUS_NEEDS
+
+        omit = cast("Opener", self).config.omit_headers
+        refuse_omitting(omit, TUS_NEEDS, "streamer will not send a broken tus request")

@@ -45,6 +45,10 @@ async def test_removing_a_framing_field_is_a_usage_error(
             ["Content-Type header", "offset+octet"],
         ),
         (
+            ["put", "--tus", "--abort", "{src}", "{url}/files", "-H", "Tus-Resumable:"],
+            ["Tus-Resumable header cannot be removed"],
+        ),
+        (
             ["post", "-F", "f=@{src}", "{url}/up", "-H", "Content-Type:"],
             ["Content-Type header", "boundary"],
         ),
@@ -52,7 +56,15 @@ async def test_removing_a_framing_field_is_a_usage_error(
         (["get", "{url}/big", "-o", "{src}.out", "-H", "Range:"], ["Range header", "resum"]),
         (["get", "-i", "{src}", "-d", "{dir}", "-H", "If-Range:"], ["If-Range header", "resum"]),
     ],
-    ids=["tus-resumable", "tus-content-type", "form-content-type", "s3-any", "range", "if-range"],
+    ids=[
+        "tus-resumable",
+        "tus-content-type",
+        "tus-abort",
+        "form-content-type",
+        "s3-any",
+        "range",
+        "if-range",
+    ],
 )
 async def test_removing_a_field_a_protocol_needs_is_a_usage_error(
     argv: list[str], fragments: list[str], tmp_path: Path

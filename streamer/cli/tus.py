@@ -7,9 +7,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from ..core.headers import refuse_omitting
 from ..core.sizes import format_size
-from ..core.tus import CHECKSUM_ALGORITHMS, TUS_NEEDS, parse_meta_arg
+from ..core.tus import CHECKSUM_ALGORITHMS, parse_meta_arg
 from ..errors import StreamerError, UsageError
 from .options import parse_headers, request_lines, size_arg, upload_config
 from .output import report_failure, wants_bar
@@ -48,7 +47,6 @@ def run_tus_command(args: argparse.Namespace) -> int:
 
     try:
         lines = parse_headers(request_lines(args), args.url)
-        refuse_omitting(lines.omit, TUS_NEEDS, "streamer will not send a broken tus request")
         config = upload_config(args, lines)
         headers = lines.headers
         metadata = [parse_meta_arg(m) for m in args.meta]

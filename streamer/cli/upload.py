@@ -73,11 +73,6 @@ def run_upload_command(args: argparse.Namespace) -> int:
     from .signals import stop_on_sigterm
 
     lines = parse_headers(request_lines(args), args.url)
-    if args.command == "post":
-        from ..core.headers import refuse_omitting
-        from ..core.multipart import FORM_NEEDS
-
-        refuse_omitting(lines.omit, FORM_NEEDS, "a form is multipart/form-data")
     config = upload_config(args, lines)
     headers = lines.headers
     retry = RetryPolicy(retries=args.retry, delay=args.retry_delay, max_time=args.retry_max_time)
