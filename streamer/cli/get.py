@@ -255,7 +255,7 @@ async def _download(
             from .stdout import stdout_sink
 
             checksum = Checksum.parse(args.checksum) if args.checksum else None
-            throttle = rate_throttle(args.limit_rate) if args.limit_rate else None
+            throttle = rate_throttle(args.limit_rate)
             req = SinkRequest(url, args.max_filesize, checksum, headers, retry, throttle)
             return await run_to_sink(client, req, stdout_sink(url))
         # curl: -o names the file even with -J; -J chooses only when no -o was given.

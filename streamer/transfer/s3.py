@@ -63,7 +63,7 @@ from ..storage.upload_state import drop_state, find_states, load_state, save_sta
 from .deadline import FileDeadline, bounded
 from .retrying import with_retries
 from .s3_wire import Answer, Confirmed, etag_of, exchange, object_headers, run_parallel
-from .throttle import RateThrottle, upload_throttle
+from .throttle import RateThrottle, rate_throttle
 
 if TYPE_CHECKING:
     from .opener import Opener
@@ -146,7 +146,7 @@ async def upload_s3(client: Opener, req: S3UploadRequest) -> S3UploadResult:
             path=str(req.path),
             result=Result.SOURCE_READ_ERROR,
         ) from exc
-    run = _Run(client, req, file_identity(st), throttle=upload_throttle(client.config.limit_rate))
+    run = _Run(client, req, file_identity(st), throttle=rate_throttle(client.config.limit_rate))
     size = st.st_size
     part_size = choose_part_size(size, req.part_size)
     if size <= part_size:

@@ -42,7 +42,7 @@ from ..storage.upload_state import drop_state, find_states, load_state, save_sta
 from .deadline import FileDeadline, bounded
 from .retrying import with_retries
 from .s3_wire import Confirmed, etag_of, exchange, run_parallel
-from .throttle import RateThrottle, upload_throttle
+from .throttle import RateThrottle, rate_throttle
 
 if TYPE_CHECKING:
     from .opener import Opener
@@ -118,7 +118,7 @@ async def upload_presigned_parts(
     when the plan has a ``complete_url``; see the module docstring."""
     started = time.monotonic()
     run = _open(path, plan)
-    run.throttle = upload_throttle(client.config.limit_rate)
+    run.throttle = rate_throttle(client.config.limit_rate)
     size = run.identity[0]
     missing = [p for p in run.checked.parts(size) if p.number not in run.etags]
     stored = size - sum(p.length for p in missing)

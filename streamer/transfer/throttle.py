@@ -30,14 +30,10 @@ class RateThrottle:
             await asyncio.sleep(wait)
 
 
-def rate_throttle(rate: float) -> RateThrottle:
-    """The throttle of one transfer held to `rate` bytes/s (see `RateThrottle`)."""
-    return RateThrottle(rate)
-
-
-def upload_throttle(rate: float | None) -> RateThrottle | None:
-    """One upload's throttle for the client's ``limit_rate`` (None: unlimited)."""
+def rate_throttle(rate: float | None) -> RateThrottle | None:
+    """The throttle of one transfer held to `rate` bytes/s (see `RateThrottle`); None for
+    no limit. One per download or upload, shared by all its streams and requests."""
     return None if rate is None else RateThrottle(rate)
 
 
-__all__ = ["RateThrottle", "Throttle", "rate_throttle", "upload_throttle"]
+__all__ = ["RateThrottle", "Throttle", "rate_throttle"]

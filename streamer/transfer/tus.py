@@ -46,7 +46,7 @@ from ..storage.upload_state import drop_state, load_state, save_state
 from .deadline import FileDeadline, bounded
 from .rawsend import send_body
 from .retrying import with_retries
-from .throttle import RateThrottle, upload_throttle
+from .throttle import RateThrottle, rate_throttle
 from .upload import expect_headers
 
 if TYPE_CHECKING:
@@ -376,7 +376,7 @@ async def run_tus(client: Opener, req: TusRequest, progress: ProgressCallback | 
         raise UsageError(f"chunk size must be positive: {req.chunk_size}")
     started = time.monotonic()
     run = _open_run(req)
-    run.throttle = upload_throttle(client.config.limit_rate)
+    run.throttle = rate_throttle(client.config.limit_rate)
 
     async def attempt(_n: int) -> None:
         # One --max-time for all the requests of the attempt (OPTIONS, POST, HEAD, PATCHes);

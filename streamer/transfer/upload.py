@@ -24,7 +24,7 @@ from ..http.bodies import Body
 from ..results import UploadResult
 from .rawsend import send_body
 from .retrying import with_retries
-from .throttle import RateThrottle, upload_throttle
+from .throttle import RateThrottle, rate_throttle
 
 if TYPE_CHECKING:
     from .opener import Opener
@@ -83,7 +83,7 @@ async def run_upload(
     client: Opener, req: UploadRequest, progress: ProgressCallback | None
 ) -> UploadResult:
     started = time.monotonic()
-    throttle = upload_throttle(client.config.limit_rate)
+    throttle = rate_throttle(client.config.limit_rate)
 
     async def attempt(n: int) -> UploadResult:
         try:
